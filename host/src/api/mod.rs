@@ -1,0 +1,60 @@
+//! The HTTP API: `/v1/*` (bearer-token auth) and `/healthz`. One file per resource; errors
+//! map to status codes in one place (`error.rs`).
+
+mod auth;
+mod deliveries;
+mod error;
+mod events;
+mod health;
+mod plugins;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::config::LimitsConfig;
+use crate::plugins::Registry;
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::subscription::Catalog;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Current subscriptions.
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    /// Loaded plugins.
+    pub registry: Arc<Registry>,
+    /// Wakes the scheduler after ingest.
+    pub wake: Arc<Notify>,
+    /// Required bearer token for `/v1/*`, if any.
+    pub api_token: Option<Secret>,
+    /// Input limits.
+    pub limits: LimitsConfig,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/events", post(events::publish))
+        .route("/events/batch", post(events::publish_batch))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::get))
+        .route("/plugins", get(plugins::list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .nest("/v1", v1)
+        .fallback(error::not_found)
+        .with_state(state)
+}

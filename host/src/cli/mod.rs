@@ -1,0 +1,81 @@
+//! The `wasmhook` command line: one binary, one subcommand per job.
+//!
+//! - `serve`: run the engine.
+//! - `send`: publish one event to a running engine.
+//! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
+//! - `verify`: check a Standard Webhooks signature, for people writing receivers.
+//! - `secret`: print a fresh `whsec_` signing secret.
+
+mod plugin;
+mod send;
+mod serve;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A webhook delivery engine with WebAssembly adapters.
+#[derive(Debug, Parser)]
+#[command(name = "wasmhook", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine.
+    Serve(serve::Args),
+    /// Publish one event to a running engine.
+    Send(send::Args),
+    /// Check or dry-run an adapter component.
+    #[command(subcommand)]
+    Plugin(plugin::Command),
+    /// Check a webhook signature, as a receiver would.
+    Verify(verify::Args),
+    /// Print a new random `whsec_` signing secret.
+    Secret,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Verify(args) => verify::run(args),
+        Command::Secret => {
+            println!("{}", crate::delivery::signing::generate_secret().expose());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` picks the level (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// A tokio runtime for one command.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,454 @@
+//! The engine's configuration: one typed struct, loaded in layers (defaults, then the TOML
+//! file, then `WASMHOOK_*` environment variables) and validated once, at load.
+//!
+//! Every key is documented in `docs/configuration.md`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP API.
+    pub server: ServerConfig,
+    /// Where events and deliveries are kept.
+    pub storage: StorageConfig,
+    /// Where adapters are loaded from.
+    pub plugins: PluginsConfig,
+    /// How requests are sent and retried.
+    pub delivery: DeliveryConfig,
+    /// Input limits on the ingest API.
+    pub limits: LimitsConfig,
+    /// Subscriptions declared in the file.
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API. Port 0 picks a free port; the bound address is logged.
+    pub listen: SocketAddr,
+    /// When set, `/v1/*` requires `Authorization: Bearer <token>`. Also `WASMHOOK_API_TOKEN`.
+    pub api_token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_token: None,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder of the embedded store. Relative paths are relative to the config file.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder holding `<name>.wasm` adapters. Relative paths are relative to the config file.
+    pub dir: PathBuf,
+    /// CPU budget of one adapter call; the call traps when it is spent.
+    pub cpu_budget: HumanDuration,
+    /// Largest linear memory one adapter instance may grow to, in bytes.
+    pub max_memory_bytes: u64,
+    /// Largest request body an adapter may return, in bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./plugins"),
+            cpu_budget: HumanDuration(Duration::from_millis(100)),
+            max_memory_bytes: 64 << 20,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Waits between attempts: the first retry waits the first entry, and so on. Each wait
+    /// gets full jitter. The last entry repeats if `max_attempts` asks for more attempts.
+    pub retry_schedule: Vec<HumanDuration>,
+    /// Attempts before a delivery becomes a dead letter. Default: schedule length + 1.
+    pub max_attempts: Option<u32>,
+    /// Time limit of one HTTP attempt, from connect to the end of the response headers.
+    pub timeout: HumanDuration,
+    /// Allow receivers on loopback, private, link-local and other internal addresses.
+    pub allow_private_networks: bool,
+    /// Internal ranges allowed even when `allow_private_networks` is false, e.g. `10.1.0.0/16`.
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// Extra PEM CA certificates trusted for https receivers (a private CA), besides the
+    /// system roots. Relative paths are relative to the config file.
+    pub tls_ca_file: Option<PathBuf>,
+    /// On shutdown, how long attempts in flight may run before the engine stops anyway;
+    /// whatever is unfinished is attempted again at the next start.
+    pub shutdown_grace: HumanDuration,
+    /// Attempts in flight at once, across all subscriptions.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let schedule = ["5s", "5m", "30m", "2h", "5h", "10h", "14h", "20h", "24h"];
+        Self {
+            retry_schedule: schedule
+                .iter()
+                .map(|s| HumanDuration::parse(s).expect("default schedule parses"))
+                .collect(),
+            max_attempts: None,
+            timeout: HumanDuration(Duration::from_secs(15)),
+            allow_private_networks: false,
+            allowed_cidrs: Vec::new(),
+            tls_ca_file: None,
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            concurrency: 256,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted `POST /v1/events` body, in bytes.
+    pub max_event_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 256 << 10,
+        }
+    }
+}
+
+/// One `[[subscriptions]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// Stable id, used in delivery records and the API.
+    pub id: String,
+    /// Where requests are sent (http or https).
+    pub url: String,
+    /// Event-type patterns: `cert.expiring`, `host.*`, `*`.
+    pub events: Vec<String>,
+    /// The signing secret, `whsec_<base64>`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Name of an environment variable holding the signing secret, instead of `secret`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The adapter: a file name in the plugins folder, without `.wasm`.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Settings passed to the adapter.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Overrides `[delivery] retry_schedule`.
+    #[serde(default)]
+    pub retry_schedule: Option<Vec<HumanDuration>>,
+    /// Overrides `[delivery] max_attempts`.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Overrides `[delivery] timeout`.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// A duration written the human way: `500ms`, `5s`, `30m`, `2h`, `1day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `5s`, `10m`, `2h 30m`, ...
+    pub fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text).map(Self).map_err(|e| {
+            format!("invalid duration `{text}` ({e}): write it like `500ms`, `5s`, `10m` or `2h`")
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// An adapter setting. TOML strings, numbers and booleans are accepted and passed to the
+/// adapter as text, because the WIT carries settings as string pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SettingValue(pub String);
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl Visitor<'_> for Scalar {
+            type Value = SettingValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean (adapter settings are passed as text)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(SettingValue(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
+}
+
+/// Reads environment variables; a seam so tests can load without touching the process env.
+pub trait Env {
+    /// The variable's value, if set and valid UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults and environment when `None`), applies `WASMHOOK_*`
+    /// overrides, resolves relative paths against the file's folder, and validates.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> anyhow::Result<Self> {
+        let (mut config, base) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let config = Self::parse(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (config, base)
+            }
+            None => (Self::default(), PathBuf::new()),
+        };
+        config.storage.path = base.join(&config.storage.path);
+        config.plugins.dir = base.join(&config.plugins.dir);
+        config.delivery.tls_ca_file = config.delivery.tls_ca_file.map(|f| base.join(f));
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text. Unknown keys are an error naming the key.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
+        if let Some(token) = env.var("WASMHOOK_API_TOKEN") {
+            self.server.api_token = Some(Secret::new(token));
+        }
+        if let Some(listen) = env.var("WASMHOOK_LISTEN") {
+            self.server.listen = listen.parse().with_context(|| {
+                format!("WASMHOOK_LISTEN=`{listen}` is not an address like 127.0.0.1:8080")
+            })?;
+        }
+        if let Some(path) = env.var("WASMHOOK_STORAGE_PATH") {
+            self.storage.path = PathBuf::from(path);
+        }
+        if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
+            self.plugins.dir = PathBuf::from(dir);
+        }
+        Ok(())
+    }
+
+    /// Checks what types cannot: limits that must be positive. Subscriptions are checked
+    /// when they are built (`subscription::Subscription::from_config`).
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.delivery.concurrency == 0 {
+            bail!("[delivery] concurrency must be at least 1");
+        }
+        if self.delivery.max_attempts == Some(0) {
+            bail!("[delivery] max_attempts must be at least 1");
+        }
+        if self.delivery.timeout.0.is_zero() {
+            bail!("[delivery] timeout must be longer than 0s");
+        }
+        if self.limits.max_event_bytes < 64 {
+            bail!("[limits] max_event_bytes must be at least 64");
+        }
+        if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
+            bail!("[plugins] cpu_budget must be at least 1ms");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for sub in &self.subscriptions {
+            if !seen.insert(sub.id.as_str()) {
+                bail!(
+                    "[[subscriptions]] id `{}` appears twice; ids must be unique",
+                    sub.id
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeEnv(Vec<(&'static str, &'static str)>);
+    impl Env for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.storage.path, PathBuf::from("./data"));
+        assert_eq!(c.plugins.dir, PathBuf::from("./plugins"));
+        assert_eq!(c.delivery.timeout.0, Duration::from_secs(15));
+        assert_eq!(c.delivery.retry_schedule.len(), 9);
+        assert_eq!(c.delivery.retry_schedule[0].0, Duration::from_secs(5));
+        assert!(!c.delivery.allow_private_networks);
+        assert_eq!(c.limits.max_event_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err =
+            Config::parse("[server]\nlisten = \"127.0.0.1:0\"\nlisten_port = 3\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `listen_port`"),
+            "{err}"
+        );
+        let err = Config::parse("[deliveri]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `deliveri`"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "[[subscriptions]]\nid=\"a\"\nurl=\"http://x\"\nevents=[\"*\"]\nplugn=\"slack\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `plugn`"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_settings_parse() {
+        let c = Config::parse(
+            r##"
+            [delivery]
+            retry_schedule = ["1s", "2m"]
+            timeout = "500ms"
+            [[subscriptions]]
+            id = "s"
+            url = "http://example.com"
+            events = ["host.*"]
+            settings = { channel = "#ops", limit = 3, urgent = true }
+            "##,
+        )
+        .unwrap();
+        assert_eq!(c.delivery.retry_schedule[1].0, Duration::from_secs(120));
+        assert_eq!(c.delivery.timeout.0, Duration::from_millis(500));
+        let s = &c.subscriptions[0].settings;
+        assert_eq!(s["limit"].0, "3");
+        assert_eq!(s["urgent"].0, "true");
+        let err = Config::parse("[delivery]\ntimeout = \"5 parsecs\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration `5 parsecs`"),
+            "{err}"
+        );
+        let err =
+            Config::parse("[[subscriptions]]\nid=\"a\"\nurl=\"u\"\nevents=[]\nsettings={x=[1]}\n")
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("string, number or boolean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_paths_follow_the_file() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wasmhook.toml");
+        std::fs::write(&file, "[server]\napi_token = \"from-file\"\n").unwrap();
+        let env = FakeEnv(vec![
+            ("WASMHOOK_API_TOKEN", "from-env"),
+            ("WASMHOOK_LISTEN", "127.0.0.1:0"),
+        ]);
+        let c = Config::load(Some(&file), &env).unwrap();
+        assert_eq!(c.server.api_token.unwrap().expose(), "from-env");
+        assert_eq!(c.server.listen.port(), 0);
+        assert_eq!(c.storage.path, dir.join("./data"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn duplicate_subscription_ids_are_rejected() {
+        let text = "[[subscriptions]]\nid=\"a\"\nurl=\"http://x\"\nevents=[\"*\"]\n".repeat(2);
+        let c = Config::parse(&text).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`a` appears twice")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! One delivery attempt: run the adapter (or build the envelope), sign, send, and decide
+//! what happens next. Returns the record to store; never panics on bad input.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Uri, header};
+use http_body_util::Full;
+
+use super::client::{HttpClient, SendError};
+use super::retry::{AttemptResult, Verdict, parse_retry_after};
+use super::signing::signature_header;
+use crate::event::now_ms;
+use crate::plugins::{Action, AdapterInput, Fault, OutboundRequest, PluginLabel, Registry};
+use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
+use crate::subscription::{Catalog, Subscription, parse_target_url};
+
+/// How long a delivery waits before looking again for a plugin that is not loaded.
+pub const PLUGIN_WAIT: Duration = Duration::from_secs(5);
+
+/// What every attempt needs.
+#[derive(Debug)]
+pub struct Deliverer {
+    /// The current subscriptions.
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    /// The loaded plugins.
+    pub registry: Arc<Registry>,
+    /// The outbound client.
+    pub client: HttpClient,
+    /// `wasmhook/<version>`.
+    pub user_agent: HeaderValue,
+}
+
+/// A request ready to sign and send.
+struct Prepared {
+    method: Method,
+    url: Uri,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    plugin_version: Option<String>,
+}
+
+/// The adapter stage's result.
+enum Stage {
+    Send(Prepared),
+    Done(AttemptRecord),
+}
+
+impl Deliverer {
+    /// Makes one attempt at `delivery` and returns what to record.
+    pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
+        let started_ms = now_ms();
+        let clock = Instant::now();
+        let catalog = self.catalog.load();
+        let mut record = AttemptRecord {
+            delivery_id: delivery.id.clone(),
+            attempt: delivery.attempts + 1,
+            started_at_ms: started_ms,
+            latency_us: 0,
+            status_code: None,
+            error: None,
+            response_body: None,
+            plugin_version: None,
+            next: NextState::DeadLetter,
+        };
+        let Some(sub) = catalog.get(&delivery.subscription_id) else {
+            record.error = Some(format!(
+                "subscription `{}` no longer exists; the delivery cannot be attempted",
+                delivery.subscription_id
+            ));
+            return record;
+        };
+        let prepared = match self.prepare(sub, delivery, record.clone()).await {
+            Stage::Send(p) => p,
+            Stage::Done(mut record) => {
+                record.latency_us = clock.elapsed().as_micros() as u64;
+                return record;
+            }
+        };
+        record.plugin_version = prepared.plugin_version.clone();
+        let request = sign(prepared, sub, &delivery.id, &self.user_agent);
+        let result = match request {
+            Ok(request) => self.client.send(request, sub.timeout).await,
+            Err(reason) => Err(SendError::Network(reason)),
+        };
+        record.latency_us = clock.elapsed().as_micros() as u64;
+        let outcome = match result {
+            Ok(response) => {
+                record.status_code = Some(response.status);
+                record.response_body = Some(response.body_snippet).filter(|b| !b.is_empty());
+                let retry_after = response
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                if !(200..300).contains(&response.status) {
+                    record.error = Some(format!("the receiver answered HTTP {}", response.status));
+                }
+                AttemptResult::Response {
+                    status: response.status,
+                    retry_after,
+                }
+            }
+            Err(e) => {
+                record.error = Some(e.to_string());
+                match e {
+                    SendError::Timeout(_) => AttemptResult::Timeout,
+                    SendError::Blocked(_) | SendError::Network(_) => AttemptResult::NetworkError,
+                }
+            }
+        };
+        record.next = decide(sub, delivery, outcome, started_ms);
+        record
+    }
+
+    /// Runs the adapter, or builds the envelope when the subscription has none.
+    async fn prepare(
+        &self,
+        sub: &Subscription,
+        delivery: &ClaimedDelivery,
+        mut record: AttemptRecord,
+    ) -> Stage {
+        let Some(name) = &sub.plugin else {
+            return Stage::Send(Prepared {
+                method: Method::POST,
+                url: sub.url.clone(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: delivery.event.envelope(),
+                plugin_version: None,
+            });
+        };
+        let Some(plugin) = self.registry.get(name) else {
+            record.error = Some(format!(
+                "waiting for plugin `{name}`: it is not loaded (put {name}.wasm in {}); no attempt is spent",
+                self.registry.dir().display()
+            ));
+            record.next =
+                NextState::WaitUntil(record.started_at_ms + PLUGIN_WAIT.as_millis() as i64);
+            return Stage::Done(record);
+        };
+        record.plugin_version = Some(plugin.label.record());
+        let url = sub.url.to_string();
+        let input = AdapterInput {
+            subscription_id: &sub.id,
+            url: &url,
+            settings: &sub.settings,
+        };
+        let clock = Instant::now();
+        let result = self
+            .registry
+            .sandbox()
+            .transform(
+                &plugin.prepared,
+                &plugin.label,
+                &delivery.event,
+                &input,
+                &delivery.id,
+            )
+            .await;
+        let result = result.and_then(|action| match action {
+            Action::Deliver(req) => adapter_request(req, sub, &plugin.label).map(Ok),
+            Action::Skip(reason) => Ok(Err(reason)),
+        });
+        plugin.stats.observe(clock.elapsed(), result.is_err());
+        match result {
+            Ok(Ok(mut prepared)) => {
+                prepared.plugin_version = record.plugin_version;
+                Stage::Send(prepared)
+            }
+            Ok(Err(reason)) => {
+                record.error = Some(format!("skipped by {}: {reason}", plugin.label));
+                record.next = NextState::Skipped;
+                Stage::Done(record)
+            }
+            Err(fault) => {
+                tracing::warn!(delivery = %delivery.id, subscription = %sub.id, error = %fault, "adapter failed");
+                record.error = Some(fault.to_string());
+                record.next = decide(
+                    sub,
+                    delivery,
+                    AttemptResult::AdapterFailed,
+                    record.started_at_ms,
+                );
+                Stage::Done(record)
+            }
+        }
+    }
+}
+
+/// Checks an adapter's request. The URL override passes the same checks as a subscription
+/// URL (and the SSRF guard at connect time); a bad one is the adapter's fault.
+fn adapter_request(
+    req: OutboundRequest,
+    sub: &Subscription,
+    label: &PluginLabel,
+) -> Result<Prepared, Fault> {
+    let url = match req.url.as_deref().map(parse_target_url).transpose() {
+        Ok(url) => url.unwrap_or_else(|| sub.url.clone()),
+        Err(reason) => {
+            return Err(Fault::InvalidOutput {
+                plugin: label.clone(),
+                reason,
+            });
+        }
+    };
+    Ok(Prepared {
+        // The sandbox only lets POST, PUT and PATCH through.
+        method: Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::POST),
+        url,
+        headers: req.headers,
+        body: req.body,
+        plugin_version: None,
+    })
+}
+
+/// Applies the subscription's retry policy.
+fn decide(
+    sub: &Subscription,
+    delivery: &ClaimedDelivery,
+    outcome: AttemptResult,
+    started_ms: i64,
+) -> NextState {
+    let verdict = sub.retry.decide(
+        delivery.attempts_this_run + 1,
+        outcome,
+        rand::random::<f64>(),
+    );
+    match verdict {
+        Verdict::Delivered => NextState::Delivered,
+        Verdict::Retry(wait) => NextState::RetryAt(started_ms + wait.as_millis() as i64),
+        Verdict::DeadLetter {
+            disable_subscription,
+        } => {
+            if disable_subscription {
+                tracing::warn!(subscription = %sub.id, "the receiver answered 410 Gone");
+            }
+            NextState::DeadLetter
+        }
+    }
+}
+
+/// Adds the subscription's headers and the Standard Webhooks headers, signing the body.
+fn sign(
+    p: Prepared,
+    sub: &Subscription,
+    msg_id: &str,
+    user_agent: &HeaderValue,
+) -> Result<Request<Full<Bytes>>, String> {
+    let timestamp = now_ms() / 1000;
+    let signature = signature_header(&sub.signing_keys, msg_id, timestamp, &p.body);
+    let mut builder = Request::builder().method(p.method).uri(p.url);
+    let headers = builder.headers_mut().ok_or("invalid request")?;
+    for (name, value) in &sub.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &p.headers {
+        let name = http::HeaderName::try_from(name.as_str()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::try_from(value.as_str()).map_err(|e| e.to_string())?;
+        headers.insert(name, value);
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    headers.insert(header::USER_AGENT, user_agent.clone());
+    let value = |s: &str| HeaderValue::try_from(s).map_err(|e| e.to_string());
+    headers.insert("webhook-id", value(msg_id)?);
+    headers.insert("webhook-timestamp", value(&timestamp.to_string())?);
+    headers.insert("webhook-signature", value(&signature)?);
+    builder
+        .body(Full::new(Bytes::from(p.body)))
+        .map_err(|e| e.to_string())
+}

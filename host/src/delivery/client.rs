@@ -1,0 +1,238 @@
+//! The outbound HTTP client: hyper with pooled keep-alive connections, rustls for https,
+//! and a connector that resolves names itself and refuses internal addresses (see `ssrf`)
+//! at connect time. Redirects are never followed, and response bodies are read only up to
+//! a cap.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::ssrf::NetworkPolicy;
+
+/// How much of a response body is kept on the attempt record.
+pub const RESPONSE_SNIPPET_BYTES: usize = 4 << 10;
+
+/// What the receiver answered.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// The raw `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The start of the body, lossily decoded.
+    pub body_snippet: String,
+}
+
+/// Why no response was received.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The attempt ran past its time limit.
+    #[error("no response within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    /// The SSRF guard refused every address of the host.
+    #[error("{0}")]
+    Blocked(String),
+    /// Connecting, TLS, writing or reading failed.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// A connection attempt refused by the guard.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refused to connect to {host} ({ip}): it is {reason}; allow it with [delivery] allow_private_networks or allowed_cidrs"
+)]
+pub struct BlockedAddress {
+    host: String,
+    ip: IpAddr,
+    reason: &'static str,
+}
+
+/// Resolves, filters through the policy and connects, for every new connection.
+#[derive(Debug, Clone)]
+pub struct GuardedConnector {
+    policy: Arc<NetworkPolicy>,
+}
+
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, std::io::Error>> + Send>>;
+
+impl tower_service::Service<Uri> for GuardedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move { connect(&policy, &uri).await })
+    }
+}
+
+async fn connect(policy: &NetworkPolicy, uri: &Uri) -> Result<TokioIo<TcpStream>, std::io::Error> {
+    let invalid = |msg: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_owned());
+    let host = uri.host().ok_or_else(|| invalid("the URL has no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
+    };
+    let mut last_err = None;
+    for addr in addrs {
+        if let Some(reason) = policy.blocked(addr.ip()) {
+            last_err.get_or_insert_with(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    BlockedAddress {
+                        host: host.to_owned(),
+                        ip: addr.ip(),
+                        reason,
+                    },
+                )
+            });
+            continue;
+        }
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(TokioIo::new(stream));
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| invalid(&format!("`{host}` resolved to no address"))))
+}
+
+/// The pooled client used for every delivery.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// A client under `policy`, trusting the system roots plus the PEM certificates in
+    /// `extra_ca_file`, if given.
+    pub fn new(policy: NetworkPolicy, extra_ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = extra_ca_file {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| anyhow::anyhow!("cannot read CA file {}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("invalid PEM in CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                roots.add(cert)?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(GuardedConnector {
+                policy: Arc::new(policy),
+            });
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(Self { inner })
+    }
+
+    /// Sends `request` and reads the status, `Retry-After` and the start of the body, all
+    /// within `timeout`.
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response, SendError> {
+        match tokio::time::timeout(timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Timeout(timeout)),
+        }
+    }
+
+    async fn exchange(&self, request: http::Request<Full<Bytes>>) -> Result<Response, SendError> {
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| classify(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = response.into_body();
+        let mut snippet = Vec::new();
+        while snippet.len() < RESPONSE_SNIPPET_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = RESPONSE_SNIPPET_BYTES - snippet.len();
+                        snippet.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                // A broken body after the status line still counts as the status.
+                Some(Err(_)) | None => break,
+            }
+        }
+        Ok(Response {
+            status,
+            retry_after,
+            body_snippet: String::from_utf8_lossy(&snippet).into_owned(),
+        })
+    }
+}
+
+/// Names the real cause of a hyper client error: the guard's refusal, or the deepest
+/// I/O error, instead of hyper's generic wrapper text.
+fn classify(e: &hyper_util::client::legacy::Error) -> SendError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut deepest = e.to_string();
+    while let Some(err) = source {
+        if let Some(blocked) = err.downcast_ref::<BlockedAddress>() {
+            return SendError::Blocked(blocked.to_string());
+        }
+        deepest = err.to_string();
+        source = err.source();
+    }
+    if e.is_connect() {
+        SendError::Network(format!("cannot connect: {deepest}"))
+    } else {
+        SendError::Network(deepest)
+    }
+}

@@ -1,0 +1,20 @@
+//! Delivery: from a claimed delivery to a signed request at the receiver, and what happens
+//! after.
+//!
+//! - `scheduler`: claims due deliveries and runs attempts within the concurrency limit.
+//! - `attempt`: one attempt (adapter, sign, send, decide).
+//! - `retry`: the retry policy, pure.
+//! - `signing`: Standard Webhooks signatures.
+//! - `client`: the pooled HTTP client and its guarded connector.
+//! - `ssrf`: which addresses the connector may reach, pure.
+
+pub mod attempt;
+pub mod client;
+pub mod retry;
+pub mod scheduler;
+pub mod signing;
+pub mod ssrf;
+
+pub use attempt::Deliverer;
+pub use client::HttpClient;
+pub use scheduler::Scheduler;

@@ -1,0 +1,134 @@
+//! Standard Webhooks signing: `webhook-signature: v1,<base64 HMAC-SHA256("{id}.{ts}.{body}")>`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::secret::Secret;
+
+/// The prefix of a Standard Webhooks secret.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// A decoded signing key. `Debug` does not print the key.
+#[derive(Clone)]
+pub struct SigningKey(Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// Why a secret cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    /// The `whsec_` prefix is missing.
+    #[error("a signing secret must start with `whsec_` (generate one with `wasmhook secret`)")]
+    MissingPrefix,
+    /// The rest is not base64.
+    #[error("the part after `whsec_` is not valid base64")]
+    NotBase64,
+    /// The key is too short to be safe.
+    #[error(
+        "the decoded secret is {0} bytes; use at least 24 (generate one with `wasmhook secret`)"
+    )]
+    TooShort(usize),
+}
+
+impl SigningKey {
+    /// Decodes a `whsec_…` secret.
+    pub fn from_secret(secret: &Secret) -> Result<Self, SecretError> {
+        let encoded = secret
+            .expose()
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretError::MissingPrefix)?;
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| SecretError::NotBase64)?;
+        if key.len() < 24 {
+            return Err(SecretError::TooShort(key.len()));
+        }
+        Ok(Self(key))
+    }
+
+    /// One `v1,<base64>` signature of `body` for message `msg_id` at `timestamp`.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(msg_id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The `webhook-signature` header value: one signature per key, separated by spaces (more
+/// than one while a secret is being rotated).
+pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    keys.iter()
+        .map(|k| k.sign(msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A fresh random `whsec_` secret with a 32-byte key.
+pub fn generate_secret() -> Secret {
+    let key: [u8; 32] = rand::random();
+    Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))
+}
+
+/// Checks `signature_header` against `body` with `key`, as a receiver would. Used by
+/// `wasmhook verify`; the engine itself only signs.
+pub fn verify(
+    key: &SigningKey,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    signature_header: &str,
+) -> bool {
+    let expected = key.sign(msg_id, timestamp, body);
+    signature_header.split(' ').any(|candidate| {
+        subtle::ConstantTimeEq::ct_eq(candidate.as_bytes(), expected.as_bytes()).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from the Standard Webhooks specification.
+    #[test]
+    fn matches_the_specification_example() {
+        let key = SigningKey::from_secret(&Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+            .unwrap();
+        let sig = key.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn rotation_header_carries_one_signature_per_key() {
+        let a = SigningKey::from_secret(&generate_secret()).unwrap();
+        let b = SigningKey::from_secret(&generate_secret()).unwrap();
+        let header = signature_header(&[a.clone(), b.clone()], "msg_1", 5, b"x");
+        assert_eq!(header.split(' ').count(), 2);
+        assert!(verify(&a, "msg_1", 5, b"x", &header));
+        assert!(verify(&b, "msg_1", 5, b"x", &header));
+        assert!(!verify(&a, "msg_1", 6, b"x", &header));
+        assert!(!verify(&a, "msg_1", 5, b"y", &header));
+    }
+
+    #[test]
+    fn bad_secrets_say_why() {
+        let err = |s: &str| SigningKey::from_secret(&Secret::new(s)).unwrap_err();
+        assert_eq!(err("abc"), SecretError::MissingPrefix);
+        assert_eq!(err("whsec_!!!"), SecretError::NotBase64);
+        assert_eq!(err("whsec_AAAA"), SecretError::TooShort(3));
+        assert!(generate_secret().expose().starts_with("whsec_"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Wires the parts together: store, subscriptions, plugins, scheduler and API, all under
+//! one shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::api::{self, AppState};
+use crate::config::{Config, Env};
+use crate::delivery::ssrf::NetworkPolicy;
+use crate::delivery::{Deliverer, HttpClient, Scheduler};
+use crate::event::now_ms;
+use crate::plugins::{Registry, Sandbox, SandboxLimits};
+use crate::store::{EmbeddedStore, Store};
+use crate::subscription::{Catalog, Subscription};
+
+/// `wasmhook/<version>`, sent as `user-agent`.
+pub const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
+
+/// Spare sandbox slots beyond the delivery concurrency, for test pings and dry runs.
+const SPARE_SLOTS: u32 = 16;
+
+/// Builds the sandbox described by `config`.
+pub fn sandbox(config: &Config) -> anyhow::Result<Sandbox> {
+    Sandbox::new(SandboxLimits {
+        cpu_budget: config.plugins.cpu_budget.0,
+        max_memory_bytes: config.plugins.max_memory_bytes,
+        max_output_bytes: config.plugins.max_output_bytes,
+        slots: u32::try_from(config.delivery.concurrency)
+            .unwrap_or(u32::MAX)
+            .saturating_add(SPARE_SLOTS),
+    })
+}
+
+/// Runs the engine on `listener` until `shutdown` completes: stops accepting requests,
+/// lets attempts in flight finish within `[delivery] shutdown_grace`, and returns.
+pub async fn run(
+    config: Config,
+    env: &dyn Env,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let subscriptions = config
+        .subscriptions
+        .iter()
+        .map(|c| Subscription::from_config(c, &config.delivery, env))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.storage.path, now_ms())?);
+
+    let sandbox = Arc::new(sandbox(&config)?);
+    let registry = Arc::new(Registry::new(sandbox, config.plugins.dir.clone()));
+    let loader = Arc::clone(&registry);
+    tokio::task::spawn_blocking(move || loader.load_all())
+        .await
+        .context("loading plugins panicked")?;
+    for sub in &subscriptions {
+        if let Some(plugin) = &sub.plugin
+            && registry.get(plugin).is_none()
+        {
+            tracing::warn!(subscription = %sub.id, plugin, dir = %config.plugins.dir.display(),
+                "the subscription's plugin is not loaded; its deliveries wait until it is");
+        }
+    }
+
+    let policy = NetworkPolicy {
+        allow_private: config.delivery.allow_private_networks,
+        allowlist: config.delivery.allowed_cidrs.clone(),
+    };
+    let client = HttpClient::new(policy, config.delivery.tls_ca_file.as_deref())?;
+    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::new(subscriptions)));
+    let wake = Arc::new(Notify::new());
+    let max_timeout = catalog
+        .load()
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or(config.delivery.timeout.0);
+    let scheduler = Scheduler {
+        store: Arc::clone(&store),
+        deliverer: Arc::new(Deliverer {
+            catalog: Arc::clone(&catalog),
+            registry: Arc::clone(&registry),
+            client,
+            user_agent: http::HeaderValue::from_static(USER_AGENT),
+        }),
+        wake: Arc::clone(&wake),
+        concurrency: config.delivery.concurrency,
+        lease: max_timeout * 2 + config.plugins.cpu_budget.0 + Duration::from_secs(30),
+        shutdown_grace: config.delivery.shutdown_grace.0,
+    };
+
+    let state = AppState {
+        store,
+        catalog,
+        registry,
+        wake,
+        api_token: config.server.api_token.clone(),
+        limits: config.limits.clone(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(scheduler.run(stop_rx));
+
+    let addr = listener.local_addr()?;
+    tracing::info!("wasmhook listening on http://{addr}");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new events are accepted");
+        })
+        .await
+        .context("the API server failed")?;
+    let _ = stop_tx.send(true);
+    scheduler.await.context("the scheduler panicked")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! wasmhook: a webhook delivery engine with WebAssembly adapters.
+//!
+//! Producers publish events; the engine stores each one durably with one delivery per
+//! matching subscription, runs the subscription's adapter (a WASM component) to shape the
+//! request, signs it (Standard Webhooks) and delivers it at least once.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, its defaults and environment overrides.
+//! - [`event`]: published events, their validation and the default envelope.
+//! - [`subscription`]: subscriptions and the [`subscription::Catalog`] that routes to them.
+//! - [`router`]: the event-type pattern index behind the catalog.
+//! - [`store`]: the durable store trait and the embedded SQLite backend.
+//! - [`delivery`]: scheduler, attempts, retry policy, signing, HTTP client, SSRF guard.
+//! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
+//! - [`api`]: the HTTP API.
+//! - [`engine`]: wires everything together for `wasmhook serve`.
+//! - [`cli`]: the `wasmhook` command line.
+//! - [`secret`], [`text`]: small shared helpers.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod engine;
+pub mod event;
+pub mod plugins;
+pub mod router;
+pub mod secret;
+pub mod store;
+pub mod subscription;
+pub mod text;

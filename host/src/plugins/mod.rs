@@ -1,0 +1,150 @@
+//! Adapters: WASM components that turn an event into a receiver's request.
+//!
+//! - `bindings`: the one `bindgen!`, one module per WIT version.
+//! - `sandbox`: engine, limits and the per-call fresh instance.
+//! - `registry`: the loaded plugins, swapped atomically when the plugins folder changes.
+
+pub mod bindings;
+pub mod registry;
+pub mod sandbox;
+
+pub use registry::{LoadedPlugin, PluginInfo, Registry};
+pub use sandbox::{PrepareError, Prepared, Sandbox, SandboxLimits};
+
+use std::time::Duration;
+
+/// Names one loaded version of a plugin in messages: "plugin `slack` v3".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLabel {
+    /// File stem.
+    pub name: String,
+    /// Load counter for this name since the engine started: 1, 2, 3, …
+    pub version: u32,
+    /// First 12 hex digits of the file's SHA-256, stable across restarts.
+    pub hash: String,
+}
+
+impl std::fmt::Display for PluginLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plugin `{}` v{}", self.name, self.version)
+    }
+}
+
+impl PluginLabel {
+    /// The form stored on attempts: `slack v3 sha256:0123456789ab`.
+    pub fn record(&self) -> String {
+        format!("{} v{} sha256:{}", self.name, self.version, self.hash)
+    }
+}
+
+/// What a subscription passes to its adapter besides the event.
+#[derive(Debug, Clone, Copy)]
+pub struct AdapterInput<'a> {
+    /// The subscription id.
+    pub subscription_id: &'a str,
+    /// The subscription's URL.
+    pub url: &'a str,
+    /// The subscription's settings.
+    pub settings: &'a [(String, String)],
+}
+
+/// What an adapter decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this.
+    Deliver(OutboundRequest),
+    /// Send nothing, for this reason.
+    Skip(String),
+}
+
+/// The request an adapter asked for, checked against the output rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    /// POST, PUT or PATCH.
+    pub method: String,
+    /// Overrides the subscription's URL.
+    pub url: Option<String>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// An adapter call that produced no usable action. `Returned` is the adapter's own answer;
+/// every other variant is a fault of the adapter the engine caught.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Fault {
+    /// The adapter returned `adapter-error`.
+    #[error("{plugin} returned an error: {message}")]
+    Returned {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// Its message.
+        message: String,
+    },
+    /// The call ran out of CPU budget.
+    #[error("{plugin} exceeded its {} ms CPU budget", budget.as_millis())]
+    CpuBudget {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// The budget.
+        budget: Duration,
+    },
+    /// The guest tried to grow memory past the cap.
+    #[error("{plugin} exceeded its {} MiB memory limit", limit_bytes >> 20)]
+    MemoryLimit {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// The cap.
+        limit_bytes: u64,
+    },
+    /// The guest trapped (panic, `unreachable`, out-of-bounds access, …).
+    #[error("{plugin} trapped: {detail}")]
+    Trap {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// The trap, and the guest's stderr when it wrote any.
+        detail: String,
+    },
+    /// The returned request is larger than allowed.
+    #[error("{plugin} returned {size} bytes, over the {limit}-byte output limit")]
+    OutputTooLarge {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// What it returned.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The returned request breaks a rule (method, reserved header, bad URL).
+    #[error("{plugin} returned an invalid request: {reason}")]
+    InvalidOutput {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// Which rule.
+        reason: String,
+    },
+    /// No instance could be created (pool exhausted, link error).
+    #[error("{plugin} could not be instantiated: {detail}")]
+    Instantiate {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl Fault {
+    /// A short stable name for metrics and the API: `returned`, `cpu_budget`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Returned { .. } => "returned",
+            Self::CpuBudget { .. } => "cpu_budget",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::Trap { .. } => "trap",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::InvalidOutput { .. } => "invalid_output",
+            Self::Instantiate { .. } => "instantiate",
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The loaded plugins: one `Arc<LoadedPlugin>` per name in a map that is swapped whole
+//! (`ArcSwap`), so a delivery that already holds a plugin finishes on that version while new
+//! deliveries pick up the new one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{PluginLabel, PrepareError, Prepared, Sandbox};
+use crate::event::{now_ms, rfc3339};
+use crate::subscription::validate_plugin_name;
+
+/// One loaded version of a plugin.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    /// Name and version, for messages.
+    pub label: PluginLabel,
+    /// The WIT world version it implements.
+    pub world_version: &'static str,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// When it was loaded, Unix ms.
+    pub loaded_at_ms: i64,
+    /// How long compiling and type-checking took.
+    pub compile_time: Duration,
+    /// Ready to instantiate.
+    pub prepared: Prepared,
+    /// Call counters.
+    pub stats: PluginStats,
+}
+
+/// Counters for one loaded version.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Calls that ended in an error or fault.
+    pub errors: AtomicU64,
+    /// Sum of call latencies, microseconds.
+    pub latency_us_total: AtomicU64,
+}
+
+impl PluginStats {
+    /// Counts one call.
+    pub fn observe(&self, latency: Duration, failed: bool) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_us_total
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Why a plugin file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file name is not a valid plugin name.
+    #[error("{0}")]
+    BadName(String),
+    /// Compiling or type-checking failed.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+}
+
+/// What `/v1/plugins` shows for one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// Plugin name (file stem).
+    pub name: String,
+    /// Load counter since start.
+    pub version: Option<u32>,
+    /// WIT world version.
+    pub world_version: Option<&'static str>,
+    /// SHA-256 of the loaded file.
+    pub sha256: Option<String>,
+    /// Size of the loaded file.
+    pub size: Option<u64>,
+    /// When the serving version was loaded, RFC 3339.
+    pub loaded_at: Option<String>,
+    /// Compile time of the serving version, ms.
+    pub compile_ms: Option<f64>,
+    /// Why the last load of this name failed, if it did (the previous version keeps serving).
+    pub last_error: Option<String>,
+    /// Calls to the serving version.
+    pub calls: u64,
+    /// Failed calls to the serving version.
+    pub errors: u64,
+    /// Mean call latency, microseconds.
+    pub mean_latency_us: Option<f64>,
+}
+
+/// The set of loaded plugins.
+#[derive(Debug)]
+pub struct Registry {
+    sandbox: Arc<Sandbox>,
+    dir: PathBuf,
+    loaded: ArcSwap<HashMap<String, Arc<LoadedPlugin>>>,
+    /// Last load failure per name; cleared by a successful load.
+    last_errors: Mutex<HashMap<String, String>>,
+    /// Next version number per name.
+    versions: Mutex<HashMap<String, u32>>,
+}
+
+impl Registry {
+    /// An empty registry over `dir`.
+    pub fn new(sandbox: Arc<Sandbox>, dir: PathBuf) -> Self {
+        Self {
+            sandbox,
+            dir,
+            loaded: ArcSwap::default(),
+            last_errors: Mutex::default(),
+            versions: Mutex::default(),
+        }
+    }
+
+    /// The sandbox plugins run in.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// The watched folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The serving version of `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.loaded.load().get(name).cloned()
+    }
+
+    /// Loads every `*.wasm` in the folder. Blocking and CPU-heavy: run it off the runtime.
+    /// Failures are logged and remembered; they never stop the others from loading.
+    pub fn load_all(&self) {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read the plugins folder; no adapters loaded");
+                return;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| plugin_name(p).is_some())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let _ = self.load(&path);
+        }
+    }
+
+    /// Loads or reloads one file, swapping it in on success. On failure the previous version
+    /// (if any) keeps serving and the error is kept for `/v1/plugins`.
+    pub fn load(&self, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
+        let Some(name) = plugin_name(path) else {
+            return Ok(None);
+        };
+        let result = self.try_load(&name, path);
+        match &result {
+            Ok(Some(plugin)) => {
+                tracing::info!(
+                    plugin = %plugin.label.name, version = plugin.label.version, world = plugin.world_version,
+                    sha256 = %plugin.label.hash, compile_ms = plugin.compile_time.as_secs_f64() * 1e3,
+                    "loaded plugin"
+                );
+                self.errors().remove(&name);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(plugin = %name, path = %path.display(), error = %e, "rejected plugin file; the previous version, if any, keeps serving");
+                self.errors().insert(name, e.to_string());
+            }
+        }
+        result
+    }
+
+    fn try_load(&self, name: &str, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
+        validate_plugin_name(name).map_err(LoadError::BadName)?;
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        if self.get(name).is_some_and(|p| p.sha256 == sha256) {
+            return Ok(None); // unchanged: a touch or a duplicate file event
+        }
+        let started = Instant::now();
+        let component = self.sandbox.compile(&bytes)?;
+        let prepared = self.sandbox.prepare(&component)?;
+        let compile_time = started.elapsed();
+        let version = {
+            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            let v = versions.entry(name.to_owned()).or_insert(0);
+            *v += 1;
+            *v
+        };
+        let plugin = Arc::new(LoadedPlugin {
+            label: PluginLabel {
+                name: name.to_owned(),
+                version,
+                hash: sha256[..12].to_owned(),
+            },
+            world_version: prepared.world_version,
+            sha256,
+            size: bytes.len() as u64,
+            loaded_at_ms: now_ms(),
+            compile_time,
+            prepared,
+            stats: PluginStats::default(),
+        });
+        self.loaded.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(name.to_owned(), Arc::clone(&plugin));
+            next
+        });
+        Ok(Some(plugin))
+    }
+
+    /// Stops serving `name` (its file was deleted).
+    pub fn remove(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.loaded.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            removed = next.remove(name).is_some();
+            next
+        });
+        removed
+    }
+
+    /// Every plugin that is loaded or failed to load, by name.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let loaded = self.loaded.load();
+        let errors = self.errors().clone();
+        let mut names: Vec<&String> = loaded.keys().chain(errors.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let p = loaded.get(name);
+                let calls = p.map_or(0, |p| p.stats.calls.load(Ordering::Relaxed));
+                PluginInfo {
+                    name: name.clone(),
+                    version: p.map(|p| p.label.version),
+                    world_version: p.map(|p| p.world_version),
+                    sha256: p.map(|p| p.sha256.clone()),
+                    size: p.map(|p| p.size),
+                    loaded_at: p.map(|p| rfc3339(p.loaded_at_ms)),
+                    compile_ms: p.map(|p| p.compile_time.as_secs_f64() * 1e3),
+                    last_error: errors.get(name).cloned(),
+                    calls,
+                    errors: p.map_or(0, |p| p.stats.errors.load(Ordering::Relaxed)),
+                    mean_latency_us: p.filter(|_| calls > 0).map(|p| {
+                        p.stats.latency_us_total.load(Ordering::Relaxed) as f64 / calls as f64
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.last_errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The plugin name of a path in the plugins folder: the stem of a `*.wasm` file that is not
+/// a dotfile or an editor temp file. Anything else is ignored.
+pub fn plugin_name(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    if file.starts_with('.') || file.starts_with('#') || file.ends_with('~') {
+        return None;
+    }
+    file.strip_suffix(".wasm")
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_visible_wasm_files_are_plugins() {
+        assert_eq!(
+            plugin_name(Path::new("/p/slack.wasm")).as_deref(),
+            Some("slack")
+        );
+        assert_eq!(plugin_name(Path::new("/p/.slack.wasm.swp")), None);
+        assert_eq!(plugin_name(Path::new("/p/.slack.wasm")), None);
+        assert_eq!(plugin_name(Path::new("/p/slack.wasm~")), None);
+        assert_eq!(plugin_name(Path::new("/p/#slack.wasm#")), None);
+        assert_eq!(plugin_name(Path::new("/p/slack.wasm.tmp")), None);
+        assert_eq!(plugin_name(Path::new("/p/readme.md")), None);
+        assert_eq!(plugin_name(Path::new("/p/.wasm")), None);
+    }
+}

@@ -1,0 +1,145 @@
+//! Routing: which subscriptions want an event type. Patterns live in a segment trie, so
+//! matching costs the depth of the type, not the number of subscriptions.
+//!
+//! Pattern rules (the same as the bundled adapters' `kit::type_matches`):
+//! - a literal segment matches itself;
+//! - `*` as the last segment matches one or more remaining segments (`host.*` matches
+//!   `host.up` and `host.disk.full`, and `*` alone matches every type);
+//! - `*` anywhere else matches exactly one segment (`host.*.failed`).
+
+use std::collections::HashMap;
+
+/// An index of patterns to values (subscription indexes, in practice).
+#[derive(Debug, Default)]
+pub struct Router {
+    root: Node,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Literal next segments.
+    children: HashMap<Box<str>, Node>,
+    /// A `*` that is followed by more segments.
+    any_one: Option<Box<Node>>,
+    /// Values whose pattern ends here.
+    exact: Vec<usize>,
+    /// Values whose pattern ends with a `*` right after this node.
+    rest: Vec<usize>,
+}
+
+impl Router {
+    /// Adds `value` under `pattern`. The pattern must have passed `validate_pattern`.
+    pub fn insert(&mut self, pattern: &str, value: usize) {
+        let segments: Vec<&str> = pattern.split('.').collect();
+        let mut node = &mut self.root;
+        for (i, segment) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            if *segment == "*" {
+                if last {
+                    node.rest.push(value);
+                    return;
+                }
+                node = node.any_one.get_or_insert_with(Box::default);
+            } else {
+                node = node.children.entry((*segment).into()).or_default();
+            }
+        }
+        node.exact.push(value);
+    }
+
+    /// The values whose patterns match `event_type`, sorted and without duplicates.
+    pub fn matching(&self, event_type: &str) -> Vec<usize> {
+        let segments: Vec<&str> = event_type.split('.').collect();
+        let mut out = Vec::new();
+        self.root.collect(&segments, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl Node {
+    fn collect(&self, segments: &[&str], out: &mut Vec<usize>) {
+        let Some((first, rest)) = segments.split_first() else {
+            out.extend_from_slice(&self.exact);
+            return;
+        };
+        out.extend_from_slice(&self.rest);
+        if let Some(child) = self.children.get(*first) {
+            child.collect(rest, out);
+        }
+        if let Some(any) = &self.any_one {
+            any.collect(rest, out);
+        }
+    }
+}
+
+/// Checks a subscription pattern: dot-separated segments that are `*` or made of
+/// `[A-Za-z0-9_-]`.
+pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("an event pattern is empty; use `*` to match every type".into());
+    }
+    for segment in pattern.split('.') {
+        let ok = segment == "*"
+            || (!segment.is_empty()
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        if !ok {
+            return Err(format!(
+                "invalid event pattern `{pattern}`: use dot-separated words or `*` segments, like `host.*` or `cert.expiring`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(patterns: &[&str]) -> Router {
+        let mut r = Router::default();
+        for (i, p) in patterns.iter().enumerate() {
+            validate_pattern(p).unwrap();
+            r.insert(p, i);
+        }
+        r
+    }
+
+    #[test]
+    fn literal_trailing_and_middle_wildcards() {
+        let r = router(&["cert.expiring", "host.*", "*", "host.*.failed", "host"]);
+        assert_eq!(r.matching("cert.expiring"), vec![0, 2]);
+        assert_eq!(r.matching("cert.expiring.soon"), vec![2]);
+        assert_eq!(r.matching("host.up"), vec![1, 2]);
+        assert_eq!(r.matching("host.disk.failed"), vec![1, 2, 3]);
+        assert_eq!(r.matching("host"), vec![2, 4]);
+        assert_eq!(r.matching("other"), vec![2]);
+    }
+
+    #[test]
+    fn a_subscription_with_overlapping_patterns_matches_once() {
+        let mut r = Router::default();
+        r.insert("host.*", 7);
+        r.insert("host.up", 7);
+        r.insert("*", 7);
+        assert_eq!(r.matching("host.up"), vec![7]);
+    }
+
+    #[test]
+    fn nothing_matches_an_empty_router() {
+        assert!(Router::default().matching("a.b").is_empty());
+    }
+
+    #[test]
+    fn pattern_syntax() {
+        for bad in ["", "host.", "ho*st", "a..b", "a b", "host.**"] {
+            assert!(validate_pattern(bad).is_err(), "{bad}");
+        }
+        for ok in ["*", "a.*", "*.b", "a.*.c", "x-y_z.1"] {
+            validate_pattern(ok).unwrap();
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The records the store reads and writes, shared by every backend.
+
+use serde::Serialize;
+
+use crate::event::Event;
+
+/// An event to store, with the deliveries routing created for it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The event.
+    pub event: Event,
+    /// One per matching subscription.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery to create.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// `msg_…`: sent as `webhook-id` on every attempt.
+    pub id: String,
+    /// The subscription it belongs to.
+    pub subscription_id: String,
+}
+
+/// What ingest did with one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestResult {
+    /// The event id.
+    pub id: String,
+    /// Deliveries created for it (for a duplicate: created the first time).
+    pub deliveries: u32,
+    /// True when the id already existed and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// The result of `claim_due`.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The claimed deliveries, oldest due first.
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// When the earliest pending delivery that was not claimed falls due, if any.
+    pub next_due_ms: Option<i64>,
+}
+
+/// A delivery handed to a worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// `msg_…`.
+    pub id: String,
+    /// The subscription.
+    pub subscription_id: String,
+    /// Attempts already made, in all runs.
+    pub attempts: u32,
+    /// Attempts made since the delivery was last replayed or retried by hand; the retry
+    /// budget counts these, so a replayed dead letter gets a full schedule again.
+    pub attempts_this_run: u32,
+    /// The event.
+    pub event: Event,
+}
+
+/// Lifecycle of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or in flight).
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Retries are exhausted or the receiver refused it for good.
+    DeadLetter,
+    /// The adapter chose to send nothing.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    /// The stored and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::DeadLetter => "dead_letter",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Parses the stored and API spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "delivered" => Self::Delivered,
+            "dead_letter" => Self::DeadLetter,
+            "skipped" => Self::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    /// Done: delivered.
+    Delivered,
+    /// Done: skipped by the adapter.
+    Skipped,
+    /// Done: dead letter.
+    DeadLetter,
+    /// Try again at this time.
+    RetryAt(i64),
+    /// Not an attempt at all (for example the plugin is not loaded): look again at this
+    /// time without spending an attempt.
+    WaitUntil(i64),
+}
+
+/// The outcome of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery_id: String,
+    /// 1-based attempt number across all runs.
+    pub attempt: u32,
+    /// When it started.
+    pub started_at_ms: i64,
+    /// How long it took, in microseconds.
+    pub latency_us: u64,
+    /// The receiver's status, if it answered.
+    pub status_code: Option<u16>,
+    /// What went wrong, if anything, for a person to read.
+    pub error: Option<String>,
+    /// The start of the receiver's response body.
+    pub response_body: Option<String>,
+    /// The adapter that ran, `name@version`, if any.
+    pub plugin_version: Option<String>,
+    /// What happens next.
+    pub next: NextState,
+}
+
+/// A delivery as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliverySummary {
+    /// `msg_…`.
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The subscription.
+    pub subscription_id: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only), RFC 3339.
+    pub next_attempt_at: Option<String>,
+    /// The last error, or why it is waiting.
+    pub last_error: Option<String>,
+    /// The last HTTP status received.
+    pub last_status: Option<u16>,
+    /// When it was created, RFC 3339.
+    pub created_at: String,
+    /// When it last changed, RFC 3339.
+    pub updated_at: String,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptInfo {
+    /// 1-based number.
+    pub attempt: u32,
+    /// When it started, RFC 3339 with milliseconds.
+    pub started_at: String,
+    /// Duration in microseconds.
+    pub latency_us: u64,
+    /// HTTP status, if the receiver answered.
+    pub status_code: Option<u16>,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// The start of the response body.
+    pub response_body: Option<String>,
+    /// `name@version` of the adapter that ran.
+    pub plugin_version: Option<String>,
+}
+
+/// A delivery with its attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryDetail {
+    /// The delivery.
+    #[serde(flatten)]
+    pub delivery: DeliverySummary,
+    /// Its attempts, oldest first.
+    pub attempts_log: Vec<AttemptInfo>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this subscription's.
+    pub subscription_id: Option<String>,
+    /// Only in this state.
+    pub status: Option<DeliveryStatus>,
+    /// Only for this event type.
+    pub event_type: Option<String>,
+    /// Only for this event.
+    pub event_id: Option<String>,
+    /// Only ids before this one (the previous page's last id).
+    pub before: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}

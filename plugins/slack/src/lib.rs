@@ -1,0 +1,35 @@
+//! The Slack adapter: turns an event into a Block Kit message for an incoming webhook.
+//!
+//! Settings (all optional):
+//! - `channel`, `username`, `icon_emoji`: passed through to Slack.
+//! - `title`: the header line; defaults to the event type.
+//! - `summary_field`: the payload field holding a one-line summary; by default the first of
+//!   `summary`, `message`, `title`, `description`.
+//! - `fields`: comma-separated payload fields to show; by default the first ten scalar fields.
+
+mod message;
+
+wit_bindgen::generate!({
+    path: "../../wit/v0.1.0",
+    world: "adapter",
+});
+
+use kit::{Event as Parsed, Settings};
+
+struct Slack;
+
+impl Guest for Slack {
+    fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
+        let parsed = Parsed::parse(&event.id, &event.type_, &event.timestamp, &event.data)
+            .map_err(|message| AdapterError { message })?;
+        let body = message::render(&parsed, Settings(&context.settings));
+        Ok(Action::Deliver(Request {
+            method: "POST".into(),
+            url: None,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }))
+    }
+}
+
+export!(Slack);
