@@ -1,1 +1,38 @@
+//! Helpers for the end-to-end tests: the built components, a real receiver, the real
+//! engine binary, and an independent signature check.
+//!
+//! - `receiver`: an HTTP receiver on loopback with scripted replies.
+//! - `engine`: starts `wasmhook serve` in a temporary folder.
 
+pub mod engine;
+pub mod receiver;
+
+pub use engine::{Engine, Workdir, run_cli, serve_should_fail};
+pub use receiver::{Received, Receiver, Reply};
+
+/// The bundled Slack adapter, built by build.rs.
+pub const SLACK: &str = env!("WASMHOOK_PLUGIN_SLACK");
+/// The bundled PagerDuty adapter.
+pub const PAGERDUTY: &str = env!("WASMHOOK_PLUGIN_PAGERDUTY");
+/// The settings-steered test adapter.
+pub const PROBE: &str = env!("WASMHOOK_GUEST_PROBE");
+
+/// A fixed signing secret for tests.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Another one, for rotation and mismatch tests.
+pub const OTHER_SECRET: &str = "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXkh";
+
+/// Checks a delivered request's signature with the `standardwebhooks` crate, an
+/// implementation independent of the engine's own signing code.
+pub fn verify(secret: &str, request: &Received) -> Result<(), String> {
+    let webhook =
+        standardwebhooks::Webhook::new(secret).map_err(|e| format!("bad secret: {e:?}"))?;
+    webhook
+        .verify(&request.body, &request.headers)
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// A config preamble: private networks allowed (the receiver is on loopback), quick retries.
+pub fn base_config() -> String {
+    "[delivery]\nallow_private_networks = true\nretry_schedule = [\"10ms\"]\n".to_owned()
+}

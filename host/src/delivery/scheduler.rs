@@ -91,12 +91,18 @@ impl Scheduler {
                 };
                 let deliverer = Arc::clone(&self.deliverer);
                 let store = Arc::clone(&self.store);
+                let wake = Arc::clone(&self.wake);
                 tasks.spawn(async move {
                     let record = deliverer.attempt(&delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
+                    let rescheduled = matches!(record.next, NextState::RetryAt(_) | NextState::WaitUntil(_));
                     if let Err(e) = store.record(vec![record]).await {
                         tracing::error!(delivery = %delivery.id, error = %e,
                             "cannot record the attempt; the delivery will be attempted again when its lease ends");
+                    }
+                    // The scheduler may be asleep until a later due time; let it see this one.
+                    if rescheduled {
+                        wake.notify_one();
                     }
                     drop(permit);
                 });

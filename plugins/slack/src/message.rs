@@ -148,6 +148,14 @@ mod tests {
     }
 
     #[test]
+    fn fields_keep_the_payload_order() {
+        let ev = event(serde_json::from_str(r#"{"zeta": 1, "alpha": 2}"#).unwrap());
+        let msg = render(&ev, Settings(&[]));
+        assert_eq!(msg["blocks"][2]["fields"][0]["text"], "*zeta*\n1");
+        assert_eq!(msg["blocks"][2]["fields"][1]["text"], "*alpha*\n2");
+    }
+
+    #[test]
     fn payload_that_is_not_an_object_still_renders() {
         let msg = render(&event(json!([1, 2])), Settings(&[]));
         assert_eq!(msg["blocks"].as_array().unwrap().len(), 3);

@@ -1,0 +1,283 @@
+//! Runs the real `wasmhook` binary for a test: writes its config into a temporary folder,
+//! starts `wasmhook serve` on port 0, waits until `/healthz` answers, and kills it on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The binary under test: `wasmhook` next to the test executable's `deps/` folder (cargo
+/// builds this package's binary before its integration tests).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    dir.join(format!("wasmhook{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// How long an engine may take to start (a debug build compiles every plugin).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A folder holding a config, `plugins/` and `data/`; it outlives engine restarts.
+#[derive(Debug)]
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workdir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workdir {
+    /// A fresh folder with an empty `plugins/`.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmhook-test-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+        Self { dir }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The plugins folder.
+    pub fn plugins(&self) -> PathBuf {
+        self.path().join("plugins")
+    }
+
+    /// Copies a built component into `plugins/<name>.wasm`.
+    pub fn install_plugin(&self, name: &str, built: &str) {
+        std::fs::copy(built, self.plugins().join(format!("{name}.wasm"))).expect("copy plugin");
+    }
+
+    /// Writes `wasmhook.toml`.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let path = self.path().join("wasmhook.toml");
+        std::fs::write(&path, toml).expect("write config");
+        path
+    }
+
+    /// Starts the engine on the config in this folder.
+    pub async fn start(&self) -> Engine {
+        Engine::start(&self.path().join("wasmhook.toml"), &[]).await
+    }
+}
+
+/// A running engine process.
+#[derive(Debug)]
+pub struct Engine {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `wasmhook <args>` and collects stderr into `log`; `ready` gets the listen address.
+fn spawn(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, Arc<Mutex<String>>, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("WASMHOOK_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn wasmhook");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+            let mut log = sink.lock().expect("lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (child, log, rx)
+}
+
+impl Engine {
+    /// Starts `wasmhook serve --config <config>` and waits until it is healthy.
+    pub async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        let config = config.to_str().expect("utf-8 path").to_owned();
+        let (mut child, log, ready) = spawn(&["serve", "--config", &config], env);
+        let addr = tokio::task::spawn_blocking(move || ready.recv_timeout(START_TIMEOUT))
+            .await
+            .expect("join");
+        let addr = match addr {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "wasmhook did not start; its log:\n{}",
+                    log.lock().expect("lock")
+                );
+            }
+        };
+        let engine = Self {
+            child,
+            base: format!("http://{addr}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        let health = engine
+            .http
+            .get(format!("{}/healthz", engine.base))
+            .send()
+            .await;
+        assert!(
+            health.is_ok_and(|r| r.status() == 200),
+            "/healthz did not answer 200; log:\n{}",
+            engine.log()
+        );
+        engine
+    }
+
+    /// Everything the engine logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("lock").clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal and waits for the process to exit; returns its exit status.
+    pub fn signal(&mut self, signal: i32) -> std::process::ExitStatus {
+        send_signal(self.child.id(), signal);
+        self.child.wait().expect("wait")
+    }
+
+    /// `POST path` with a JSON body; returns status and JSON answer.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string().into_bytes()).await
+    }
+
+    /// `POST path` with raw bytes.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path`; returns status and JSON answer.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes an event and asserts it was accepted; returns the answer.
+    pub async fn publish(&self, event: Value) -> Value {
+        let (status, body) = self.post("/v1/events", &event).await;
+        assert_eq!(status, 202, "publish {event} -> {body}");
+        body
+    }
+
+    /// The deliveries of one event.
+    pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/v1/deliveries?event_id={event_id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls `GET /v1/deliveries/{id}` until `done` holds for it; panics after `timeout`.
+    pub async fn wait_delivery(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (_, body) = self.get(&format!("/v1/deliveries/{id}")).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "delivery {id} did not reach the expected state in {timeout:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Runs `wasmhook <args>` to completion; returns (success, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run wasmhook");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `wasmhook serve` expecting it to fail; returns its exit status and stderr.
+pub fn serve_should_fail(config: &Path) -> (std::process::ExitStatus, String) {
+    let out = Command::new(bin())
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .env("WASMHOOK_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run wasmhook");
+    assert!(!out.status.success(), "serve was expected to fail");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends `signal` to `pid` with the system `kill`, which keeps this crate free of `unsafe`.
+fn send_signal(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
