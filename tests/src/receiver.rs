@@ -79,6 +79,7 @@ pub struct Receiver {
     addr: SocketAddr,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    scheme: &'static str,
 }
 
 impl Drop for Receiver {
@@ -88,34 +89,69 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Binds 127.0.0.1:0 and starts serving.
+    /// Binds 127.0.0.1:0 and serves plain HTTP.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
+        Self::serve(None).await
+    }
+
+    /// Binds 127.0.0.1:0 and serves HTTPS with a fresh self-signed certificate for
+    /// `127.0.0.1` and `localhost`; returns the certificate as PEM, for the engine to trust.
+    pub async fn start_tls() -> (Self, String) {
+        use tokio_rustls::rustls;
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("self-signed certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .expect("private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .expect("server config");
+        let receiver = Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+        (receiver, certified.cert.pem())
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
         let addr = listener.local_addr().expect("bound address");
         let state = Arc::new(State::default());
         let shared = Arc::clone(&state);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = Arc::clone(&shared);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        Self { addr, state, task }
+        Self {
+            addr,
+            state,
+            task,
+            scheme,
+        }
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http(s)://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// The bound address.

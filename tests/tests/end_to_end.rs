@@ -322,3 +322,32 @@ async fn adapters_can_skip_fail_and_override_within_the_rules() {
         "adapter log lines reach the engine log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_receivers_work_and_untrusted_certificates_are_refused() {
+    let (receiver, ca_pem) = Receiver::start_tls().await;
+    let work = Workdir::new();
+    std::fs::write(work.path().join("ca.pem"), &ca_pem).expect("write ca");
+    let subs = format!(
+        "[[subscriptions]]\nid = \"tls\"\nurl = \"{}\"\nevents = [\"*\"]\nsecret = \"{SECRET}\"\nmax_attempts = 1\n",
+        receiver.url("/secure")
+    );
+    // Without the CA the certificate is not trusted and the attempt fails with a TLS error.
+    work.write_config(&format!("{}\n{subs}", base_config()));
+    let engine = work.start().await;
+    engine.publish(json!({"id": "evt_untrusted", "type": "a.b"})).await;
+    let delivery = &engine.deliveries_of("evt_untrusted").await[0];
+    let delivery = engine
+        .wait_delivery(delivery["id"].as_str().expect("id"), WAIT, |d| d["status"] == "dead_letter")
+        .await;
+    assert!(delivery["last_error"].as_str().expect("error").contains("certificate"), "{delivery}");
+    drop(engine);
+
+    // With `tls_ca_file` it is, and the request arrives signed.
+    work.write_config(&format!("{}tls_ca_file = \"ca.pem\"\n\n{subs}", base_config()));
+    let engine = work.start().await;
+    engine.publish(json!({"type": "a.b", "data": {"over": "tls"}})).await;
+    let got = &receiver.wait_for("/secure", 1, WAIT).await[0];
+    verify(SECRET, got).expect("signed");
+    assert_eq!(got.json()["data"]["over"], "tls");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::delivery::HttpClient;
 use crate::delivery::ssrf::NetworkPolicy;
@@ -33,18 +33,20 @@ pub struct Args {
 
 /// Posts the event; exits non-zero when the engine refuses it.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let data: Value = serde_json::from_str(&args.data).context("--data is not valid JSON")?;
-    let mut body = json!({"type": args.kind, "data": data});
+    // Kept as raw text, so the payload's field order reaches receivers unchanged.
+    let data: &serde_json::value::RawValue = serde_json::from_str(&args.data).context("--data is not valid JSON")?;
+    let mut body = format!("{{\"type\":{},\"data\":{}", json!(args.kind), data.get());
     if let Some(id) = args.id {
-        body["id"] = json!(id);
+        body.push_str(&format!(",\"id\":{}", json!(id)));
     }
+    body.push('}');
     let url = format!("{}/v1/events", args.server.trim_end_matches('/'));
     let mut request = http::Request::post(&url).header("content-type", "application/json");
     if let Some(token) = &args.token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let request = request
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .with_context(|| format!("invalid server URL `{}`", args.server))?;
     let client = HttpClient::new(
         NetworkPolicy {
