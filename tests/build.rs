@@ -51,7 +51,12 @@ fn build_workspace(dir: &Path, kind: &str) {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        // Flags meant for the host build must not leak into the guest build.
+        // Flags and wrappers meant for the host build (clippy-driver under `cargo clippy`)
+        // must not leak into the guest build.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")

@@ -98,22 +98,29 @@ impl Receiver {
     /// `127.0.0.1` and `localhost`; returns the certificate as PEM, for the engine to trust.
     pub async fn start_tls() -> (Self, String) {
         use tokio_rustls::rustls;
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("self-signed certificate");
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .expect("self-signed certificate");
         let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
             .expect("private key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .expect("server config");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
         let receiver = Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
         (receiver, certified.cert.pem())
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
         let addr = listener.local_addr().expect("bound address");
         let state = Arc::new(State::default());
         let shared = Arc::clone(&state);

@@ -335,18 +335,33 @@ async fn https_receivers_work_and_untrusted_certificates_are_refused() {
     // Without the CA the certificate is not trusted and the attempt fails with a TLS error.
     work.write_config(&format!("{}\n{subs}", base_config()));
     let engine = work.start().await;
-    engine.publish(json!({"id": "evt_untrusted", "type": "a.b"})).await;
+    engine
+        .publish(json!({"id": "evt_untrusted", "type": "a.b"}))
+        .await;
     let delivery = &engine.deliveries_of("evt_untrusted").await[0];
     let delivery = engine
-        .wait_delivery(delivery["id"].as_str().expect("id"), WAIT, |d| d["status"] == "dead_letter")
+        .wait_delivery(delivery["id"].as_str().expect("id"), WAIT, |d| {
+            d["status"] == "dead_letter"
+        })
         .await;
-    assert!(delivery["last_error"].as_str().expect("error").contains("certificate"), "{delivery}");
+    assert!(
+        delivery["last_error"]
+            .as_str()
+            .expect("error")
+            .contains("certificate"),
+        "{delivery}"
+    );
     drop(engine);
 
     // With `tls_ca_file` it is, and the request arrives signed.
-    work.write_config(&format!("{}tls_ca_file = \"ca.pem\"\n\n{subs}", base_config()));
+    work.write_config(&format!(
+        "{}tls_ca_file = \"ca.pem\"\n\n{subs}",
+        base_config()
+    ));
     let engine = work.start().await;
-    engine.publish(json!({"type": "a.b", "data": {"over": "tls"}})).await;
+    engine
+        .publish(json!({"type": "a.b", "data": {"over": "tls"}}))
+        .await;
     let got = &receiver.wait_for("/secure", 1, WAIT).await[0];
     verify(SECRET, got).expect("signed");
     assert_eq!(got.json()["data"]["over"], "tls");

@@ -43,7 +43,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let listener = TcpListener::bind(&args.listen).await?;
     let shared = Arc::new(Shared {
-        webhook: standardwebhooks::Webhook::new(&args.secret).map_err(|e| format!("invalid secret: {e:?}"))?,
+        webhook: standardwebhooks::Webhook::new(&args.secret)
+            .map_err(|e| format!("invalid secret: {e:?}"))?,
         seen: AtomicUsize::new(0),
         done: Notify::new(),
         count: args.count,
@@ -53,7 +54,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let shared = Arc::clone(&shared);
         async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(Arc::clone(&shared), req));
@@ -71,14 +74,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let verdict = match shared.webhook.verify(&body, &parts.headers) {
         Ok(()) => "valid".to_owned(),
         Err(e) => format!("INVALID ({e:?})"),
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
     let pretty = serde_json::from_slice::<serde_json::Value>(&body)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());

@@ -34,7 +34,8 @@ pub struct Args {
 /// Posts the event; exits non-zero when the engine refuses it.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Kept as raw text, so the payload's field order reaches receivers unchanged.
-    let data: &serde_json::value::RawValue = serde_json::from_str(&args.data).context("--data is not valid JSON")?;
+    let data: &serde_json::value::RawValue =
+        serde_json::from_str(&args.data).context("--data is not valid JSON")?;
     let mut body = format!("{{\"type\":{},\"data\":{}", json!(args.kind), data.get());
     if let Some(id) = args.id {
         body.push_str(&format!(",\"id\":{}", json!(id)));

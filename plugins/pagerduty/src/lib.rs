@@ -14,10 +14,16 @@
 
 mod alert;
 
-wit_bindgen::generate!({
-    path: "../../wit/v0.1.0",
-    world: "adapter",
-});
+/// The generated bindings; lints are silenced here only, for code we do not write.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/v0.1.0",
+        world: "adapter",
+    });
+}
+
+use bindings::{Action, AdapterError, Context, Event, Guest, Request};
 
 use kit::{Event as Parsed, Settings};
 
@@ -40,4 +46,4 @@ impl Guest for PagerDuty {
     }
 }
 
-export!(PagerDuty);
+bindings::export!(PagerDuty with_types_in bindings);

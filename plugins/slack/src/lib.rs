@@ -9,10 +9,16 @@
 
 mod message;
 
-wit_bindgen::generate!({
-    path: "../../wit/v0.1.0",
-    world: "adapter",
-});
+/// The generated bindings; lints are silenced here only, for code we do not write.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/v0.1.0",
+        world: "adapter",
+    });
+}
+
+use bindings::{Action, AdapterError, Context, Event, Guest, Request};
 
 use kit::{Event as Parsed, Settings};
 
@@ -32,4 +38,4 @@ impl Guest for Slack {
     }
 }
 
-export!(Slack);
+bindings::export!(Slack with_types_in bindings);

@@ -5,13 +5,19 @@
 //! - `header_name` + `header_value`: add one header.
 //! - `log`: write this line through the log import.
 
-wit_bindgen::generate!({
-    path: "../../../wit/v0.1.0",
-    world: "adapter",
-});
+/// The generated bindings; lints are silenced here only, for code we do not write.
+#[allow(clippy::too_many_arguments)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../../wit/v0.1.0",
+        world: "adapter",
+    });
+}
 
+use bindings::{Action, AdapterError, Context, Event, Guest, Request};
+
+use bindings::wasmhook::adapter::log::{Level, log};
 use serde_json::json;
-use wasmhook::adapter::log::{Level, log};
 
 struct Probe;
 
@@ -36,7 +42,8 @@ impl Guest for Probe {
             }
             _ => {}
         }
-        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
+        let data: serde_json::Value =
+            serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
         let body = json!({
             "event": {"id": event.id, "type": event.type_, "timestamp": event.timestamp, "data": data},
             "context": {"subscription_id": context.subscription_id, "url": context.url, "settings": context.settings},
@@ -54,4 +61,4 @@ impl Guest for Probe {
     }
 }
 
-export!(Probe);
+bindings::export!(Probe with_types_in bindings);
