@@ -116,6 +116,13 @@ pub struct DeliveryConfig {
     pub shutdown_grace: HumanDuration,
     /// Attempts in flight at once, across all subscriptions.
     pub concurrency: usize,
+    /// Attempts in flight to one endpoint (`scheme://host:port`) at once.
+    pub endpoint_concurrency: usize,
+    /// Consecutive failures (network errors, timeouts, 408, 429, 5xx) that open an
+    /// endpoint's circuit.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before it lets one probe through.
+    pub breaker_cooldown: HumanDuration,
 }
 
 impl Default for DeliveryConfig {
@@ -133,6 +140,9 @@ impl Default for DeliveryConfig {
             tls_ca_file: None,
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
             concurrency: 256,
+            endpoint_concurrency: 32,
+            breaker_failures: 5,
+            breaker_cooldown: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
@@ -316,6 +326,9 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.delivery.concurrency == 0 {
             bail!("[delivery] concurrency must be at least 1");
+        }
+        if self.delivery.endpoint_concurrency == 0 || self.delivery.breaker_failures == 0 {
+            bail!("[delivery] endpoint_concurrency and breaker_failures must be at least 1");
         }
         if self.delivery.max_attempts == Some(0) {
             bail!("[delivery] max_attempts must be at least 1");

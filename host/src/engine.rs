@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Env};
+use crate::delivery::breaker::BreakerConfig;
 use crate::delivery::ssrf::NetworkPolicy;
-use crate::delivery::{Deliverer, HttpClient, Scheduler};
+use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
 use crate::event::now_ms;
+use crate::metrics::Metrics;
 use crate::plugins::{Registry, Sandbox, SandboxLimits};
-use crate::store::{EmbeddedStore, Store};
-use crate::subscription::{Catalog, Subscription};
+use crate::store::{EmbeddedStore, Store, StoredSubscription, SubscriptionSource};
+use crate::subscription::{SubscriptionSpec, Subscriptions};
 
 /// `wasmhook/<version>`, sent as `user-agent`.
 pub const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
@@ -37,6 +38,32 @@ pub fn sandbox(config: &Config) -> anyhow::Result<Sandbox> {
     })
 }
 
+/// The config file's subscriptions, validated, as store records.
+fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<StoredSubscription>> {
+    let now = now_ms();
+    config
+        .subscriptions
+        .iter()
+        .map(|c| {
+            let spec = SubscriptionSpec::from_config(c, env)
+                .and_then(|spec| {
+                    spec.build(&c.id, SubscriptionSource::Config, &config.delivery)?;
+                    Ok(spec)
+                })
+                .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+            Ok(StoredSubscription {
+                id: c.id.clone(),
+                source: SubscriptionSource::Config,
+                spec: serde_json::to_string(&spec)?,
+                enabled: true,
+                disabled_reason: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })
+        })
+        .collect()
+}
+
 /// Runs the engine on `listener` until `shutdown` completes: stops accepting requests,
 /// lets attempts in flight finish within `[delivery] shutdown_grace`, and returns.
 pub async fn run(
@@ -45,12 +72,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let subscriptions = config
-        .subscriptions
-        .iter()
-        .map(|c| Subscription::from_config(c, &config.delivery, env))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.storage.path, now_ms())?);
+    store
+        .sync_config_subscriptions(config_subscriptions(&config, env)?)
+        .await?;
+    let subscriptions =
+        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
 
     let sandbox = Arc::new(sandbox(&config)?);
     let registry = Arc::new(Registry::new(sandbox, config.plugins.dir.clone()));
@@ -58,7 +85,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || loader.load_all())
         .await
         .context("loading plugins panicked")?;
-    for sub in &subscriptions {
+    for sub in subscriptions.catalog().iter() {
         if let Some(plugin) = &sub.plugin
             && registry.get(plugin).is_none()
         {
@@ -72,23 +99,33 @@ pub async fn run(
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
     let client = HttpClient::new(policy, config.delivery.tls_ca_file.as_deref())?;
-    let catalog = Arc::new(ArcSwap::from_pointee(Catalog::new(subscriptions)));
     let wake = Arc::new(Notify::new());
-    let max_timeout = catalog
-        .load()
+    let metrics = Metrics::default();
+    let endpoints = Arc::new(Endpoints::new(EndpointLimits {
+        breaker: BreakerConfig {
+            failure_threshold: config.delivery.breaker_failures,
+            cooldown: config.delivery.breaker_cooldown.0,
+        },
+        concurrency: config.delivery.endpoint_concurrency,
+    }));
+    let max_timeout = subscriptions
+        .catalog()
         .iter()
         .map(|s| s.timeout)
         .max()
-        .unwrap_or(config.delivery.timeout.0);
+        .unwrap_or(config.delivery.timeout.0)
+        .max(config.delivery.timeout.0);
     let scheduler = Scheduler {
         store: Arc::clone(&store),
         deliverer: Arc::new(Deliverer {
-            catalog: Arc::clone(&catalog),
+            subscriptions: Arc::clone(&subscriptions),
+            endpoints: Arc::clone(&endpoints),
             registry: Arc::clone(&registry),
             client,
             user_agent: http::HeaderValue::from_static(USER_AGENT),
         }),
         wake: Arc::clone(&wake),
+        metrics: metrics.clone(),
         concurrency: config.delivery.concurrency,
         lease: max_timeout * 2 + config.plugins.cpu_budget.0 + Duration::from_secs(30),
         shutdown_grace: config.delivery.shutdown_grace.0,
@@ -96,8 +133,10 @@ pub async fn run(
 
     let state = AppState {
         store,
-        catalog,
+        subscriptions,
         registry,
+        endpoints,
+        metrics,
         wake,
         api_token: config.server.api_token.clone(),
         limits: config.limits.clone(),

@@ -11,8 +11,10 @@
 //! - [`subscription`]: subscriptions and the [`subscription::Catalog`] that routes to them.
 //! - [`router`]: the event-type pattern index behind the catalog.
 //! - [`store`]: the durable store trait and the embedded SQLite backend.
-//! - [`delivery`]: scheduler, attempts, retry policy, signing, HTTP client, SSRF guard.
+//! - [`delivery`]: scheduler, attempts, retry policy, circuit breakers, signing, HTTP
+//!   client, SSRF guard.
 //! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`api`]: the HTTP API.
 //! - [`engine`]: wires everything together for `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod metrics;
 pub mod plugins;
 pub mod router;
 pub mod secret;

@@ -113,8 +113,9 @@ fn an_unknown_config_key_stops_startup_and_names_the_key() {
 #[test]
 fn an_invalid_subscription_stops_startup_with_the_reason() {
     let work = Workdir::new();
-    let config =
-        work.write_config("[[subscriptions]]\nid = \"s\"\nurl = \"ftp://x\"\nevents = [\"*\"]\n");
+    let config = work.write_config(&format!(
+        "[[subscriptions]]\nid = \"s\"\nurl = \"ftp://x\"\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n"
+    ));
     let (_, stderr) = serve_should_fail(&config);
     assert!(stderr.contains("subscription `s`"), "{stderr}");
     assert!(

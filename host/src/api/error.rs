@@ -93,3 +93,30 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::By
         )),
     }
 }
+
+/// Parses an RFC 3339 query parameter into Unix ms.
+pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            humantime::parse_rfc3339_weak(v)
+                .map(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64)
+                })
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_time",
+                        format!(
+                            "`{name}` must be an RFC 3339 time like 2026-06-13T12:00:00Z, not `{v}`"
+                        ),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// Turns a query-string rejection into the JSON error shape.
+pub fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+}

@@ -25,6 +25,9 @@ pub async fn publish(
     let (new, warnings) = route(&state, event);
     let result = state.store.ingest(vec![new]).await?;
     state.wake.notify_one();
+    if !result[0].duplicate {
+        state.metrics.ingested(1, u64::from(result[0].deliveries));
+    }
     let mut answer = result_json(&result[0]);
     if !warnings.is_empty() {
         answer["warnings"] = json!(warnings);
@@ -83,6 +86,9 @@ pub async fn publish_batch(
         .collect();
     let results = state.store.ingest(batch).await?;
     state.wake.notify_one();
+    let fresh = results.iter().filter(|r| !r.duplicate);
+    let (events, deliveries) = fresh.fold((0, 0), |(e, d), r| (e + 1, d + u64::from(r.deliveries)));
+    state.metrics.ingested(events, deliveries);
     warnings.sort();
     warnings.dedup();
     let mut answer = json!({"data": results.iter().map(result_json).collect::<Vec<_>>()});
@@ -99,7 +105,7 @@ fn result_json(r: &IngestResult) -> Value {
 /// One delivery per matching subscription, plus a warning for each whose plugin is not
 /// loaded (those deliveries are stored and wait for it).
 fn route(state: &AppState, event: Event) -> (NewEvent, Vec<String>) {
-    let catalog = state.catalog.load();
+    let catalog = state.subscriptions.catalog();
     let mut warnings = Vec::new();
     let deliveries = catalog
         .matching(&event.kind)

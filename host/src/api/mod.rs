@@ -2,7 +2,9 @@
 //! map to status codes in one place (`error.rs`).
 
 mod auth;
+mod dead_letters;
 mod deliveries;
+mod endpoints;
 mod error;
 mod events;
 mod health;
@@ -12,26 +14,31 @@ pub use error::ApiError;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 use crate::config::LimitsConfig;
+use crate::delivery::Endpoints;
+use crate::metrics::Metrics;
 use crate::plugins::Registry;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::subscription::Catalog;
+use crate::subscription::Subscriptions;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Durable state.
     pub store: Arc<dyn Store>,
-    /// Current subscriptions.
-    pub catalog: Arc<ArcSwap<Catalog>>,
+    /// Subscriptions.
+    pub subscriptions: Arc<Subscriptions>,
     /// Loaded plugins.
     pub registry: Arc<Registry>,
+    /// Per-endpoint circuits.
+    pub endpoints: Arc<Endpoints>,
+    /// Counters.
+    pub metrics: Metrics,
     /// Wakes the scheduler after ingest.
     pub wake: Arc<Notify>,
     /// Required bearer token for `/v1/*`, if any.
@@ -47,6 +54,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events/batch", post(events::publish_batch))
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::get))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/replay", post(dead_letters::replay))
+        .route("/endpoints", get(endpoints::list))
         .route("/plugins", get(plugins::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -54,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
         .nest("/v1", v1)
         .fallback(error::not_found)
         .with_state(state)

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 
+use super::breaker::Admission;
 use super::client::{HttpClient, SendError};
+use super::endpoints::Endpoints;
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
 use super::signing::signature_header;
 use crate::event::now_ms;
 use crate::plugins::{Action, AdapterInput, Fault, OutboundRequest, PluginLabel, Registry};
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
-use crate::subscription::{Catalog, Subscription, parse_target_url};
+use crate::subscription::{Subscription, Subscriptions, endpoint_key, parse_target_url};
 
 /// How long a delivery waits before looking again for a plugin that is not loaded.
 pub const PLUGIN_WAIT: Duration = Duration::from_secs(5);
@@ -23,8 +24,10 @@ pub const PLUGIN_WAIT: Duration = Duration::from_secs(5);
 /// What every attempt needs.
 #[derive(Debug)]
 pub struct Deliverer {
-    /// The current subscriptions.
-    pub catalog: Arc<ArcSwap<Catalog>>,
+    /// The subscriptions.
+    pub subscriptions: Arc<Subscriptions>,
+    /// Per-endpoint breakers and limits.
+    pub endpoints: Arc<Endpoints>,
     /// The loaded plugins.
     pub registry: Arc<Registry>,
     /// The outbound client.
@@ -53,7 +56,7 @@ impl Deliverer {
     pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
         let started_ms = now_ms();
         let clock = Instant::now();
-        let catalog = self.catalog.load();
+        let catalog = self.subscriptions.catalog();
         let mut record = AttemptRecord {
             delivery_id: delivery.id.clone(),
             attempt: delivery.attempts + 1,
@@ -72,6 +75,14 @@ impl Deliverer {
             ));
             return record;
         };
+        if !sub.enabled {
+            record.error = Some(format!(
+                "subscription `{}` is disabled ({}); replay this dead letter after enabling it",
+                sub.id,
+                sub.disabled_reason.as_deref().unwrap_or("by an operator")
+            ));
+            return record;
+        }
         let prepared = match self.prepare(sub, delivery, record.clone()).await {
             Stage::Send(p) => p,
             Stage::Done(mut record) => {
@@ -80,12 +91,45 @@ impl Deliverer {
             }
         };
         record.plugin_version = prepared.plugin_version.clone();
-        let request = sign(prepared, sub, &delivery.id, &self.user_agent);
+
+        // The endpoint's breaker and concurrency limit come before any network I/O.
+        let endpoint = self.endpoints.get(&endpoint_key(&prepared.url));
+        let _slot = match endpoint.try_slot() {
+            Some(slot) => slot,
+            None => {
+                record.error = Some(format!(
+                    "waiting: {} already has its limit of attempts in flight; no attempt is spent",
+                    endpoint.key()
+                ));
+                let wait = endpoint.busy_wait().mul_f64(0.5 + rand::random::<f64>());
+                record.next = NextState::WaitUntil(started_ms + wait.as_millis() as i64);
+                return record;
+            }
+        };
+        if let Admission::Refuse { retry_at_ms } = endpoint.admit(started_ms) {
+            record.error = Some(format!(
+                "not sent: the circuit for {} is open after repeated failures; it probes again at {}",
+                endpoint.key(),
+                crate::event::rfc3339(retry_at_ms)
+            ));
+            let reopens_in = Duration::from_millis((retry_at_ms - started_ms).max(0) as u64);
+            record.next = decide(
+                sub,
+                delivery,
+                AttemptResult::CircuitOpen { reopens_in },
+                started_ms,
+            )
+            .0;
+            return record;
+        }
+
+        let request = sign(prepared, sub, &delivery.id, &self.user_agent, started_ms);
         let result = match request {
             Ok(request) => self.client.send(request, sub.timeout).await,
             Err(reason) => Err(SendError::Network(reason)),
         };
-        record.latency_us = clock.elapsed().as_micros() as u64;
+        let latency = clock.elapsed();
+        record.latency_us = latency.as_micros() as u64;
         let outcome = match result {
             Ok(response) => {
                 record.status_code = Some(response.status);
@@ -110,7 +154,18 @@ impl Deliverer {
                 }
             }
         };
-        record.next = decide(sub, delivery, outcome, started_ms);
+        endpoint.record(endpoint_healthy(outcome), latency, now_ms());
+        let disable;
+        (record.next, disable) = decide(sub, delivery, outcome, started_ms);
+        if disable {
+            let reason = format!(
+                "the receiver answered 410 Gone at {}",
+                crate::event::rfc3339(started_ms)
+            );
+            if let Err(e) = self.subscriptions.disable(&sub.id, reason).await {
+                tracing::error!(subscription = %sub.id, error = %e, "cannot disable the subscription after 410");
+            }
+        }
         record
     }
 
@@ -181,7 +236,8 @@ impl Deliverer {
                     delivery,
                     AttemptResult::AdapterFailed,
                     record.started_at_ms,
-                );
+                )
+                .0;
                 Stage::Done(record)
             }
         }
@@ -214,29 +270,37 @@ fn adapter_request(
     })
 }
 
-/// Applies the subscription's retry policy.
+/// Whether an attempt shows the endpoint is up, for its breaker: any answer but 408, 429 and
+/// 5xx. A 4xx is the request's fault, not the endpoint's.
+fn endpoint_healthy(outcome: AttemptResult) -> bool {
+    match outcome {
+        AttemptResult::Response { status, .. } => !matches!(status, 408 | 429 | 500..=599),
+        _ => false,
+    }
+}
+
+/// Applies the subscription's retry policy: the next state, and whether the receiver asked
+/// for the subscription to be disabled (`410 Gone`).
 fn decide(
     sub: &Subscription,
     delivery: &ClaimedDelivery,
     outcome: AttemptResult,
     started_ms: i64,
-) -> NextState {
+) -> (NextState, bool) {
     let verdict = sub.retry.decide(
         delivery.attempts_this_run + 1,
         outcome,
         rand::random::<f64>(),
     );
     match verdict {
-        Verdict::Delivered => NextState::Delivered,
-        Verdict::Retry(wait) => NextState::RetryAt(started_ms + wait.as_millis() as i64),
+        Verdict::Delivered => (NextState::Delivered, false),
+        Verdict::Retry(wait) => (
+            NextState::RetryAt(started_ms + wait.as_millis() as i64),
+            false,
+        ),
         Verdict::DeadLetter {
             disable_subscription,
-        } => {
-            if disable_subscription {
-                tracing::warn!(subscription = %sub.id, "the receiver answered 410 Gone");
-            }
-            NextState::DeadLetter
-        }
+        } => (NextState::DeadLetter, disable_subscription),
     }
 }
 
@@ -246,9 +310,10 @@ fn sign(
     sub: &Subscription,
     msg_id: &str,
     user_agent: &HeaderValue,
+    now_ms: i64,
 ) -> Result<Request<Full<Bytes>>, String> {
-    let timestamp = now_ms() / 1000;
-    let signature = signature_header(&sub.signing_keys, msg_id, timestamp, &p.body);
+    let timestamp = now_ms / 1000;
+    let signature = signature_header(&sub.active_keys(now_ms), msg_id, timestamp, &p.body);
     let mut builder = Request::builder().method(p.method).uri(p.url);
     let headers = builder.headers_mut().ok_or("invalid request")?;
     for (name, value) in &sub.headers {

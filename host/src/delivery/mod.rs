@@ -3,13 +3,17 @@
 //!
 //! - `scheduler`: claims due deliveries and runs attempts within the concurrency limit.
 //! - `attempt`: one attempt (adapter, sign, send, decide).
+//! - `endpoints`: per-endpoint circuit breaker, concurrency limit and latency.
+//! - `breaker`: the circuit breaker state machine, pure.
 //! - `retry`: the retry policy, pure.
 //! - `signing`: Standard Webhooks signatures.
 //! - `client`: the pooled HTTP client and its guarded connector.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
 pub mod attempt;
+pub mod breaker;
 pub mod client;
+pub mod endpoints;
 pub mod retry;
 pub mod scheduler;
 pub mod signing;
@@ -17,4 +21,5 @@ pub mod ssrf;
 
 pub use attempt::Deliverer;
 pub use client::HttpClient;
+pub use endpoints::{EndpointLimits, Endpoints};
 pub use scheduler::Scheduler;

@@ -19,6 +19,11 @@ pub enum AttemptResult {
     Timeout,
     /// The adapter returned an error or faulted; nothing was sent.
     AdapterFailed,
+    /// The endpoint's circuit is open; nothing was sent. It may probe again in this long.
+    CircuitOpen {
+        /// Time until the circuit lets a probe through.
+        reopens_in: Duration,
+    },
 }
 
 /// What happens to the delivery next.
@@ -51,7 +56,9 @@ impl RetryPolicy {
     /// uniform random number in `[0, 1)`: the wait is "full jitter", uniform in
     /// `[0, schedule step]`, so that a burst of failures does not retry in lockstep.
     pub fn decide(&self, attempt: u32, result: AttemptResult, jitter: f64) -> Verdict {
-        let retry_after = match result {
+        // A floor under the jittered wait: the receiver's Retry-After, or the circuit's
+        // cooldown.
+        let floor = match result {
             AttemptResult::Response { status, .. } if (200..300).contains(&status) => {
                 return Verdict::Delivered;
             }
@@ -64,8 +71,9 @@ impl RetryPolicy {
                         disable_subscription: status == 410,
                     };
                 }
-                retry_after
+                retry_after.map(|d| d.min(self.retry_after_cap))
             }
+            AttemptResult::CircuitOpen { reopens_in } => Some(reopens_in),
             AttemptResult::NetworkError | AttemptResult::Timeout | AttemptResult::AdapterFailed => {
                 None
             }
@@ -82,10 +90,7 @@ impl RetryPolicy {
             .copied()
             .unwrap_or_default();
         let jittered = step.mul_f64(jitter.clamp(0.0, 1.0));
-        let floor = retry_after
-            .map(|d| d.min(self.retry_after_cap))
-            .unwrap_or_default();
-        Verdict::Retry(jittered.max(floor))
+        Verdict::Retry(jittered.max(floor.unwrap_or_default()))
     }
 }
 
@@ -225,6 +230,27 @@ mod tests {
         assert_eq!(
             p.decide(1, after(86_400), 0.1),
             Verdict::Retry(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn an_open_circuit_is_a_failed_attempt_that_waits_for_the_probe() {
+        let open = AttemptResult::CircuitOpen {
+            reopens_in: Duration::from_secs(30),
+        };
+        assert_eq!(
+            policy().decide(1, open, 0.5),
+            Verdict::Retry(Duration::from_secs(30))
+        );
+        assert_eq!(
+            policy().decide(2, open, 1.0),
+            Verdict::Retry(Duration::from_secs(300))
+        );
+        assert_eq!(
+            policy().decide(4, open, 0.5),
+            Verdict::DeadLetter {
+                disable_subscription: false
+            }
         );
     }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::attempt::Deliverer;
 use crate::event::now_ms;
+use crate::metrics::Metrics;
 use crate::store::{NextState, Store};
 
 /// Most deliveries claimed per store round trip.
@@ -28,6 +29,8 @@ pub struct Scheduler {
     pub deliverer: Arc<Deliverer>,
     /// Ingest pokes this after storing new deliveries.
     pub wake: Arc<Notify>,
+    /// Attempt counters.
+    pub metrics: Metrics,
     /// Attempts in flight at most.
     pub concurrency: usize,
     /// How long a claim holds a delivery; longer than any attempt can take.
@@ -92,9 +95,11 @@ impl Scheduler {
                 let deliverer = Arc::clone(&self.deliverer);
                 let store = Arc::clone(&self.store);
                 let wake = Arc::clone(&self.wake);
+                let metrics = self.metrics.clone();
                 tasks.spawn(async move {
                     let record = deliverer.attempt(&delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
+                    metrics.attempt(&record);
                     let rescheduled = matches!(record.next, NextState::RetryAt(_) | NextState::WaitUntil(_));
                     if let Err(e) = store.record(vec![record]).await {
                         tracing::error!(delivery = %delivery.id, error = %e,

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
-    DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, Store, StoreError,
+    DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, QueueDepth, ReplayFilter,
+    RetryOutcome, Store, StoreError, StoredSubscription, SubscriptionSource,
 };
 use crate::event::{Event, rfc3339};
 
@@ -48,6 +49,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id              TEXT PRIMARY KEY,
+    source          TEXT NOT NULL,
+    spec            TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    disabled_reason TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id    TEXT NOT NULL,
     attempt        INTEGER NOT NULL,
@@ -76,19 +86,11 @@ struct Inner {
     path: PathBuf,
 }
 
-enum Job {
-    Ingest(
-        Vec<NewEvent>,
-        oneshot::Sender<Result<Vec<IngestResult>, StoreError>>,
-    ),
-    Claim {
-        now_ms: i64,
-        limit: usize,
-        lease_ms: i64,
-        reply: oneshot::Sender<Result<Claim, StoreError>>,
-    },
-    Record(Vec<AttemptRecord>, oneshot::Sender<Result<(), StoreError>>),
-}
+/// A write job: runs inside the batch transaction and returns what to do once the batch
+/// has committed (or failed to).
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+/// Delivers a job's result after the commit.
+type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in folder `dir`. Deliveries that were leased when the
@@ -136,13 +138,31 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    fn send(&self, job: Job) -> Result<(), StoreError> {
+    /// Runs `f` in the writer's next batch, under its own savepoint, and returns its
+    /// result once the batch is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |committed| {
+                let answer = match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(e.clone()),
+                };
+                // A caller that stopped waiting is fine to ignore.
+                let _ = tx.send(answer);
+            })
+        });
         self.inner
             .writer
             .lock()
             .map_err(|_| StoreError::Closed)?
             .send(job)
-            .map_err(|_| StoreError::Closed)
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read<T: Send + 'static>(
@@ -174,9 +194,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ingest(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Ingest(batch, tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.write(move |conn| ingest(conn, &batch)).await
     }
 
     async fn claim_due(
@@ -185,20 +203,13 @@ impl Store for EmbeddedStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Job::Claim {
-            now_ms,
-            limit,
-            lease_ms: lease.as_millis() as i64,
-            reply,
-        })?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let lease_ms = lease.as_millis() as i64;
+        self.write(move |conn| claim(conn, now_ms, limit, lease_ms))
+            .await
     }
 
     async fn record(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Record(records, tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.write(move |conn| record(conn, &records)).await
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
@@ -218,10 +229,7 @@ impl Store for EmbeddedStore {
                 .query_map([&id], |r| {
                     Ok(AttemptInfo {
                         attempt: r.get(0)?,
-                        started_at: humantime::format_rfc3339_millis(
-                            std::time::UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64),
-                        )
-                        .to_string(),
+                        started_at: rfc3339_millis(r.get(1)?),
                         latency_us: r.get::<_, i64>(2)? as u64,
                         status_code: r.get(3)?,
                         error: r.get(4)?,
@@ -241,25 +249,31 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<DeliverySummary>, StoreError> {
         self.read(move |conn| {
             let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
-            let mut args: Vec<String> = Vec::new();
-            let mut push = |clause: &str, value: String| {
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut push = |clause: &str, value: rusqlite::types::Value| {
                 args.push(value);
                 sql.push_str(&format!(" AND {clause} ?{}", args.len()));
             };
             if let Some(v) = filter.subscription_id {
-                push("subscription_id =", v);
+                push("subscription_id =", v.into());
             }
             if let Some(v) = filter.status {
-                push("status =", v.as_str().to_owned());
+                push("status =", v.as_str().to_owned().into());
             }
             if let Some(v) = filter.event_type {
-                push("event_type =", v);
+                push("event_type =", v.into());
             }
             if let Some(v) = filter.event_id {
-                push("event_id =", v);
+                push("event_id =", v.into());
+            }
+            if let Some(v) = filter.since_ms {
+                push("created_at >=", v.into());
+            }
+            if let Some(v) = filter.until_ms {
+                push("created_at <", v.into());
             }
             if let Some(v) = filter.before {
-                push("id <", v);
+                push("id <", v.into());
             }
             sql.push_str(&format!(
                 " ORDER BY id DESC LIMIT {}",
@@ -268,6 +282,132 @@ impl Store for EmbeddedStore {
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), summary_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryOutcome, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let state: Option<(String, bool)> = conn
+                .query_row("SELECT status, leased FROM deliveries WHERE id = ?1", [&id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            match state {
+                None => return Ok(RetryOutcome::NotFound),
+                Some((status, true)) if status == "pending" => return Ok(RetryOutcome::InFlight),
+                Some(_) => {}
+            }
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, run_start = attempts,
+                     leased = 0, updated_at = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+            let summary = conn.query_row(&format!("{SUMMARY_SELECT} WHERE id = ?1"), [&id], summary_row)?;
+            Ok(RetryOutcome::Scheduled(summary))
+        })
+        .await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        filter: ReplayFilter,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let replayed = conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, run_start = attempts,
+                     leased = 0, updated_at = ?1
+                 WHERE status = 'dead_letter'
+                   AND (?2 IS NULL OR subscription_id = ?2)
+                   AND (?3 IS NULL OR created_at >= ?3)
+                   AND (?4 IS NULL OR created_at < ?4)",
+                params![now_ms, filter.subscription_id, filter.since_ms, filter.until_ms],
+            )?;
+            Ok(replayed as u64)
+        })
+        .await
+    }
+
+    async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth, StoreError> {
+        self.read(move |conn| {
+            conn.query_row(
+                "SELECT COALESCE(SUM(next_attempt_at <= ?1 OR leased = 1), 0), COALESCE(SUM(next_attempt_at > ?1 AND leased = 0), 0)
+                 FROM deliveries WHERE status = 'pending'",
+                [now_ms],
+                |r| {
+                    Ok(QueueDepth {
+                        due: r.get::<_, i64>(0)? as u64,
+                        scheduled: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, source, spec, enabled, disabled_reason, created_at, updated_at FROM subscriptions ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], subscription_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn put_subscription(&self, sub: StoredSubscription) -> Result<(), StoreError> {
+        self.write(move |conn| upsert_subscription(conn, &sub, false))
+            .await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM subscriptions WHERE id = ?1", [&id])? > 0)
+        })
+        .await
+    }
+
+    async fn sync_config_subscriptions(
+        &self,
+        subs: Vec<StoredSubscription>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let ids: Vec<&str> = subs.iter().map(|s| s.id.as_str()).collect();
+            let mut stale = conn.prepare("SELECT id FROM subscriptions WHERE source = 'config'")?;
+            let stale: Vec<String> = stale
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|id| !ids.contains(&id.as_str()))
+                .collect();
+            for id in stale {
+                conn.execute("DELETE FROM subscriptions WHERE id = ?1", [&id])?;
+            }
+            for sub in &subs {
+                upsert_subscription(conn, sub, true)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_subscription_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE subscriptions SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, enabled, if enabled { None } else { reason }, now_ms],
+            )? > 0)
         })
         .await
     }
@@ -297,6 +437,58 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
     })
 }
 
+fn subscription_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSubscription> {
+    Ok(StoredSubscription {
+        id: r.get(0)?,
+        source: SubscriptionSource::parse(&r.get::<_, String>(1)?),
+        spec: r.get(2)?,
+        enabled: r.get(3)?,
+        disabled_reason: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        updated_at_ms: r.get(6)?,
+    })
+}
+
+/// Inserts or replaces a subscription. With `keep_state`, an existing row keeps its
+/// `enabled`, `disabled_reason` and `created_at` (a config reload must not re-enable a
+/// subscription the receiver disabled with `410`).
+fn upsert_subscription(
+    conn: &Connection,
+    sub: &StoredSubscription,
+    keep_state: bool,
+) -> rusqlite::Result<()> {
+    let sql = if keep_state {
+        "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET source = excluded.source, spec = excluded.spec, updated_at = excluded.updated_at"
+    } else {
+        "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET source = excluded.source, spec = excluded.spec, enabled = excluded.enabled,
+             disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at"
+    };
+    conn.execute(
+        sql,
+        params![
+            sub.id,
+            sub.source.as_str(),
+            sub.spec,
+            sub.enabled,
+            sub.disabled_reason,
+            sub.created_at_ms,
+            sub.updated_at_ms
+        ],
+    )?;
+    Ok(())
+}
+
+fn rfc3339_millis(ms: i64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
+    )
+    .to_string()
+}
+
 /// The writer thread: group commit until every sender is gone.
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
@@ -311,81 +503,39 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// A job's answer, held until the batch has committed.
-enum Reply {
-    Ingest(
-        oneshot::Sender<Result<Vec<IngestResult>, StoreError>>,
-        Result<Vec<IngestResult>, StoreError>,
-    ),
-    Claim(
-        oneshot::Sender<Result<Claim, StoreError>>,
-        Result<Claim, StoreError>,
-    ),
-    Record(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
-}
-
 fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
-    let mut replies = Vec::with_capacity(jobs.len());
+    let mut finishers = Vec::with_capacity(jobs.len());
     let committed = (|| -> Result<(), StoreError> {
-        let mut tx = conn.transaction()?;
+        let tx = conn.transaction()?;
         for job in jobs {
-            replies.push(match job {
-                Job::Ingest(batch, reply) => {
-                    Reply::Ingest(reply, in_savepoint(&mut tx, |tx| ingest(tx, &batch)))
-                }
-                Job::Claim {
-                    now_ms,
-                    limit,
-                    lease_ms,
-                    reply,
-                } => Reply::Claim(
-                    reply,
-                    in_savepoint(&mut tx, |tx| claim(tx, now_ms, limit, lease_ms)),
-                ),
-                Job::Record(records, reply) => {
-                    Reply::Record(reply, in_savepoint(&mut tx, |tx| record(tx, &records)))
-                }
-            });
+            finishers.push(job(&tx));
         }
         tx.commit()?;
         Ok(())
     })();
-    for reply in replies {
-        // A caller that stopped waiting is fine to ignore.
-        match (reply, &committed) {
-            (Reply::Ingest(tx, r), Ok(())) => drop(tx.send(r)),
-            (Reply::Claim(tx, r), Ok(())) => drop(tx.send(r)),
-            (Reply::Record(tx, r), Ok(())) => drop(tx.send(r)),
-            (Reply::Ingest(tx, _), Err(e)) => {
-                drop(tx.send(Err(StoreError::Database(e.to_string()))))
-            }
-            (Reply::Claim(tx, _), Err(e)) => {
-                drop(tx.send(Err(StoreError::Database(e.to_string()))))
-            }
-            (Reply::Record(tx, _), Err(e)) => {
-                drop(tx.send(Err(StoreError::Database(e.to_string()))))
-            }
-        }
-    }
-    if let Err(e) = committed {
+    if let Err(e) = &committed {
         tracing::error!(error = %e, "store commit failed; the batch was rolled back and its callers told");
+    }
+    for finish in finishers {
+        finish(committed.as_ref().map(|_| ()));
     }
 }
 
+/// Runs `f` under a savepoint, rolling back only its own changes when it fails.
 fn in_savepoint<T>(
-    tx: &mut Transaction<'_>,
+    conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    let sp = tx.savepoint()?;
-    match f(&sp) {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
         Ok(v) => {
-            sp.commit()?;
+            conn.execute_batch("RELEASE job")?;
             Ok(v)
         }
-        Err(e) => Err(e.into()), // dropping `sp` rolls it back
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e.into())
+        }
     }
 }
 
@@ -526,161 +676,4 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
         ])?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::NewDelivery;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("wasmhook-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn new_event(id: &str, subs: &[&str]) -> NewEvent {
-        NewEvent {
-            event: Event {
-                id: id.into(),
-                kind: "host.up".into(),
-                created_at_ms: 1_000,
-                data: "{\"n\":1}".into(),
-            },
-            deliveries: subs
-                .iter()
-                .map(|s| NewDelivery {
-                    id: format!("msg_{id}_{s}"),
-                    subscription_id: (*s).into(),
-                })
-                .collect(),
-        }
-    }
-
-    fn record(id: &str, attempt: u32, next: NextState) -> AttemptRecord {
-        AttemptRecord {
-            delivery_id: id.into(),
-            attempt,
-            started_at_ms: 2_000,
-            latency_us: 1_500,
-            status_code: Some(500),
-            error: Some("boom".into()),
-            response_body: None,
-            plugin_version: None,
-            next,
-        }
-    }
-
-    #[tokio::test]
-    async fn ingest_is_idempotent_on_the_event_id() {
-        let dir = temp_dir("idem");
-        let store = EmbeddedStore::open(&dir, 0).unwrap();
-        let first = store
-            .ingest(vec![new_event("e1", &["a", "b"])])
-            .await
-            .unwrap();
-        assert_eq!(first[0].deliveries, 2);
-        assert!(!first[0].duplicate);
-        let again = store
-            .ingest(vec![new_event("e1", &["a", "b", "c"])])
-            .await
-            .unwrap();
-        assert_eq!(
-            again[0],
-            IngestResult {
-                id: "e1".into(),
-                deliveries: 2,
-                duplicate: true
-            }
-        );
-        let all = store
-            .list_deliveries(DeliveryFilter {
-                limit: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(all.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn claim_leases_and_record_moves_state() {
-        let dir = temp_dir("claim");
-        let store = EmbeddedStore::open(&dir, 0).unwrap();
-        store
-            .ingest(vec![new_event("e1", &["a"]), new_event("e2", &["a"])])
-            .await
-            .unwrap();
-        let lease = Duration::from_secs(60);
-        let claim = store.claim_due(1_000, 10, lease).await.unwrap();
-        assert_eq!(claim.deliveries.len(), 2);
-        assert_eq!(claim.deliveries[0].event.data, "{\"n\":1}");
-        // Leased deliveries are not handed out twice.
-        assert!(
-            store
-                .claim_due(1_000, 10, lease)
-                .await
-                .unwrap()
-                .deliveries
-                .is_empty()
-        );
-        store
-            .record(vec![
-                record("msg_e1_a", 1, NextState::RetryAt(5_000)),
-                record("msg_e2_a", 1, NextState::DeadLetter),
-            ])
-            .await
-            .unwrap();
-        let claim = store.claim_due(4_999, 10, lease).await.unwrap();
-        assert!(claim.deliveries.is_empty());
-        assert_eq!(claim.next_due_ms, Some(5_000));
-        let claim = store.claim_due(5_000, 10, lease).await.unwrap();
-        assert_eq!(claim.deliveries[0].attempts, 1);
-        let detail = store.delivery("msg_e2_a").await.unwrap().unwrap();
-        assert_eq!(detail.delivery.status, DeliveryStatus::DeadLetter);
-        assert_eq!(detail.attempts_log.len(), 1);
-        assert_eq!(detail.attempts_log[0].status_code, Some(500));
-    }
-
-    #[tokio::test]
-    async fn leases_held_at_a_crash_are_released_on_open() {
-        let dir = temp_dir("crash");
-        {
-            let store = EmbeddedStore::open(&dir, 0).unwrap();
-            store.ingest(vec![new_event("e1", &["a"])]).await.unwrap();
-            let claim = store
-                .claim_due(1_000, 10, Duration::from_secs(3600))
-                .await
-                .unwrap();
-            assert_eq!(claim.deliveries.len(), 1);
-        }
-        let store = EmbeddedStore::open(&dir, 2_000).unwrap();
-        let claim = store
-            .claim_due(2_000, 10, Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(claim.deliveries.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn waiting_does_not_spend_an_attempt() {
-        let dir = temp_dir("wait");
-        let store = EmbeddedStore::open(&dir, 0).unwrap();
-        store.ingest(vec![new_event("e1", &["a"])]).await.unwrap();
-        store
-            .claim_due(1_000, 10, Duration::from_secs(60))
-            .await
-            .unwrap();
-        let mut r = record("msg_e1_a", 1, NextState::WaitUntil(9_000));
-        r.error = Some("plugin `x` is not loaded".into());
-        store.record(vec![r]).await.unwrap();
-        let d = store.delivery("msg_e1_a").await.unwrap().unwrap();
-        assert_eq!(d.delivery.attempts, 0);
-        assert!(d.attempts_log.is_empty());
-        assert_eq!(
-            d.delivery.last_error.as_deref(),
-            Some("plugin `x` is not loaded")
-        );
-    }
 }

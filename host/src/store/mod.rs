@@ -5,6 +5,8 @@
 //! Times are Unix milliseconds supplied by the caller, so backends never read the clock
 //! themselves and tests can pin time.
 
+#[cfg(test)]
+pub mod conformance;
 mod embedded;
 mod model;
 
@@ -16,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 /// A store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
@@ -69,4 +71,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         filter: DeliveryFilter,
     ) -> Result<Vec<DeliverySummary>, StoreError>;
+
+    /// Makes one delivery due at `now_ms` with a fresh retry budget, whatever its state,
+    /// unless an attempt is running right now.
+    async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryOutcome, StoreError>;
+
+    /// Makes the matching dead letters due at `now_ms` with a fresh retry budget; returns
+    /// how many. Each keeps its id, so receivers see the same `webhook-id`.
+    async fn replay_dead_letters(
+        &self,
+        filter: ReplayFilter,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Pending deliveries due by `now_ms` (or in flight), and later.
+    async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth, StoreError>;
+
+    /// Every subscription, by id.
+    async fn subscriptions(&self) -> Result<Vec<StoredSubscription>, StoreError>;
+
+    /// Creates or replaces one subscription.
+    async fn put_subscription(&self, subscription: StoredSubscription) -> Result<(), StoreError>;
+
+    /// Deletes one subscription; false when it did not exist.
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Makes the config-file subscriptions exactly `subscriptions`: upserts each (keeping
+    /// its `enabled` state and creation time) and deletes config-sourced ones no longer
+    /// listed. API-created subscriptions are left alone, except one with the same id as a
+    /// config entry, which the config entry replaces.
+    async fn sync_config_subscriptions(
+        &self,
+        subscriptions: Vec<StoredSubscription>,
+    ) -> Result<(), StoreError>;
+
+    /// Enables or disables one subscription; false when it does not exist.
+    async fn set_subscription_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
 }

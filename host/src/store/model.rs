@@ -201,8 +201,92 @@ pub struct DeliveryFilter {
     pub event_type: Option<String>,
     /// Only for this event.
     pub event_id: Option<String>,
+    /// Only deliveries created at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only deliveries created before this time (Unix ms).
+    pub until_ms: Option<i64>,
     /// Only ids before this one (the previous page's last id).
     pub before: Option<String>,
     /// Page size.
     pub limit: usize,
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    /// Only this subscription's.
+    pub subscription_id: Option<String>,
+    /// Only deliveries created at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only deliveries created before this time (Unix ms).
+    pub until_ms: Option<i64>,
+}
+
+/// What a manual retry did.
+#[derive(Debug, Clone)]
+pub enum RetryOutcome {
+    /// The delivery is due now, with a fresh retry budget.
+    Scheduled(DeliverySummary),
+    /// No such delivery.
+    NotFound,
+    /// An attempt is running right now; nothing was changed.
+    InFlight,
+}
+
+/// Where a subscription was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionSource {
+    /// The config file; it is rewritten from the file at every start.
+    Config,
+    /// The API.
+    Api,
+}
+
+impl SubscriptionSource {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Api => "api",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Self {
+        if s == "config" {
+            Self::Config
+        } else {
+            Self::Api
+        }
+    }
+}
+
+/// A subscription as the store keeps it: the spec is opaque JSON owned by
+/// `subscription::SubscriptionSpec`; the store only knows the fields it filters on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// Id.
+    pub id: String,
+    /// Config file or API.
+    pub source: SubscriptionSource,
+    /// The spec, as JSON.
+    pub spec: String,
+    /// Whether it receives deliveries.
+    pub enabled: bool,
+    /// Why it was disabled, if it was (for example `410 Gone`).
+    pub disabled_reason: Option<String>,
+    /// Created, Unix ms.
+    pub created_at_ms: i64,
+    /// Last changed, Unix ms.
+    pub updated_at_ms: i64,
+}
+
+/// Pending deliveries, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// Due now (or in flight).
+    pub due: u64,
+    /// Waiting for a later time.
+    pub scheduled: u64,
 }

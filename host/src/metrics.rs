@@ -1,0 +1,191 @@
+//! Prometheus metrics. Counters and the latency histogram live for the process; gauges that
+//! describe current state (queue depth, circuits, plugins) are read at scrape time.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::delivery::endpoints::EndpointInfo;
+use crate::plugins::PluginInfo;
+use crate::store::{AttemptRecord, NextState, QueueDepth};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The process-lifetime metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    events_ingested: Counter,
+    deliveries_created: Counter,
+    attempts: Family<Labels, Counter>,
+    attempt_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            events_ingested: Counter::default(),
+            deliveries_created: Counter::default(),
+            attempts: Family::default(),
+            // 1 ms to ~65 s.
+            attempt_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+        }
+    }
+}
+
+/// State read at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Pending deliveries.
+    pub queue: QueueDepth,
+    /// Per-endpoint circuits.
+    pub endpoints: Vec<EndpointInfo>,
+    /// Loaded plugins.
+    pub plugins: Vec<PluginInfo>,
+}
+
+impl Metrics {
+    /// Counts accepted events and the deliveries they created.
+    pub fn ingested(&self, events: u64, deliveries: u64) {
+        self.events_ingested.inc_by(events);
+        self.deliveries_created.inc_by(deliveries);
+    }
+
+    /// Counts one attempt by outcome and records its latency.
+    pub fn attempt(&self, record: &AttemptRecord) {
+        let outcome = match record.next {
+            NextState::Delivered => "delivered",
+            NextState::Skipped => "skipped",
+            NextState::DeadLetter => "dead_letter",
+            NextState::RetryAt(_) => "retry",
+            NextState::WaitUntil(_) => "waiting",
+        };
+        self.attempts
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+        if record.status_code.is_some() || record.error.is_some() {
+            self.attempt_seconds.observe(record.latency_us as f64 / 1e6);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, snapshot: Snapshot) -> String {
+        let mut registry = Registry::with_prefix("wasmhook");
+        registry.register(
+            "events_ingested",
+            "Events accepted",
+            self.events_ingested.clone(),
+        );
+        registry.register(
+            "deliveries_created",
+            "Deliveries created by ingest",
+            self.deliveries_created.clone(),
+        );
+        registry.register(
+            "attempts",
+            "Delivery attempts by outcome: delivered, retry, dead_letter, skipped, waiting",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "attempt_duration_seconds",
+            "Attempt latency, adapter and HTTP",
+            self.attempt_seconds.clone(),
+        );
+
+        let queue: Family<Labels, Gauge> = Family::default();
+        queue
+            .get_or_create(&vec![("state", "due".into())])
+            .set(snapshot.queue.due as i64);
+        queue
+            .get_or_create(&vec![("state", "scheduled".into())])
+            .set(snapshot.queue.scheduled as i64);
+        registry.register(
+            "queue_depth",
+            "Pending deliveries: due now, or scheduled later",
+            queue,
+        );
+
+        let circuit: Family<Labels, Gauge> = Family::default();
+        let in_flight: Family<Labels, Gauge> = Family::default();
+        for e in &snapshot.endpoints {
+            let state = match e.circuit {
+                "open" => 2,
+                "half_open" => 1,
+                _ => 0,
+            };
+            circuit
+                .get_or_create(&vec![("endpoint", e.endpoint.clone())])
+                .set(state);
+            in_flight
+                .get_or_create(&vec![("endpoint", e.endpoint.clone())])
+                .set(e.in_flight as i64);
+        }
+        registry.register(
+            "circuit_state",
+            "Circuit per endpoint: 0 closed, 1 half-open, 2 open",
+            circuit,
+        );
+        registry.register(
+            "endpoint_in_flight",
+            "Attempts in flight per endpoint",
+            in_flight,
+        );
+
+        let calls: Family<Labels, Counter> = Family::default();
+        let errors: Family<Labels, Counter> = Family::default();
+        let latency: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+        for p in &snapshot.plugins {
+            let labels = vec![("plugin", p.name.clone())];
+            calls.get_or_create(&labels).inc_by(p.calls);
+            errors.get_or_create(&labels).inc_by(p.errors);
+            if let Some(us) = p.mean_latency_us {
+                latency.get_or_create(&labels).set(us / 1e6);
+            }
+        }
+        registry.register(
+            "plugin_calls",
+            "Adapter calls of the serving version",
+            calls,
+        );
+        registry.register("plugin_errors", "Adapter calls that failed", errors);
+        registry.register(
+            "plugin_mean_latency_seconds",
+            "Mean adapter call latency of the serving version",
+            latency,
+        );
+
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_snapshot_gauges() {
+        let m = Metrics::default();
+        m.ingested(2, 3);
+        let mut snapshot = Snapshot::default();
+        snapshot.queue = QueueDepth {
+            due: 4,
+            scheduled: 5,
+        };
+        let text = m.render(snapshot);
+        assert!(text.contains("wasmhook_events_ingested_total 2"), "{text}");
+        assert!(
+            text.contains("wasmhook_deliveries_created_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmhook_queue_depth{state=\"due\"} 4"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

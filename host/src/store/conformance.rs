@@ -1,0 +1,526 @@
+//! The store conformance suite: one set of checks every backend must pass. Each check takes
+//! a function that opens a fresh, empty store (and can reopen it, to simulate a restart);
+//! `store_conformance!` instantiates the whole suite for one backend.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::event::Event;
+
+/// Opens the store under test at time `now_ms`. Calling it again opens the same store
+/// again, as a restarted process would.
+pub type Opener =
+    Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>> + Send + Sync>;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn new_event(id: &str, subs: &[&str]) -> NewEvent {
+    NewEvent {
+        event: Event {
+            id: id.into(),
+            kind: "host.up".into(),
+            created_at_ms: 1_000,
+            data: "{\"n\":1}".into(),
+        },
+        deliveries: subs
+            .iter()
+            .map(|s| NewDelivery {
+                id: format!("msg_{id}_{s}"),
+                subscription_id: (*s).into(),
+            })
+            .collect(),
+    }
+}
+
+fn attempt(id: &str, attempt: u32, next: NextState) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: id.into(),
+        attempt,
+        started_at_ms: 2_000,
+        latency_us: 1_500,
+        status_code: Some(500),
+        error: Some("boom".into()),
+        response_body: Some("oops".into()),
+        plugin_version: Some("p v1 sha256:0".into()),
+        next,
+    }
+}
+
+fn all() -> DeliveryFilter {
+    DeliveryFilter {
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+/// Ingest stores deliveries with the event and is idempotent on the event id.
+pub async fn ingest_is_idempotent(open: Opener) {
+    let store = open(0).await;
+    let first = store
+        .ingest(vec![new_event("e1", &["a", "b"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        first[0],
+        IngestResult {
+            id: "e1".into(),
+            deliveries: 2,
+            duplicate: false
+        }
+    );
+    let again = store
+        .ingest(vec![new_event("e1", &["a", "b", "c"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0],
+        IngestResult {
+            id: "e1".into(),
+            deliveries: 2,
+            duplicate: true
+        }
+    );
+    assert_eq!(store.list_deliveries(all()).await.unwrap().len(), 2);
+    // A batch with a duplicate inside stores the rest.
+    let batch = store
+        .ingest(vec![
+            new_event("e2", &["a"]),
+            new_event("e1", &["a"]),
+            new_event("e3", &[]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    assert_eq!(store.list_deliveries(all()).await.unwrap().len(), 3);
+}
+
+/// Claims lease deliveries; records move them on; due times are honoured.
+pub async fn claim_and_record(open: Opener) {
+    let store = open(0).await;
+    store
+        .ingest(vec![new_event("e1", &["a"]), new_event("e2", &["a"])])
+        .await
+        .unwrap();
+    let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2);
+    assert_eq!(claim.deliveries[0].event.data, "{\"n\":1}");
+    assert_eq!(claim.deliveries[0].event.kind, "host.up");
+    assert!(
+        store
+            .claim_due(1_000, 10, LEASE)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty(),
+        "leased twice"
+    );
+    store
+        .record(vec![
+            attempt("msg_e1_a", 1, NextState::RetryAt(5_000)),
+            attempt("msg_e2_a", 1, NextState::DeadLetter),
+        ])
+        .await
+        .unwrap();
+    let claim = store.claim_due(4_999, 10, LEASE).await.unwrap();
+    assert!(claim.deliveries.is_empty());
+    assert_eq!(claim.next_due_ms, Some(5_000));
+    let claim = store.claim_due(5_000, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 1);
+    assert_eq!(claim.deliveries[0].attempts, 1);
+    assert_eq!(claim.deliveries[0].attempts_this_run, 1);
+    let dead = store.delivery("msg_e2_a").await.unwrap().unwrap();
+    assert_eq!(dead.delivery.status, DeliveryStatus::DeadLetter);
+    assert_eq!(dead.delivery.last_status, Some(500));
+    assert_eq!(dead.attempts_log.len(), 1);
+    assert_eq!(dead.attempts_log[0].response_body.as_deref(), Some("oops"));
+    assert_eq!(
+        dead.attempts_log[0].plugin_version.as_deref(),
+        Some("p v1 sha256:0")
+    );
+    assert!(store.delivery("msg_nope").await.unwrap().is_none());
+    // A claim never returns more than asked, and reports more work as due now.
+    store
+        .ingest(
+            (0..5)
+                .map(|i| new_event(&format!("b{i}"), &["a"]))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let claim = store.claim_due(6_000, 2, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2);
+    assert_eq!(claim.next_due_ms, Some(6_000));
+}
+
+/// A lease held when the process died is released when the store is opened again.
+pub async fn leases_are_released_on_reopen(open: Opener) {
+    let store = open(0).await;
+    store.ingest(vec![new_event("e1", &["a"])]).await.unwrap();
+    assert_eq!(
+        store
+            .claim_due(1_000, 10, Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+    drop(store);
+    let store = open(2_000).await;
+    assert_eq!(
+        store
+            .claim_due(2_000, 10, LEASE)
+            .await
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+}
+
+/// A delivery scheduled for later keeps its time across a restart.
+pub async fn scheduled_retries_survive_reopen(open: Opener) {
+    let store = open(0).await;
+    store.ingest(vec![new_event("e1", &["a"])]).await.unwrap();
+    store.claim_due(1_000, 10, LEASE).await.unwrap();
+    store
+        .record(vec![attempt("msg_e1_a", 1, NextState::RetryAt(90_000))])
+        .await
+        .unwrap();
+    drop(store);
+    let store = open(2_000).await;
+    let claim = store.claim_due(2_000, 10, LEASE).await.unwrap();
+    assert!(claim.deliveries.is_empty(), "not at once");
+    assert_eq!(claim.next_due_ms, Some(90_000), "not never");
+}
+
+/// Waiting (plugin missing) spends no attempt and records no attempt row.
+pub async fn waiting_spends_no_attempt(open: Opener) {
+    let store = open(0).await;
+    store.ingest(vec![new_event("e1", &["a"])]).await.unwrap();
+    store.claim_due(1_000, 10, LEASE).await.unwrap();
+    let mut r = attempt("msg_e1_a", 1, NextState::WaitUntil(9_000));
+    r.error = Some("plugin `x` is not loaded".into());
+    store.record(vec![r]).await.unwrap();
+    let d = store.delivery("msg_e1_a").await.unwrap().unwrap();
+    assert_eq!(d.delivery.attempts, 0);
+    assert_eq!(d.delivery.status, DeliveryStatus::Pending);
+    assert!(d.attempts_log.is_empty());
+    assert_eq!(
+        d.delivery.last_error.as_deref(),
+        Some("plugin `x` is not loaded")
+    );
+    assert_eq!(
+        store.claim_due(8_999, 10, LEASE).await.unwrap().next_due_ms,
+        Some(9_000)
+    );
+}
+
+/// Filters and pagination of the delivery list.
+pub async fn list_filters_and_pages(open: Opener) {
+    let store = open(0).await;
+    for i in 0..5 {
+        store
+            .ingest(vec![new_event(&format!("e{i}"), &["a", "b"])])
+            .await
+            .unwrap();
+    }
+    store.claim_due(1_000, 100, LEASE).await.unwrap();
+    store
+        .record(vec![attempt("msg_e0_a", 1, NextState::DeadLetter)])
+        .await
+        .unwrap();
+    let f = |sub: Option<&str>, status: Option<DeliveryStatus>| DeliveryFilter {
+        subscription_id: sub.map(Into::into),
+        status,
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(f(Some("a"), None))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let dead = store
+        .list_deliveries(f(None, Some(DeliveryStatus::DeadLetter)))
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["msg_e0_a"]
+    );
+    let by_event = DeliveryFilter {
+        event_id: Some("e3".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.list_deliveries(by_event).await.unwrap().len(), 2);
+    let by_type = DeliveryFilter {
+        event_type: Some("nope".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(store.list_deliveries(by_type).await.unwrap().is_empty());
+    // Pages of 3 walk all 10 deliveries, newest first, without overlap.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_deliveries(DeliveryFilter {
+                before: before.clone(),
+                limit: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|d| d.id.clone());
+        seen.extend(page.into_iter().map(|d| d.id));
+    }
+    assert_eq!(seen.len(), 10);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted);
+}
+
+/// Replay and manual retry make deliveries due with a fresh budget and keep their ids.
+pub async fn replay_and_retry(open: Opener) {
+    let store = open(0).await;
+    store
+        .ingest(vec![new_event("e1", &["a", "b"]), new_event("e2", &["a"])])
+        .await
+        .unwrap();
+    store.claim_due(1_000, 10, LEASE).await.unwrap();
+    store
+        .record(vec![
+            attempt("msg_e1_a", 3, NextState::DeadLetter),
+            attempt("msg_e1_b", 1, NextState::DeadLetter),
+            attempt("msg_e2_a", 1, NextState::Delivered),
+        ])
+        .await
+        .unwrap();
+    let only_b = ReplayFilter {
+        subscription_id: Some("b".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.replay_dead_letters(only_b, 3_000).await.unwrap(), 1);
+    let late = ReplayFilter {
+        since_ms: Some(5_000),
+        ..Default::default()
+    };
+    assert_eq!(store.replay_dead_letters(late, 3_000).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .replay_dead_letters(ReplayFilter::default(), 3_000)
+            .await
+            .unwrap(),
+        1
+    );
+    let claim = store.claim_due(3_000, 10, LEASE).await.unwrap();
+    let mut ids: Vec<_> = claim
+        .deliveries
+        .iter()
+        .map(|d| (d.id.as_str(), d.attempts, d.attempts_this_run))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [("msg_e1_a", 3, 0), ("msg_e1_b", 1, 0)]);
+
+    // Retry: refused while in flight, works on a delivered one, unknown ids say so.
+    assert!(matches!(
+        store.retry_delivery("msg_e1_a", 4_000).await.unwrap(),
+        RetryOutcome::InFlight
+    ));
+    match store.retry_delivery("msg_e2_a", 4_000).await.unwrap() {
+        RetryOutcome::Scheduled(d) => assert_eq!(d.status, DeliveryStatus::Pending),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.retry_delivery("msg_nope", 4_000).await.unwrap(),
+        RetryOutcome::NotFound
+    ));
+    let claim = store.claim_due(4_000, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries[0].id, "msg_e2_a");
+    assert_eq!(claim.deliveries[0].attempts_this_run, 0);
+}
+
+/// Queue depth counts due and scheduled pending deliveries.
+pub async fn queue_depth(open: Opener) {
+    let store = open(0).await;
+    store
+        .ingest(vec![new_event("e1", &["a", "b", "c"])])
+        .await
+        .unwrap();
+    // A leased delivery still counts as due.
+    store.claim_due(1_000, 1, LEASE).await.unwrap();
+    assert_eq!(
+        store.queue_depth(1_000).await.unwrap(),
+        QueueDepth {
+            due: 3,
+            scheduled: 0
+        }
+    );
+    store.claim_due(1_000, 10, LEASE).await.unwrap();
+    store
+        .record(vec![attempt("msg_e1_a", 1, NextState::RetryAt(50_000))])
+        .await
+        .unwrap();
+    store
+        .record(vec![attempt("msg_e1_b", 1, NextState::Delivered)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.queue_depth(1_000).await.unwrap(),
+        QueueDepth {
+            due: 1,
+            scheduled: 1
+        }
+    );
+}
+
+fn stored(id: &str, source: SubscriptionSource, spec: &str) -> StoredSubscription {
+    StoredSubscription {
+        id: id.into(),
+        source,
+        spec: spec.into(),
+        enabled: true,
+        disabled_reason: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+/// Subscriptions: CRUD, config sync keeping state, enable and disable.
+pub async fn subscriptions(open: Opener) {
+    let store = open(0).await;
+    store
+        .put_subscription(stored("api1", SubscriptionSource::Api, "{\"v\":1}"))
+        .await
+        .unwrap();
+    store
+        .sync_config_subscriptions(vec![
+            stored("cfg1", SubscriptionSource::Config, "{}"),
+            stored("cfg2", SubscriptionSource::Config, "{}"),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_subscription_enabled("cfg1", false, Some("410 Gone".into()), 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_subscription_enabled("nope", false, None, 5)
+            .await
+            .unwrap()
+    );
+    // A new config: cfg2 goes, cfg1 keeps its disabled state, api1 is untouched.
+    store
+        .sync_config_subscriptions(vec![stored(
+            "cfg1",
+            SubscriptionSource::Config,
+            "{\"new\":true}",
+        )])
+        .await
+        .unwrap();
+    let subs = store.subscriptions().await.unwrap();
+    assert_eq!(
+        subs.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["api1", "cfg1"]
+    );
+    let cfg1 = &subs[1];
+    assert!(!cfg1.enabled);
+    assert_eq!(cfg1.disabled_reason.as_deref(), Some("410 Gone"));
+    assert_eq!(cfg1.spec, "{\"new\":true}");
+    assert!(
+        store
+            .set_subscription_enabled("cfg1", true, Some("ignored".into()), 6)
+            .await
+            .unwrap()
+    );
+    let subs = store.subscriptions().await.unwrap();
+    assert!(subs[1].enabled && subs[1].disabled_reason.is_none());
+    let mut updated = stored("api1", SubscriptionSource::Api, "{\"v\":2}");
+    updated.enabled = false;
+    store.put_subscription(updated).await.unwrap();
+    let subs = store.subscriptions().await.unwrap();
+    assert_eq!(
+        (subs[0].spec.as_str(), subs[0].enabled),
+        ("{\"v\":2}", false)
+    );
+    assert!(store.delete_subscription("api1").await.unwrap());
+    assert!(!store.delete_subscription("api1").await.unwrap());
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+}
+
+/// Many concurrent writers all land (group commit must answer every caller).
+pub async fn concurrent_writers(open: Opener) {
+    let store = open(0).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .ingest(vec![new_event(&format!("c{i}"), &["a"])])
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(!t.await.unwrap()[0].duplicate);
+    }
+    let claim = store.claim_due(1_000, 1_000, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 200);
+}
+
+/// Instantiates the suite for one backend: `store_conformance!(embedded, opener_fn)`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($backend:ident, $opener:expr) => {
+        mod $backend {
+            use $crate::store::conformance as suite;
+            use super::*;
+            $crate::store_conformance!(@tests $opener;
+                ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
+                scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
+                replay_and_retry, queue_depth, subscriptions, concurrent_writers);
+        }
+    };
+    (@tests $opener:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(open) = $opener() {
+                    suite::$name(open).await;
+                }
+            }
+        )*
+    };
+}
+
+/// A fresh embedded store in a temporary folder.
+pub fn embedded() -> Option<Opener> {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wasmhook-conformance-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Some(Arc::new(move |now| {
+        let dir = dir.clone();
+        Box::pin(async move { Arc::new(EmbeddedStore::open(&dir, now).unwrap()) as Arc<dyn Store> })
+    }))
+}
+
+crate::store_conformance!(embedded_store, embedded);

@@ -1,0 +1,456 @@
+//! A subscription's spec (what is stored, as JSON) and its validation into the runtime
+//! `Subscription` the delivery path uses.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DeliveryConfig, Env, HumanDuration, SubscriptionConfig};
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::signing::SigningKey;
+use crate::router::validate_pattern;
+use crate::secret::Secret;
+use crate::store::SubscriptionSource;
+
+/// The longest `Retry-After` a receiver can impose.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
+/// What defines a subscription; stored as JSON, so fields can be added with defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    /// Where requests go.
+    pub url: String,
+    /// Event-type patterns.
+    pub events: Vec<String>,
+    /// A human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Adapter name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Adapter settings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+    /// Own retry schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_schedule: Option<Vec<HumanDuration>>,
+    /// Own attempt budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Own attempt timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Signing secrets, newest first; older ones carry an expiry while a rotation runs.
+    pub secrets: Vec<StoredSecret>,
+}
+
+/// One signing secret with an optional expiry (set on the old secret by a rotation).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSecret {
+    /// `whsec_…`.
+    pub secret: String,
+    /// Stops signing at this time, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("secret", &"***")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// A spec that cannot be used, naming the field and the fix.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct SpecError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn spec_err(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// One subscription, validated and ready to deliver to.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Stable id.
+    pub id: String,
+    /// Config file or API.
+    pub source: SubscriptionSource,
+    /// Whether it gets new deliveries and attempts.
+    pub enabled: bool,
+    /// Why it is disabled.
+    pub disabled_reason: Option<String>,
+    /// Target URL, http or https.
+    pub url: Uri,
+    /// Event-type patterns.
+    pub patterns: Vec<String>,
+    /// Keys that sign each request, with their expiry; more than one during a rotation.
+    pub signing_keys: Vec<(SigningKey, Option<i64>)>,
+    /// Adapter name (`plugins/<name>.wasm`); `None` sends the standard envelope.
+    pub plugin: Option<String>,
+    /// Extra request headers, already validated.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Adapter settings, sorted by key.
+    pub settings: Vec<(String, String)>,
+    /// When and how often to retry.
+    pub retry: RetryPolicy,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+}
+
+impl Subscription {
+    /// The keys that sign at `now_ms`.
+    pub fn active_keys(&self, now_ms: i64) -> Vec<SigningKey> {
+        self.signing_keys
+            .iter()
+            .filter(|(_, expires)| expires.is_none_or(|at| at > now_ms))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The scheme, host and port requests go to: the unit of circuit breaking.
+    pub fn endpoint(&self) -> String {
+        endpoint_key(&self.url)
+    }
+}
+
+/// `scheme://host:port` of a URL.
+pub fn endpoint_key(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("http");
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    format!("{scheme}://{}:{port}", url.host().unwrap_or(""))
+}
+
+/// Headers the engine owns; a subscription or adapter setting them would break signing or
+/// HTTP framing, so they are refused.
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("webhook-")
+        || matches!(
+            name.as_str(),
+            "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "user-agent"
+                | "upgrade"
+                | "te"
+                | "trailer"
+        )
+}
+
+/// Parses and checks a receiver URL: absolute, http or https, with a host.
+pub fn parse_target_url(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a valid URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("`{url}` must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(uri)
+}
+
+/// Checks one custom header.
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    if is_reserved_header(name) {
+        return Err(format!(
+            "header `{name}` is set by the engine and cannot be overridden"
+        ));
+    }
+    let name =
+        HeaderName::try_from(name).map_err(|_| format!("`{name}` is not a valid header name"))?;
+    let value = HeaderValue::try_from(value)
+        .map_err(|_| format!("the value of header `{name}` is not valid"))?;
+    Ok((name, value))
+}
+
+/// Subscription ids: letters, digits, `_`, `-` and `.`, 1 to 64 characters.
+pub fn validate_subscription_id(id: &str) -> Result<(), SpecError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(spec_err(
+            "id",
+            format!(
+                "invalid subscription id `{id}`: use 1 to 64 letters, digits, `_`, `-` and `.`"
+            ),
+        ))
+    }
+}
+
+/// Plugin names are file stems: `[A-Za-z0-9_-]`, 1 to 64 characters.
+pub fn validate_plugin_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid plugin name `{name}`: use the file name without `.wasm`, made of letters, digits, `_` and `-`"
+        ))
+    }
+}
+
+impl SubscriptionSpec {
+    /// The spec of a config-file entry, resolving `secret_env` through `env`.
+    pub fn from_config(cfg: &SubscriptionConfig, env: &dyn Env) -> Result<Self, SpecError> {
+        let secret = match (&cfg.secret, &cfg.secret_env) {
+            (Some(_), Some(_)) => {
+                return Err(spec_err("secret", "set `secret` or `secret_env`, not both"));
+            }
+            (Some(secret), None) => secret.clone(),
+            (None, Some(var)) => Secret::new(env.var(var).ok_or_else(|| {
+                spec_err(
+                    "secret_env",
+                    format!("`secret_env` names `{var}`, but that environment variable is not set"),
+                )
+            })?),
+            (None, None) => {
+                return Err(spec_err(
+                    "secret",
+                    "no signing secret: set `secret = \"whsec_...\"` or `secret_env = \"VAR\"` (generate one with `wasmhook secret`)",
+                ));
+            }
+        };
+        Ok(Self {
+            url: cfg.url.clone(),
+            events: cfg.events.clone(),
+            name: None,
+            plugin: cfg.plugin.clone(),
+            headers: cfg.headers.clone(),
+            settings: cfg
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            retry_schedule: cfg.retry_schedule.clone(),
+            max_attempts: cfg.max_attempts,
+            timeout: cfg.timeout,
+            secrets: vec![StoredSecret {
+                secret: secret.expose().to_owned(),
+                expires_at_ms: None,
+            }],
+        })
+    }
+
+    /// Validates the spec and builds the runtime subscription, with `defaults` filling what
+    /// the spec leaves out.
+    pub fn build(
+        &self,
+        id: &str,
+        source: SubscriptionSource,
+        defaults: &DeliveryConfig,
+    ) -> Result<Subscription, SpecError> {
+        validate_subscription_id(id)?;
+        let url = parse_target_url(&self.url).map_err(|e| spec_err("url", e))?;
+        if self.events.is_empty() {
+            return Err(spec_err(
+                "events",
+                "`events` is empty; list patterns such as [\"host.*\"] or [\"*\"]",
+            ));
+        }
+        for pattern in &self.events {
+            validate_pattern(pattern).map_err(|e| spec_err("events", e))?;
+        }
+        if self.secrets.is_empty() {
+            return Err(spec_err("secret", "the subscription has no signing secret"));
+        }
+        let signing_keys = self
+            .secrets
+            .iter()
+            .map(|s| {
+                SigningKey::from_secret(&Secret::new(s.secret.clone()))
+                    .map(|k| (k, s.expires_at_ms))
+                    .map_err(|e| spec_err("secret", e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(plugin) = &self.plugin {
+            validate_plugin_name(plugin).map_err(|e| spec_err("plugin", e))?;
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| parse_header(k, v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| spec_err("headers", e))?;
+        let schedule: Vec<Duration> = self
+            .retry_schedule
+            .as_ref()
+            .unwrap_or(&defaults.retry_schedule)
+            .iter()
+            .map(|d| d.0)
+            .collect();
+        // An own schedule brings its own default budget; otherwise the global one applies.
+        let max_attempts = self
+            .max_attempts
+            .or(if self.retry_schedule.is_some() {
+                None
+            } else {
+                defaults.max_attempts
+            })
+            .unwrap_or(schedule.len() as u32 + 1);
+        if max_attempts == 0 {
+            return Err(spec_err(
+                "max_attempts",
+                "`max_attempts` must be at least 1",
+            ));
+        }
+        let timeout = self.timeout.unwrap_or(defaults.timeout).0;
+        if timeout.is_zero() {
+            return Err(spec_err("timeout", "`timeout` must be longer than 0s"));
+        }
+        Ok(Subscription {
+            id: id.to_owned(),
+            source,
+            enabled: true,
+            disabled_reason: None,
+            url,
+            patterns: self.events.clone(),
+            signing_keys,
+            plugin: self.plugin.clone(),
+            headers,
+            settings: self
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            retry: RetryPolicy {
+                schedule,
+                max_attempts,
+                retry_after_cap: RETRY_AFTER_CAP,
+            },
+            timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    struct Vars;
+    impl Env for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "HOOK_SECRET").then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned())
+        }
+    }
+
+    fn build(extra: &str) -> Result<Subscription, SpecError> {
+        let text = format!(
+            "[[subscriptions]]\nid = \"ops\"\nurl = \"https://hooks.example.com/x\"\nevents = [\"host.*\"]\n{extra}"
+        );
+        let config = Config::parse(&text).expect("parses");
+        let cfg = &config.subscriptions[0];
+        SubscriptionSpec::from_config(cfg, &Vars)?.build(
+            &cfg.id,
+            SubscriptionSource::Config,
+            &config.delivery,
+        )
+    }
+
+    #[test]
+    fn builds_with_defaults_from_delivery() {
+        let s = build("secret_env = \"HOOK_SECRET\"").unwrap();
+        assert_eq!(s.retry.max_attempts, 10);
+        assert_eq!(s.timeout, Duration::from_secs(15));
+        assert_eq!(s.url.host(), Some("hooks.example.com"));
+        assert_eq!(s.endpoint(), "https://hooks.example.com:443");
+    }
+
+    #[test]
+    fn own_schedule_sets_the_default_max_attempts() {
+        let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\", \"2s\"]").unwrap();
+        assert_eq!(s.retry.max_attempts, 3);
+        let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\"]\nmax_attempts = 7")
+            .unwrap();
+        assert_eq!(s.retry.max_attempts, 7);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_fix() {
+        let err = |extra: &str| build(extra).unwrap_err();
+        assert_eq!(err("").field, "secret");
+        assert!(err("").message.contains("no signing secret"));
+        assert!(err("secret_env = \"NOPE\"").message.contains("`NOPE`"));
+        assert!(
+            err("secret = \"abc\"")
+                .message
+                .contains("must start with `whsec_`")
+        );
+        let e = err("secret_env = \"HOOK_SECRET\"\nheaders = { webhook-id = \"x\" }");
+        assert_eq!(e.field, "headers");
+        assert!(e.message.contains("set by the engine"));
+        let e = err("secret_env = \"HOOK_SECRET\"\nplugin = \"../evil\"");
+        assert!(e.message.contains("invalid plugin name"));
+    }
+
+    #[test]
+    fn expired_keys_stop_signing() {
+        let mut spec = SubscriptionSpec::from_config(
+            &Config::parse(
+                "[[subscriptions]]\nid=\"a\"\nurl=\"http://x\"\nevents=[\"*\"]\nsecret_env=\"HOOK_SECRET\"\n",
+            )
+            .unwrap()
+            .subscriptions[0],
+            &Vars,
+        )
+        .unwrap();
+        spec.secrets.push(StoredSecret {
+            secret: "whsec_dGhpcyBpcyBhbm90aGVyIHNlY3JldCBrZXkh".into(),
+            expires_at_ms: Some(1_000),
+        });
+        let s = spec
+            .build("a", SubscriptionSource::Api, &DeliveryConfig::default())
+            .unwrap();
+        assert_eq!(s.active_keys(999).len(), 2);
+        assert_eq!(s.active_keys(1_000).len(), 1);
+        assert!(
+            !format!("{spec:?}").contains("whsec_"),
+            "Debug must hide secrets"
+        );
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(
+            parse_target_url("ftp://x/")
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(parse_target_url("/relative").is_err());
+        assert!(parse_target_url("http://127.0.0.1:9/hook").is_ok());
+    }
+}
