@@ -171,10 +171,12 @@ mod tests {
     fn renders_counters_and_snapshot_gauges() {
         let m = Metrics::default();
         m.ingested(2, 3);
-        let mut snapshot = Snapshot::default();
-        snapshot.queue = QueueDepth {
-            due: 4,
-            scheduled: 5,
+        let snapshot = Snapshot {
+            queue: QueueDepth {
+                due: 4,
+                scheduled: 5,
+            },
+            ..Default::default()
         };
         let text = m.render(snapshot);
         assert!(text.contains("wasmhook_events_ingested_total 2"), "{text}");

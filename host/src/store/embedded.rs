@@ -305,7 +305,7 @@ impl Store for EmbeddedStore {
                 params![id, now_ms],
             )?;
             let summary = conn.query_row(&format!("{SUMMARY_SELECT} WHERE id = ?1"), [&id], summary_row)?;
-            Ok(RetryOutcome::Scheduled(summary))
+            Ok(RetryOutcome::Scheduled(Box::new(summary)))
         })
         .await
     }

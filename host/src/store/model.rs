@@ -226,7 +226,7 @@ pub struct ReplayFilter {
 #[derive(Debug, Clone)]
 pub enum RetryOutcome {
     /// The delivery is due now, with a fresh retry budget.
-    Scheduled(DeliverySummary),
+    Scheduled(Box<DeliverySummary>),
     /// No such delivery.
     NotFound,
     /// An attempt is running right now; nothing was changed.
