@@ -17,6 +17,13 @@ pub const PAGERDUTY: &str = env!("WASMHOOK_PLUGIN_PAGERDUTY");
 /// The settings-steered test adapter.
 pub const PROBE: &str = env!("WASMHOOK_GUEST_PROBE");
 
+/// Versions 1, 2 and 3 of an adapter whose body names its version.
+pub const VERSIONED: [&str; 3] = [
+    env!("WASMHOOK_GUEST_VERSIONED_1"),
+    env!("WASMHOOK_GUEST_VERSIONED_2"),
+    env!("WASMHOOK_GUEST_VERSIONED_3"),
+];
+
 /// A fixed signing secret for tests.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Another one, for rotation and mismatch tests.

@@ -25,6 +25,8 @@ pub enum Reply {
     WithHeaders(u16, Vec<(&'static str, String)>),
     /// Never answer.
     Hang,
+    /// Answer this status after this long.
+    Delay(Duration, u16),
     /// Drop the connection without answering.
     Reset,
 }
@@ -42,6 +44,8 @@ pub struct Received {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// When it arrived, Unix ms (to compare with times the engine reports).
+    pub wall_ms: i64,
 }
 
 impl Received {
@@ -199,6 +203,29 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits until `done` holds for all requests received so far; panics after `timeout`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.arrived.notified();
+            if done(&self.requests()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() && !done(&self.requests())
+            {
+                panic!(
+                    "waited {timeout:?} for {what}; got {} requests",
+                    self.requests().len()
+                );
+            }
+        }
+    }
+
     /// Waits until at least `n` requests reached `path`, and returns them. Panics after
     /// `timeout` with what did arrive.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
@@ -247,11 +274,18 @@ async fn handle(
         headers: parts.headers,
         body,
         at: Instant::now(),
+        wall_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
     });
     state.arrived.notify_waiters();
     match reply {
         Reply::Status(code) => Ok(response(code, Vec::new())),
         Reply::WithHeaders(code, headers) => Ok(response(code, headers)),
+        Reply::Delay(wait, code) => {
+            tokio::time::sleep(wait).await;
+            Ok(response(code, Vec::new()))
+        }
         Reply::Hang => {
             std::future::pending::<()>().await;
             unreachable!()

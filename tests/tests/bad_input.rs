@@ -298,7 +298,7 @@ async fn the_api_token_guards_v1_but_not_healthz() {
         "t0ken",
     ]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("\"deliveries\":0"), "{stdout}");
+    assert!(stdout.contains("\"deliveries\": 0"), "{stdout}");
     let (ok, _, stderr) = run_cli(&["send", "--type", "a.b", "--server", &engine.base]);
     assert!(!ok);
     assert!(stderr.contains("HTTP 401"), "{stderr}");

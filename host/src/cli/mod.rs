@@ -2,10 +2,13 @@
 //!
 //! - `serve`: run the engine.
 //! - `send`: publish one event to a running engine.
+//! - `deliveries`, `dead-letters`, `endpoints`: inspect and act on a running engine.
 //! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
 //! - `verify`: check a Standard Webhooks signature, for people writing receivers.
 //! - `secret`: print a fresh `whsec_` signing secret.
 
+mod api;
+mod manage;
 mod plugin;
 mod send;
 mod serve;
@@ -29,6 +32,14 @@ enum Command {
     Serve(serve::Args),
     /// Publish one event to a running engine.
     Send(send::Args),
+    /// List, inspect and retry deliveries.
+    #[command(subcommand)]
+    Deliveries(manage::Deliveries),
+    /// List and replay dead letters.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(manage::DeadLetters),
+    /// Show each receiver endpoint's circuit breaker and load.
+    Endpoints(api::Connection),
     /// Check or dry-run an adapter component.
     #[command(subcommand)]
     Plugin(plugin::Command),
@@ -45,6 +56,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Send(args) => send::run(args),
+        Command::Deliveries(cmd) => manage::deliveries(cmd),
+        Command::DeadLetters(cmd) => manage::dead_letters(cmd),
+        Command::Endpoints(connection) => manage::endpoints(connection),
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Secret => {

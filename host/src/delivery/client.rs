@@ -178,13 +178,28 @@ impl HttpClient {
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Response, SendError> {
-        match tokio::time::timeout(timeout, self.exchange(request)).await {
+        self.send_reading(request, timeout, RESPONSE_SNIPPET_BYTES)
+            .await
+    }
+
+    /// Like `send`, but keeps up to `body_limit` bytes of the response body.
+    pub async fn send_reading(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        body_limit: usize,
+    ) -> Result<Response, SendError> {
+        match tokio::time::timeout(timeout, self.exchange(request, body_limit)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout(timeout)),
         }
     }
 
-    async fn exchange(&self, request: http::Request<Full<Bytes>>) -> Result<Response, SendError> {
+    async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        body_limit: usize,
+    ) -> Result<Response, SendError> {
         let response = self
             .inner
             .request(request)
@@ -198,11 +213,11 @@ impl HttpClient {
             .map(str::to_owned);
         let mut body = response.into_body();
         let mut snippet = Vec::new();
-        while snippet.len() < RESPONSE_SNIPPET_BYTES {
+        while snippet.len() < body_limit {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        let room = RESPONSE_SNIPPET_BYTES - snippet.len();
+                        let room = body_limit - snippet.len();
                         snippet.extend_from_slice(&data[..data.len().min(room)]);
                     }
                 }

@@ -428,7 +428,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
         status,
         attempts: r.get(5)?,
         next_attempt_at: (status == DeliveryStatus::Pending)
-            .then(|| r.get::<_, i64>(6).map(rfc3339))
+            .then(|| r.get::<_, i64>(6).map(rfc3339_millis))
             .transpose()?,
         last_error: r.get(7)?,
         last_status: r.get(8)?,
