@@ -260,7 +260,7 @@ impl<'de> Deserialize<'de> for SettingValue {
 }
 
 /// Reads environment variables; a seam so tests can load without touching the process env.
-pub trait Env {
+pub trait Env: Sync {
     /// The variable's value, if set and valid UTF-8.
     fn var(&self, name: &str) -> Option<String>;
 }

@@ -61,10 +61,13 @@ impl Endpoint {
         self.latency_us.store(new, Ordering::Relaxed);
     }
 
-    /// How long a delivery should wait when every slot is taken: about one attempt's time.
+    /// How long a delivery should wait when every slot is taken: about one attempt's time,
+    /// or a quarter second while no attempt has finished yet (a hanging endpoint).
     pub fn busy_wait(&self) -> Duration {
-        Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
-            .clamp(Duration::from_millis(20), Duration::from_secs(2))
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => Duration::from_millis(250),
+            us => Duration::from_micros(us).clamp(Duration::from_millis(20), Duration::from_secs(2)),
+        }
     }
 
     /// The breaker's state.
