@@ -32,7 +32,12 @@ pub async fn run(receiver: &Receiver, total: u64, concurrency: usize) -> anyhow:
     })
 }
 
-async fn post_loop(receiver: &Receiver, path: &str, total: u64, concurrency: usize) -> anyhow::Result<f64> {
+async fn post_loop(
+    receiver: &Receiver,
+    path: &str,
+    total: u64,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let body = Bytes::from(vec![b'x'; 1024]);
     let url: http::Uri = receiver.url(path).parse()?;
@@ -40,7 +45,8 @@ async fn post_loop(receiver: &Receiver, path: &str, total: u64, concurrency: usi
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, body, url, next) = (client.clone(), body.clone(), url.clone(), Arc::clone(&next));
+        let (client, body, url, next) =
+            (client.clone(), body.clone(), url.clone(), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let request = http::Request::post(url.clone())

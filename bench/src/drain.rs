@@ -30,11 +30,22 @@ pub async fn drain(
 
 /// The harm a black-hole endpoint does to a healthy one: the healthy subscription's drain
 /// rate alone, then with a second subscription on every event whose endpoint never answers.
-pub async fn dead_endpoint(receiver: &Receiver, events: usize, concurrency: usize) -> anyhow::Result<(f64, f64)> {
+pub async fn dead_endpoint(
+    receiver: &Receiver,
+    events: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, f64)> {
     let alone = drain(receiver, "/healthy-alone", events, &[], concurrency).await?;
     // `localhost` makes the black hole a different endpoint from the healthy 127.0.0.1.
     let dead_url = receiver.url("/blackhole").replace("127.0.0.1", "localhost");
     let dead = subscription("dead", &dead_url, "timeout = \"2s\"");
-    let beside = drain(receiver, "/healthy-beside", events, &[("dead", dead)], concurrency).await?;
+    let beside = drain(
+        receiver,
+        "/healthy-beside",
+        events,
+        &[("dead", dead)],
+        concurrency,
+    )
+    .await?;
     Ok((alone, beside))
 }

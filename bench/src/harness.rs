@@ -51,7 +51,12 @@ impl Engine {
 
 /// Writes `events` events with one delivery per subscription in `subscriptions` into the
 /// store under `dir`, in batches, as ingest would. The payload is `payload_bytes` long.
-pub async fn preload(dir: &Path, subscriptions: &[&str], events: usize, payload_bytes: usize) -> anyhow::Result<()> {
+pub async fn preload(
+    dir: &Path,
+    subscriptions: &[&str],
+    events: usize,
+    payload_bytes: usize,
+) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&dir.join("data"), now_ms())?;
     let pad = "x".repeat(payload_bytes.saturating_sub(40));
     let mut i = 0;

@@ -50,7 +50,9 @@ fn main() -> anyhow::Result<()> {
             concurrency: 64,
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(run(&args.scenario, scale))?;
     print!("{report}");
     if args.scenario == "all" && !args.smoke {
@@ -86,7 +88,8 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         scale.concurrency, base.rate, base.rtt_us
     )?;
     if matches!(scenario, "all" | "dead-endpoint") {
-        let (alone, beside) = drain::dead_endpoint(&receiver, scale.dead_endpoint_events, scale.concurrency).await?;
+        let (alone, beside) =
+            drain::dead_endpoint(&receiver, scale.dead_endpoint_events, scale.concurrency).await?;
         writeln!(
             out,
             "## A dead endpoint beside a healthy one\n\n\
@@ -125,5 +128,7 @@ fn machine() -> String {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("Machine: {cpu}, {cores} cores, {mem_gib:.0} GiB. Engine and receiver share the machine.")
+    format!(
+        "Machine: {cpu}, {cores} cores, {mem_gib:.0} GiB. Engine and receiver share the machine."
+    )
 }

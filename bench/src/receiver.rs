@@ -62,7 +62,8 @@ impl Receiver {
                             if path.starts_with("/blackhole") {
                                 std::future::pending::<()>().await;
                             }
-                            let stats = Arc::clone(paths.lock().expect("lock").entry(path).or_default());
+                            let stats =
+                                Arc::clone(paths.lock().expect("lock").entry(path).or_default());
                             let now = Instant::now();
                             {
                                 let mut fl = stats.first_last.lock().expect("lock");
@@ -71,7 +72,9 @@ impl Receiver {
                             }
                             stats.count.fetch_add(1, Ordering::Relaxed);
                             arrived.notify_waiters();
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -80,7 +83,12 @@ impl Receiver {
                 });
             }
         });
-        Ok(Self { addr, paths, arrived, task })
+        Ok(Self {
+            addr,
+            paths,
+            arrived,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -90,7 +98,13 @@ impl Receiver {
 
     /// The counters of `path`.
     pub fn stats(&self, path: &str) -> Arc<PathStats> {
-        Arc::clone(self.paths.lock().expect("lock").entry(path.to_owned()).or_default())
+        Arc::clone(
+            self.paths
+                .lock()
+                .expect("lock")
+                .entry(path.to_owned())
+                .or_default(),
+        )
     }
 
     /// Waits until `path` has seen `n` requests; returns the seconds between the first and
@@ -104,7 +118,11 @@ impl Receiver {
             }
             notified.await;
         }
-        let (first, last) = stats.first_last.lock().expect("lock").expect("requests arrived");
+        let (first, last) = stats
+            .first_last
+            .lock()
+            .expect("lock")
+            .expect("requests arrived");
         (last - first).as_secs_f64()
     }
 }

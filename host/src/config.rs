@@ -78,8 +78,19 @@ pub struct PluginsConfig {
     pub cpu_budget: HumanDuration,
     /// Largest linear memory one adapter instance may grow to, in bytes.
     pub max_memory_bytes: u64,
-    /// Largest request body an adapter may return, in bytes.
+    /// Largest request (body, headers and URL) an adapter may return, in bytes.
     pub max_output_bytes: usize,
+    /// Reuse one instance for up to this many deliveries of the same subscription (0: a
+    /// fresh instance for every delivery). State can then carry over between deliveries of
+    /// one subscription, never across subscriptions.
+    pub instance_reuse: u32,
+    /// Keep compiled adapters on disk (under the storage folder), so a restart does not
+    /// compile them again.
+    pub compile_cache: bool,
+    /// How long the folder must be quiet after a change before it is reloaded.
+    pub reload_debounce: HumanDuration,
+    /// Per-plugin limits, by plugin name: `[plugins.overrides.teams]`.
+    pub overrides: BTreeMap<String, PluginOverride>,
 }
 
 impl Default for PluginsConfig {
@@ -89,8 +100,26 @@ impl Default for PluginsConfig {
             cpu_budget: HumanDuration(Duration::from_millis(100)),
             max_memory_bytes: 64 << 20,
             max_output_bytes: 1 << 20,
+            instance_reuse: 0,
+            compile_cache: true,
+            reload_debounce: HumanDuration(Duration::from_millis(200)),
+            overrides: BTreeMap::new(),
         }
     }
+}
+
+/// `[plugins.overrides.<name>]`: limits for one plugin; unset keys use `[plugins]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginOverride {
+    /// CPU budget of one call.
+    pub cpu_budget: Option<HumanDuration>,
+    /// Memory cap, bytes.
+    pub max_memory_bytes: Option<u64>,
+    /// Output cap, bytes.
+    pub max_output_bytes: Option<usize>,
+    /// Instance reuse count.
+    pub instance_reuse: Option<u32>,
 }
 
 /// `[delivery]`
@@ -197,6 +226,12 @@ pub struct SubscriptionConfig {
     /// Overrides `[delivery] timeout`.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Overrides the plugin's CPU budget for this subscription.
+    #[serde(default)]
+    pub cpu_budget: Option<HumanDuration>,
+    /// Overrides the plugin's instance reuse for this subscription.
+    #[serde(default)]
+    pub instance_reuse: Option<u32>,
 }
 
 /// A duration written the human way: `500ms`, `5s`, `30m`, `2h`, `1day`.
@@ -341,6 +376,11 @@ impl Config {
         }
         if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
             bail!("[plugins] cpu_budget must be at least 1ms");
+        }
+        for (name, o) in &self.plugins.overrides {
+            if o.cpu_budget.is_some_and(|b| b.0 < Duration::from_millis(1)) {
+                bail!("[plugins.overrides.{name}] cpu_budget must be at least 1ms");
+            }
         }
         let mut seen = std::collections::HashSet::new();
         for sub in &self.subscriptions {

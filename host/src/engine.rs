@@ -11,12 +11,14 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, Env};
+use crate::delivery::attempt::plugin_park_key;
 use crate::delivery::breaker::BreakerConfig;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
 use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::plugins::{Registry, Sandbox, SandboxLimits};
+use crate::plugins::watcher::{self, Change, Watch};
+use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits};
 use crate::store::{EmbeddedStore, Store, StoredSubscription, SubscriptionSource};
 use crate::subscription::{SubscriptionSpec, Subscriptions};
 
@@ -26,16 +28,68 @@ pub const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
 /// Spare sandbox slots beyond the delivery concurrency, for test pings and dry runs.
 const SPARE_SLOTS: u32 = 16;
 
-/// Builds the sandbox described by `config`.
+/// Builds the sandbox described by `config`: one pool slot per attempt that can be in
+/// flight, each memory slot as large as the largest memory cap of any plugin.
 pub fn sandbox(config: &Config) -> anyhow::Result<Sandbox> {
+    let largest_memory = config
+        .plugins
+        .overrides
+        .values()
+        .filter_map(|o| o.max_memory_bytes)
+        .fold(config.plugins.max_memory_bytes, u64::max);
     Sandbox::new(SandboxLimits {
-        cpu_budget: config.plugins.cpu_budget.0,
-        max_memory_bytes: config.plugins.max_memory_bytes,
-        max_output_bytes: config.plugins.max_output_bytes,
         slots: u32::try_from(config.delivery.concurrency)
             .unwrap_or(u32::MAX)
             .saturating_add(SPARE_SLOTS),
+        max_memory_bytes: largest_memory,
     })
+}
+
+/// The plugin registry for `config`, with its compile cache under the storage folder.
+pub fn registry(config: &Config) -> anyhow::Result<Registry> {
+    let sandbox = Arc::new(sandbox(config)?);
+    let cache = if config.plugins.compile_cache {
+        let dir = config.storage.path.join("plugin-cache");
+        match CompileCache::open(&dir, sandbox.engine()) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "compile cache unavailable; plugins are compiled at every start");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Registry::new(sandbox, config.plugins.clone(), cache))
+}
+
+/// Starts hot reload. When a plugin (re)appears, the deliveries waiting for it are made due
+/// and the scheduler is woken, so a dropped-in file is live within the debounce time.
+fn watch_plugins(
+    registry: &Arc<Registry>,
+    store: &Arc<dyn Store>,
+    wake: &Arc<Notify>,
+    debounce: Duration,
+) -> anyhow::Result<Watch> {
+    let (store, wake) = (Arc::clone(store), Arc::clone(wake));
+    let handle = tokio::runtime::Handle::current();
+    let watch = watcher::watch(Arc::clone(registry), debounce, move |change| {
+        if let Change::Loaded(name) = change {
+            let (store, wake) = (Arc::clone(&store), Arc::clone(&wake));
+            handle.spawn(async move {
+                match store.unpark(&plugin_park_key(&name), now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(plugin = %name, deliveries = n, "resuming deliveries that waited for the plugin");
+                        wake.notify_one();
+                    }
+                    Err(e) => tracing::error!(plugin = %name, error = %e, "cannot resume waiting deliveries"),
+                }
+            });
+        }
+    })
+    .context("cannot watch the plugins folder")?;
+    Ok(watch)
 }
 
 /// The config file's subscriptions, validated, as store records.
@@ -79,12 +133,13 @@ pub async fn run(
     let subscriptions =
         Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
 
-    let sandbox = Arc::new(sandbox(&config)?);
-    let registry = Arc::new(Registry::new(sandbox, config.plugins.dir.clone()));
+    let registry = Arc::new(registry(&config)?);
     let loader = Arc::clone(&registry);
     tokio::task::spawn_blocking(move || loader.load_all())
         .await
         .context("loading plugins panicked")?;
+    let wake = Arc::new(Notify::new());
+    let _watch = watch_plugins(&registry, &store, &wake, config.plugins.reload_debounce.0)?;
     for sub in subscriptions.catalog().iter() {
         if let Some(plugin) = &sub.plugin
             && registry.get(plugin).is_none()
@@ -99,7 +154,6 @@ pub async fn run(
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
     let client = HttpClient::new(policy, config.delivery.tls_ca_file.as_deref())?;
-    let wake = Arc::new(Notify::new());
     let metrics = Metrics::default();
     let endpoints = Arc::new(Endpoints::new(EndpointLimits {
         breaker: BreakerConfig {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, ProcessEnv};
 use crate::event::{now_ms, parse_event};
-use crate::plugins::{Action, AdapterInput, PluginLabel};
+use crate::plugins::{Action, AdapterInput, Call, CallLimits, PluginLabel};
 
 /// `plugin` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -129,13 +129,14 @@ fn dry_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         url: &args.url,
         settings: &settings,
     };
-    let action = super::runtime()?.block_on(sandbox.transform(
-        &prepared,
-        &label,
-        &event,
-        &input,
-        "msg_dry_run",
-    ))?;
+    let call = Call {
+        label: &label,
+        event: &event,
+        input: &input,
+        delivery_id: "msg_dry_run",
+        limits: CallLimits::for_plugin(&config.plugins, &label.name),
+    };
+    let action = super::runtime()?.block_on(sandbox.transform(&prepared, call))?;
     let out = match action {
         Action::Deliver(req) => {
             let body = serde_json::from_slice::<Value>(&req.body)

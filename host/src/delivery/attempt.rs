@@ -14,12 +14,19 @@ use super::endpoints::Endpoints;
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
 use super::signing::signature_header;
 use crate::event::now_ms;
-use crate::plugins::{Action, AdapterInput, Fault, OutboundRequest, PluginLabel, Registry};
+use crate::plugins::{Action, AdapterInput, Call, Fault, OutboundRequest, PluginLabel, Registry};
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
 use crate::subscription::{Subscription, Subscriptions, endpoint_key, parse_target_url};
 
-/// How long a delivery waits before looking again for a plugin that is not loaded.
-pub const PLUGIN_WAIT: Duration = Duration::from_secs(5);
+/// How long a delivery waits before looking again for a plugin that is not loaded. Loading
+/// the plugin resumes its waiting deliveries at once (`Store::unpark`); this is the safety
+/// net.
+pub const PLUGIN_WAIT: Duration = Duration::from_secs(60);
+
+/// The park key of deliveries waiting for plugin `name`.
+pub fn plugin_park_key(name: &str) -> String {
+    format!("plugin:{name}")
+}
 
 /// What every attempt needs.
 #[derive(Debug)]
@@ -67,6 +74,7 @@ impl Deliverer {
             response_body: None,
             plugin_version: None,
             next: NextState::DeadLetter,
+            parked_on: None,
         };
         let Some(sub) = catalog.get(&delivery.subscription_id) else {
             record.error = Some(format!(
@@ -192,6 +200,7 @@ impl Deliverer {
             ));
             record.next =
                 NextState::WaitUntil(record.started_at_ms + PLUGIN_WAIT.as_millis() as i64);
+            record.parked_on = Some(plugin_park_key(name));
             return Stage::Done(record);
         };
         record.plugin_version = Some(plugin.label.record());
@@ -202,16 +211,24 @@ impl Deliverer {
             settings: &sub.settings,
         };
         let clock = Instant::now();
+        let mut limits = self.registry.limits_for(name);
+        if let Some(budget) = sub.cpu_budget {
+            limits.cpu_budget = budget;
+        }
+        if let Some(reuse) = sub.instance_reuse {
+            limits.instance_reuse = reuse;
+        }
+        let call = Call {
+            label: &plugin.label,
+            event: &delivery.event,
+            input: &input,
+            delivery_id: &delivery.id,
+            limits,
+        };
         let result = self
             .registry
             .sandbox()
-            .transform(
-                &plugin.prepared,
-                &plugin.label,
-                &delivery.event,
-                &input,
-                &delivery.id,
-            )
+            .transform(&plugin.prepared, call)
             .await;
         let result = result.and_then(|action| match action {
             Action::Deliver(req) => adapter_request(req, sub, &plugin.label).map(Ok),

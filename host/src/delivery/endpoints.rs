@@ -66,7 +66,9 @@ impl Endpoint {
     pub fn busy_wait(&self) -> Duration {
         match self.latency_us.load(Ordering::Relaxed) {
             0 => Duration::from_millis(250),
-            us => Duration::from_micros(us).clamp(Duration::from_millis(20), Duration::from_secs(2)),
+            us => {
+                Duration::from_micros(us).clamp(Duration::from_millis(20), Duration::from_secs(2))
+            }
         }
     }
 

@@ -1,15 +1,22 @@
 //! Adapters: WASM components that turn an event into a receiver's request.
 //!
 //! - `bindings`: the one `bindgen!`, one module per WIT version.
-//! - `sandbox`: engine, limits and the per-call fresh instance.
+//! - `sandbox`: engine, limits, fresh (or reused) instances, typed faults.
+//! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail.
+//! - `cache`: compiled components on disk, sealed so only our own output is loaded.
 //! - `registry`: the loaded plugins, swapped atomically when the plugins folder changes.
+//! - `watcher`: watches the plugins folder and reloads what changed.
 
 pub mod bindings;
+pub mod cache;
+pub mod host_state;
 pub mod registry;
 pub mod sandbox;
+pub mod watcher;
 
+pub use cache::CompileCache;
 pub use registry::{LoadedPlugin, PluginInfo, Registry};
-pub use sandbox::{PrepareError, Prepared, Sandbox, SandboxLimits};
+pub use sandbox::{Call, CallLimits, PrepareError, Prepared, Sandbox, SandboxLimits};
 
 use std::time::Duration;
 

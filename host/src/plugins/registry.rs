@@ -12,7 +12,9 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{PluginLabel, PrepareError, Prepared, Sandbox};
+use super::cache::CompileCache;
+use super::{CallLimits, PluginLabel, PrepareError, Prepared, Sandbox};
+use crate::config::PluginsConfig;
 use crate::event::{now_ms, rfc3339};
 use crate::subscription::validate_plugin_name;
 
@@ -29,8 +31,10 @@ pub struct LoadedPlugin {
     pub size: u64,
     /// When it was loaded, Unix ms.
     pub loaded_at_ms: i64,
-    /// How long compiling and type-checking took.
+    /// How long compiling (or loading from the compile cache) and type-checking took.
     pub compile_time: Duration,
+    /// Whether the native code came from the compile cache.
+    pub from_cache: bool,
     /// Ready to instantiate.
     pub prepared: Prepared,
     /// Call counters.
@@ -94,8 +98,10 @@ pub struct PluginInfo {
     pub size: Option<u64>,
     /// When the serving version was loaded, RFC 3339.
     pub loaded_at: Option<String>,
-    /// Compile time of the serving version, ms.
+    /// Compile time of the serving version, ms (loading time when it came from the cache).
     pub compile_ms: Option<f64>,
+    /// Whether the serving version's native code came from the compile cache.
+    pub from_cache: Option<bool>,
     /// Why the last load of this name failed, if it did (the previous version keeps serving).
     pub last_error: Option<String>,
     /// Calls to the serving version.
@@ -111,6 +117,9 @@ pub struct PluginInfo {
 pub struct Registry {
     sandbox: Arc<Sandbox>,
     dir: PathBuf,
+    /// `[plugins]` limits and per-plugin overrides.
+    config: PluginsConfig,
+    cache: Option<CompileCache>,
     loaded: ArcSwap<HashMap<String, Arc<LoadedPlugin>>>,
     /// Last load failure per name; cleared by a successful load.
     last_errors: Mutex<HashMap<String, String>>,
@@ -119,11 +128,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry over `dir`.
-    pub fn new(sandbox: Arc<Sandbox>, dir: PathBuf) -> Self {
+    /// An empty registry over `config.dir`, compiling through `cache` when given.
+    pub fn new(sandbox: Arc<Sandbox>, config: PluginsConfig, cache: Option<CompileCache>) -> Self {
         Self {
             sandbox,
-            dir,
+            dir: config.dir.clone(),
+            config,
+            cache,
             loaded: ArcSwap::default(),
             last_errors: Mutex::default(),
             versions: Mutex::default(),
@@ -138,6 +149,11 @@ impl Registry {
     /// The watched folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The limits for a call of plugin `name`: its overrides, else the `[plugins]` defaults.
+    pub fn limits_for(&self, name: &str) -> CallLimits {
+        CallLimits::for_plugin(&self.config, name)
     }
 
     /// The serving version of `name`.
@@ -178,7 +194,7 @@ impl Registry {
                 tracing::info!(
                     plugin = %plugin.label.name, version = plugin.label.version, world = plugin.world_version,
                     sha256 = %plugin.label.hash, compile_ms = plugin.compile_time.as_secs_f64() * 1e3,
-                    "loaded plugin"
+                    from_cache = plugin.from_cache, "loaded plugin"
                 );
                 self.errors().remove(&name);
             }
@@ -202,8 +218,19 @@ impl Registry {
             return Ok(None); // unchanged: a touch or a duplicate file event
         }
         let started = Instant::now();
-        let component = self.sandbox.compile(&bytes)?;
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(self.sandbox.engine(), &sha256));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => self.sandbox.compile(&bytes)?,
+        };
         let prepared = self.sandbox.prepare(&component)?;
+        if let (Some(cache), false) = (&self.cache, from_cache) {
+            cache.store(&sha256, &component);
+        }
         let compile_time = started.elapsed();
         let version = {
             let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,26 +249,40 @@ impl Registry {
             size: bytes.len() as u64,
             loaded_at_ms: now_ms(),
             compile_time,
+            from_cache,
             prepared,
             stats: PluginStats::default(),
         });
-        self.loaded.rcu(|current| {
+        let previous = self.loaded.rcu(|current| {
             let mut next = HashMap::clone(current);
             next.insert(name.to_owned(), Arc::clone(&plugin));
             next
         });
+        if let Some(old) = previous.get(name) {
+            self.sandbox.forget(&old.prepared);
+        }
         Ok(Some(plugin))
     }
 
-    /// Stops serving `name` (its file was deleted).
+    /// Stops serving `name` (its file was deleted). Attempts already running finish.
     pub fn remove(&self, name: &str) -> bool {
-        let mut removed = false;
-        self.loaded.rcu(|current| {
+        let previous = self.loaded.rcu(|current| {
             let mut next = HashMap::clone(current);
-            removed = next.remove(name).is_some();
+            next.remove(name);
             next
         });
-        removed
+        self.errors().remove(name);
+        match previous.get(name) {
+            Some(old) => {
+                self.sandbox.forget(&old.prepared);
+                tracing::warn!(
+                    plugin = name,
+                    "plugin file removed; its deliveries wait until it is back"
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every plugin that is loaded or failed to load, by name.
@@ -264,6 +305,7 @@ impl Registry {
                     size: p.map(|p| p.size),
                     loaded_at: p.map(|p| rfc3339(p.loaded_at_ms)),
                     compile_ms: p.map(|p| p.compile_time.as_secs_f64() * 1e3),
+                    from_cache: p.map(|p| p.from_cache),
                     last_error: errors.get(name).cloned(),
                     calls,
                     errors: p.map_or(0, |p| p.stats.errors.load(Ordering::Relaxed)),

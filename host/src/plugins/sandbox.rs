@@ -1,20 +1,21 @@
 //! The sandbox adapters run in: one wasmtime `Engine` with the pooling allocator, a fresh
-//! `Store` and instance per call, an epoch-based CPU budget, a memory cap and an output cap,
-//! and a WASI context that grants nothing (no files, no network, no environment).
+//! `Store` and instance per call (or a bounded, opt-in reuse of instances per subscription),
+//! an epoch-based CPU budget, a memory cap and an output cap, and a WASI context that grants
+//! nothing (no files, no network, no environment).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{SUPPORTED_VERSIONS, v0_1_0};
+use super::host_state::{HostState, MemoryLimitExceeded};
 use super::{Action, AdapterInput, Fault, OutboundRequest, PluginLabel};
 use crate::event::Event;
 use crate::subscription::is_reserved_header;
@@ -24,31 +25,51 @@ const TICK: Duration = Duration::from_millis(1);
 /// Ticks a guest runs before it yields to the async runtime, so a slow adapter never holds
 /// a runtime thread for long.
 const SLICE_TICKS: u64 = 5;
-/// Most of a guest's stderr kept for error messages (a Rust panic message lands there).
-const STDERR_CAPTURE: usize = 16 << 10;
-/// Log lines one call may write; the rest are dropped, so a chatty guest cannot flood logs.
-const LOG_LINES_PER_CALL: u32 = 100;
-/// Longest log line kept.
-const LOG_LINE_MAX: usize = 4 << 10;
+/// Idle reusable instances kept per plugin version and subscription.
+const MAX_IDLE_PER_KEY: usize = 4;
 
-/// Limits applied to every call.
+/// Engine-wide sizing.
 #[derive(Debug, Clone)]
 pub struct SandboxLimits {
-    /// Time one call may run before it is interrupted.
+    /// Instances that may exist at once (pool slots).
+    pub slots: u32,
+    /// The largest memory cap any plugin gets; sizes the pool's memory slots.
+    pub max_memory_bytes: u64,
+}
+
+/// Limits for one call, resolved from the subscription, the plugin's overrides and the
+/// `[plugins]` defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Time the call may run before it is interrupted.
     pub cpu_budget: Duration,
     /// Largest linear memory, in bytes.
     pub max_memory_bytes: u64,
     /// Largest request body plus headers an adapter may return, in bytes.
     pub max_output_bytes: usize,
-    /// Instances that may exist at once (pool slots).
-    pub slots: u32,
+    /// Reuse an instance for up to this many calls of one subscription; 0 for fresh ones.
+    pub instance_reuse: u32,
 }
 
-/// The shared sandbox: engine, linker and epoch clock.
+impl CallLimits {
+    /// The limits of plugin `name`: its `[plugins.overrides.<name>]`, else `[plugins]`.
+    pub fn for_plugin(config: &crate::config::PluginsConfig, name: &str) -> Self {
+        let o = config.overrides.get(name).cloned().unwrap_or_default();
+        Self {
+            cpu_budget: o.cpu_budget.unwrap_or(config.cpu_budget).0,
+            max_memory_bytes: o.max_memory_bytes.unwrap_or(config.max_memory_bytes),
+            max_output_bytes: o.max_output_bytes.unwrap_or(config.max_output_bytes),
+            instance_reuse: o.instance_reuse.unwrap_or(config.instance_reuse),
+        }
+    }
+}
+
+/// The shared sandbox: engine, linker, epoch clock, and idle reusable instances.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<HostState>,
     limits: SandboxLimits,
+    idle: Mutex<HashMap<(u64, String), Vec<Warm>>>,
     /// Kept only so the epoch clock stops when the sandbox is dropped.
     _ticker: EpochTicker,
 }
@@ -66,6 +87,8 @@ impl std::fmt::Debug for Sandbox {
 pub struct Prepared {
     /// The WIT version it implements, e.g. `0.1.0`.
     pub world_version: &'static str,
+    /// Unique per prepared component; keys its reusable instances.
+    id: u64,
     pre: PreparedWorld,
 }
 
@@ -83,111 +106,30 @@ enum PreparedWorld {
     V0_1_0(v0_1_0::AdapterPre<HostState>),
 }
 
-/// Per-call state inside the store.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-    /// Ticks this call has used; compared with the budget at every slice.
-    ticks_used: u64,
-    log: LogSink,
+/// An instance with its store, between calls.
+struct Warm {
+    store: Store<HostState>,
+    instance: WarmInstance,
+    uses: u32,
 }
 
-impl std::fmt::Debug for HostState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostState")
-            .field("plugin", &self.log.plugin)
-            .field("ticks_used", &self.ticks_used)
-            .finish_non_exhaustive()
-    }
+enum WarmInstance {
+    V0_1_0(v0_1_0::Adapter),
 }
 
-struct LogSink {
-    plugin: Arc<str>,
-    delivery_id: Arc<str>,
-    lines_left: u32,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl v0_1_0::wasmhook::adapter::types::Host for HostState {}
-
-impl v0_1_0::wasmhook::adapter::log::Host for HostState {
-    fn log(&mut self, level: v0_1_0::wasmhook::adapter::log::Level, message: String) {
-        use v0_1_0::wasmhook::adapter::log::Level;
-        let sink = &mut self.log;
-        if sink.lines_left == 0 {
-            return;
-        }
-        sink.lines_left -= 1;
-        let mut message = message;
-        if message.len() > LOG_LINE_MAX {
-            let mut cut = LOG_LINE_MAX;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
-        let (plugin, delivery) = (&*sink.plugin, &*sink.delivery_id);
-        match level {
-            Level::Trace => {
-                tracing::trace!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Error => {
-                tracing::error!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-        }
-    }
-}
-
-/// Caps linear memory; growing past the cap traps with `MemoryLimitExceeded`, which the
-/// caller turns into a typed fault.
-struct MemoryLimiter {
-    max_bytes: u64,
-}
-
-/// Raised inside the guest when it tries to grow memory past its cap.
-#[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded")]
-struct MemoryLimitExceeded;
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_bytes {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
+/// What one call is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Which plugin version, for messages.
+    pub label: &'a PluginLabel,
+    /// The event.
+    pub event: &'a Event,
+    /// The subscription's side.
+    pub input: &'a AdapterInput<'a>,
+    /// The delivery, for log lines.
+    pub delivery_id: &'a str,
+    /// The limits.
+    pub limits: CallLimits,
 }
 
 /// Advances the engine's epoch every `TICK` on a background thread until dropped.
@@ -229,7 +171,7 @@ pub enum PrepareError {
 }
 
 impl Sandbox {
-    /// Builds the engine and linker for `limits`.
+    /// Builds the engine and linker.
     pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         let slots = limits.slots.max(1);
@@ -259,6 +201,7 @@ impl Sandbox {
             engine,
             linker,
             limits,
+            idle: Mutex::default(),
             _ticker: ticker,
         })
     }
@@ -268,11 +211,6 @@ impl Sandbox {
         &self.engine
     }
 
-    /// The limits every call runs under.
-    pub fn limits(&self) -> &SandboxLimits {
-        &self.limits
-    }
-
     /// Compiles `bytes` to native code. CPU-heavy: call it off the async runtime.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, PrepareError> {
         if !bytes.starts_with(b"\0asm") {
@@ -280,7 +218,7 @@ impl Sandbox {
                 "the file does not start with the wasm magic bytes `\\0asm`".into(),
             ));
         }
-        // Byte 4..8: a core module has version 1; a component has layer 1 there.
+        // Bytes 4..8: a core module has version 1 there; a component has its layer.
         if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
             return Err(PrepareError::NotAComponent(
                 "it is a core wasm module; wrap it into a component (cargo build --target wasm32-wasip2, \
@@ -294,6 +232,7 @@ impl Sandbox {
 
     /// Checks `component` against each supported world and prepares it for instantiation.
     pub fn prepare(&self, component: &Component) -> Result<Prepared, PrepareError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let declared = declared_version(&self.engine, component);
         if let Some(version) = &declared
             && !SUPPORTED_VERSIONS.contains(&version.as_str())
@@ -311,142 +250,188 @@ impl Sandbox {
         let pre = v0_1_0::AdapterPre::new(pre).map_err(|e| wrong_world(&e))?;
         Ok(Prepared {
             world_version: "0.1.0",
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             pre: PreparedWorld::V0_1_0(pre),
         })
     }
 
-    /// Runs `transform` in a fresh instance and checks what it returned.
-    pub async fn transform(
+    /// Drops the idle instances of a prepared component that no longer serves.
+    pub fn forget(&self, prepared: &Prepared) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(id, _), _| *id != prepared.id);
+    }
+
+    /// Runs `transform` in a fresh instance (or a reused one, if the limits allow) and
+    /// checks what it returned.
+    pub async fn transform(&self, prepared: &Prepared, call: Call<'_>) -> Result<Action, Fault> {
+        let key = (prepared.id, call.input.subscription_id.to_owned());
+        let reusable = if call.limits.instance_reuse > 0 {
+            self.take_idle(&key)
+        } else {
+            None
+        };
+        let mut warm = match reusable {
+            Some(warm) => warm,
+            None => self
+                .instantiate(prepared, call.label)
+                .await
+                .map_err(|e| classify_fault(call.label, &e, &call.limits, ""))?,
+        };
+        let budget_ticks = (call.limits.cpu_budget.as_millis() as u64).max(1);
+        warm.store.data_mut().begin_call(
+            call.delivery_id,
+            budget_ticks,
+            call.limits.max_memory_bytes,
+        );
+        warm.store.set_epoch_deadline(SLICE_TICKS.min(budget_ticks));
+        let result = match &warm.instance {
+            WarmInstance::V0_1_0(instance) => {
+                let event = v0_1_0::Event {
+                    id: call.event.id.clone(),
+                    type_: call.event.kind.clone(),
+                    timestamp: call.event.timestamp(),
+                    data: call.event.data.clone(),
+                };
+                let context = v0_1_0::Context {
+                    subscription_id: call.input.subscription_id.to_owned(),
+                    url: call.input.url.to_owned(),
+                    settings: call.input.settings.to_vec(),
+                };
+                instance
+                    .call_transform(&mut warm.store, &event, &context)
+                    .await
+                    .map(|r| match r {
+                        Ok(v0_1_0::Action::Deliver(r)) => Ok(Action::Deliver(OutboundRequest {
+                            method: r.method,
+                            url: r.url,
+                            headers: r.headers,
+                            body: r.body,
+                        })),
+                        Ok(v0_1_0::Action::Skip(reason)) => Ok(Action::Skip(reason)),
+                        Err(e) => Err(e.message),
+                    })
+            }
+        };
+        match result {
+            Ok(answer) => {
+                warm.uses += 1;
+                if warm.uses < call.limits.instance_reuse {
+                    self.put_idle(key, warm);
+                }
+                let action = answer.map_err(|message| Fault::Returned {
+                    plugin: call.label.clone(),
+                    message,
+                })?;
+                check_output(call.label, &call.limits, action)
+            }
+            // A trapped instance is never reused.
+            Err(e) => Err(classify_fault(
+                call.label,
+                &e,
+                &call.limits,
+                &warm.store.data().stderr.text(),
+            )),
+        }
+    }
+
+    async fn instantiate(
         &self,
         prepared: &Prepared,
         label: &PluginLabel,
-        event: &Event,
-        input: &AdapterInput<'_>,
-        delivery_id: &str,
-    ) -> Result<Action, Fault> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let mut store = self.new_store(label, delivery_id, stderr.clone());
-        let raw = match &prepared.pre {
-            PreparedWorld::V0_1_0(pre) => {
-                let result = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let event = v0_1_0::Event {
-                        id: event.id.clone(),
-                        type_: event.kind.clone(),
-                        timestamp: event.timestamp(),
-                        data: event.data.clone(),
-                    };
-                    let context = v0_1_0::Context {
-                        subscription_id: input.subscription_id.to_owned(),
-                        url: input.url.to_owned(),
-                        settings: input.settings.to_vec(),
-                    };
-                    instance.call_transform(&mut store, &event, &context).await
-                }
-                .await;
-                match result {
-                    Ok(Ok(v0_1_0::Action::Deliver(r))) => Ok(Action::Deliver(OutboundRequest {
-                        method: r.method,
-                        url: r.url,
-                        headers: r.headers,
-                        body: r.body,
-                    })),
-                    Ok(Ok(v0_1_0::Action::Skip(reason))) => Ok(Action::Skip(reason)),
-                    Ok(Err(e)) => Err(Fault::Returned {
-                        plugin: label.clone(),
-                        message: e.message,
-                    }),
-                    Err(e) => Err(classify_fault(label, &e, &self.limits, &stderr)),
-                }
-            }
-        };
-        raw.and_then(|action| self.check_output(label, action))
-    }
-
-    fn new_store(
-        &self,
-        label: &PluginLabel,
-        delivery_id: &str,
-        stderr: MemoryOutputPipe,
-    ) -> Store<HostState> {
-        let wasi = WasiCtx::builder().stderr(stderr).build();
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max_bytes: self.limits.max_memory_bytes,
-            },
-            ticks_used: 0,
-            log: LogSink {
-                plugin: Arc::from(label.name.as_str()),
-                delivery_id: Arc::from(delivery_id),
-                lines_left: LOG_LINES_PER_CALL,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
+    ) -> wasmtime::Result<Warm> {
+        let mut store = Store::new(&self.engine, HostState::new(&label.name));
         store.limiter(|s| &mut s.limiter);
-        let budget_ticks = (self.limits.cpu_budget.as_millis() as u64).max(1);
-        store.set_epoch_deadline(SLICE_TICKS.min(budget_ticks));
-        store.epoch_deadline_callback(move |mut ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            state.ticks_used += SLICE_TICKS.min(budget_ticks);
-            if state.ticks_used >= budget_ticks {
+            state.ticks_used += SLICE_TICKS.min(state.budget_ticks);
+            if state.ticks_used >= state.budget_ticks {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            let next = SLICE_TICKS.min(budget_ticks - state.ticks_used);
+            let next = SLICE_TICKS.min(state.budget_ticks - state.ticks_used);
             Ok(UpdateDeadline::YieldCustom(
                 next,
                 Box::pin(tokio::task::yield_now()),
             ))
         });
+        // Instantiation runs guest start functions too: give it the default budget.
         store
+            .data_mut()
+            .begin_call("", 1_000, self.limits.max_memory_bytes);
+        store.set_epoch_deadline(SLICE_TICKS);
+        let instance = match &prepared.pre {
+            PreparedWorld::V0_1_0(pre) => {
+                WarmInstance::V0_1_0(pre.instantiate_async(&mut store).await?)
+            }
+        };
+        Ok(Warm {
+            store,
+            instance,
+            uses: 0,
+        })
     }
 
-    /// Enforces the output cap and the request rules the WIT documents.
-    fn check_output(&self, label: &PluginLabel, action: Action) -> Result<Action, Fault> {
-        let Action::Deliver(request) = &action else {
-            return Ok(action);
-        };
-        let size = request.body.len()
-            + request
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-            + request.url.as_ref().map_or(0, String::len);
-        if size > self.limits.max_output_bytes {
-            return Err(Fault::OutputTooLarge {
-                plugin: label.clone(),
-                size,
-                limit: self.limits.max_output_bytes,
-            });
+    fn take_idle(&self, key: &(u64, String)) -> Option<Warm> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let warm = idle.get_mut(key)?.pop()?;
+        warm.store.data().stderr.clear();
+        Some(warm)
+    }
+
+    fn put_idle(&self, key: (u64, String), warm: Warm) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(key).or_default();
+        if list.len() < MAX_IDLE_PER_KEY {
+            list.push(warm);
         }
-        let invalid = |reason: String| Fault::InvalidOutput {
+    }
+}
+
+/// Enforces the output cap and the request rules the WIT documents.
+fn check_output(label: &PluginLabel, limits: &CallLimits, action: Action) -> Result<Action, Fault> {
+    let Action::Deliver(request) = &action else {
+        return Ok(action);
+    };
+    let size = request.body.len()
+        + request
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + request.url.as_ref().map_or(0, String::len);
+    if size > limits.max_output_bytes {
+        return Err(Fault::OutputTooLarge {
             plugin: label.clone(),
-            reason,
-        };
-        if !matches!(request.method.as_str(), "POST" | "PUT" | "PATCH") {
+            size,
+            limit: limits.max_output_bytes,
+        });
+    }
+    let invalid = |reason: String| Fault::InvalidOutput {
+        plugin: label.clone(),
+        reason,
+    };
+    if !matches!(request.method.as_str(), "POST" | "PUT" | "PATCH") {
+        return Err(invalid(format!(
+            "method `{}` is not one of POST, PUT, PATCH",
+            request.method
+        )));
+    }
+    for (name, value) in &request.headers {
+        if is_reserved_header(name) {
             return Err(invalid(format!(
-                "method `{}` is not one of POST, PUT, PATCH",
-                request.method
+                "header `{name}` is set by the engine; adapters cannot set it"
             )));
         }
-        for (name, value) in &request.headers {
-            if is_reserved_header(name) {
-                return Err(invalid(format!(
-                    "header `{name}` is set by the engine; adapters cannot set it"
-                )));
-            }
-            if http::HeaderName::try_from(name.as_str()).is_err()
-                || http::HeaderValue::try_from(value.as_str()).is_err()
-            {
-                return Err(invalid(format!(
-                    "header `{name}` is not a valid HTTP header"
-                )));
-            }
+        if http::HeaderName::try_from(name.as_str()).is_err()
+            || http::HeaderValue::try_from(value.as_str()).is_err()
+        {
+            return Err(invalid(format!(
+                "header `{name}` is not a valid HTTP header"
+            )));
         }
-        Ok(action)
     }
+    Ok(action)
 }
 
 /// The `wasmhook:adapter@X` version a component names in its imports or exports, if any.
@@ -472,8 +457,8 @@ fn wrong_world(e: &wasmtime::Error) -> PrepareError {
 fn classify_fault(
     label: &PluginLabel,
     e: &wasmtime::Error,
-    limits: &SandboxLimits,
-    stderr: &MemoryOutputPipe,
+    limits: &CallLimits,
+    stderr: &str,
 ) -> Fault {
     if e.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return Fault::MemoryLimit {
@@ -486,19 +471,14 @@ fn classify_fault(
             plugin: label.clone(),
             budget: limits.cpu_budget,
         },
-        Some(trap) => {
-            let output = String::from_utf8_lossy(&stderr.contents())
-                .trim()
-                .to_owned();
-            Fault::Trap {
-                plugin: label.clone(),
-                detail: if output.is_empty() {
-                    trap.to_string()
-                } else {
-                    format!("{trap}; stderr: {}", crate::text::truncate(&output, 1000))
-                },
-            }
-        }
+        Some(trap) => Fault::Trap {
+            plugin: label.clone(),
+            detail: if stderr.is_empty() {
+                trap.to_string()
+            } else {
+                format!("{trap}; stderr: {}", crate::text::truncate(stderr, 1000))
+            },
+        },
         None => Fault::Instantiate {
             plugin: label.clone(),
             detail: format!("{e:#}"),

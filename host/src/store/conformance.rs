@@ -46,6 +46,7 @@ fn attempt(id: &str, attempt: u32, next: NextState) -> AttemptRecord {
         response_body: Some("oops".into()),
         plugin_version: Some("p v1 sha256:0".into()),
         next,
+        parked_on: None,
     }
 }
 

@@ -44,10 +44,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     leased           INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT,
     last_status      INTEGER,
+    parked_on        TEXT,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_on) WHERE parked_on IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE TABLE IF NOT EXISTS subscriptions (
     id              TEXT PRIMARY KEY,
@@ -326,6 +328,19 @@ impl Store for EmbeddedStore {
                 params![now_ms, filter.subscription_id, filter.since_ms, filter.until_ms],
             )?;
             Ok(replayed as u64)
+        })
+        .await
+    }
+
+    async fn unpark(&self, key: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            let n = conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2, parked_on = NULL
+                 WHERE parked_on = ?1 AND status = 'pending' AND leased = 0",
+                params![key, now_ms],
+            )?;
+            Ok(n as u64)
         })
         .await
     }
@@ -637,17 +652,18 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
     )?;
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0,
-             last_error = ?5, last_status = COALESCE(?6, last_status), updated_at = ?7
+             last_error = ?5, last_status = COALESCE(?6, last_status), updated_at = ?7, parked_on = NULL
          WHERE id = ?1",
     )?;
     let mut wait = tx.prepare_cached(
-        "UPDATE deliveries SET leased = 0, next_attempt_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+        "UPDATE deliveries SET leased = 0, next_attempt_at = ?2, last_error = ?3, updated_at = ?4, parked_on = ?5
+         WHERE id = ?1",
     )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
         let (status, next_at) = match r.next {
             NextState::WaitUntil(at) => {
-                wait.execute(params![r.delivery_id, at, r.error, now])?;
+                wait.execute(params![r.delivery_id, at, r.error, now, r.parked_on])?;
                 continue;
             }
             NextState::Delivered => (DeliveryStatus::Delivered, now),

@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> Result<u64, StoreError>;
 
+    /// Makes the deliveries parked on `key` (see `AttemptRecord::parked_on`) due at
+    /// `now_ms`; returns how many.
+    async fn unpark(&self, key: &str, now_ms: i64) -> Result<u64, StoreError>;
+
     /// Pending deliveries due by `now_ms` (or in flight), and later.
     async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth, StoreError>;
 

@@ -132,6 +132,9 @@ pub struct AttemptRecord {
     pub plugin_version: Option<String>,
     /// What happens next.
     pub next: NextState,
+    /// With `WaitUntil`: what the delivery waits for (`plugin:<name>`), so that `unpark`
+    /// can make it due as soon as that arrives.
+    pub parked_on: Option<String>,
 }
 
 /// A delivery as listed.

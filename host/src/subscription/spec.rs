@@ -46,6 +46,12 @@ pub struct SubscriptionSpec {
     /// Own attempt timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+    /// Own CPU budget for the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_budget: Option<HumanDuration>,
+    /// Own instance reuse count for the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_reuse: Option<u32>,
     /// Signing secrets, newest first; older ones carry an expiry while a rotation runs.
     pub secrets: Vec<StoredSecret>,
 }
@@ -114,6 +120,10 @@ pub struct Subscription {
     pub retry: RetryPolicy,
     /// Time limit of one attempt.
     pub timeout: Duration,
+    /// The adapter's CPU budget for this subscription, if it overrides the plugin's.
+    pub cpu_budget: Option<Duration>,
+    /// The adapter's instance reuse for this subscription, if it overrides the plugin's.
+    pub instance_reuse: Option<u32>,
 }
 
 impl Subscription {
@@ -258,6 +268,8 @@ impl SubscriptionSpec {
             retry_schedule: cfg.retry_schedule.clone(),
             max_attempts: cfg.max_attempts,
             timeout: cfg.timeout,
+            cpu_budget: cfg.cpu_budget,
+            instance_reuse: cfg.instance_reuse,
             secrets: vec![StoredSecret {
                 secret: secret.expose().to_owned(),
                 expires_at_ms: None,
@@ -328,6 +340,12 @@ impl SubscriptionSpec {
             ));
         }
         let timeout = self.timeout.unwrap_or(defaults.timeout).0;
+        if self
+            .cpu_budget
+            .is_some_and(|b| b.0 < Duration::from_millis(1))
+        {
+            return Err(spec_err("cpu_budget", "`cpu_budget` must be at least 1ms"));
+        }
         if timeout.is_zero() {
             return Err(spec_err("timeout", "`timeout` must be longer than 0s"));
         }
@@ -352,6 +370,8 @@ impl SubscriptionSpec {
                 retry_after_cap: RETRY_AFTER_CAP,
             },
             timeout,
+            cpu_budget: self.cpu_budget.map(|b| b.0),
+            instance_reuse: self.instance_reuse,
         })
     }
 }

@@ -1,0 +1,231 @@
+//! What lives inside each adapter's `Store`: the empty WASI context, the log sink, the memory
+//! limiter, the CPU-budget counter and the stderr tail.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::v0_1_0;
+
+/// Most of a guest's stderr kept for error messages (a Rust panic message lands there).
+const STDERR_TAIL: usize = 16 << 10;
+/// Log lines one call may write; the rest are dropped, so a chatty guest cannot flood logs.
+const LOG_LINES_PER_CALL: u32 = 100;
+/// Longest log line kept.
+const LOG_LINE_MAX: usize = 4 << 10;
+
+/// Per-store state. A store lives for one call, or for several when instance reuse is on;
+/// `begin_call` resets what is per call.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Caps linear memory.
+    pub limiter: MemoryLimiter,
+    /// Epoch ticks this call has used.
+    pub ticks_used: u64,
+    /// Epoch ticks this call may use.
+    pub budget_ticks: u64,
+    log: LogSink,
+    /// The last bytes the guest wrote to stderr.
+    pub stderr: StderrTail,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.log.plugin)
+            .field("ticks_used", &self.ticks_used)
+            .finish_non_exhaustive()
+    }
+}
+
+struct LogSink {
+    plugin: Arc<str>,
+    delivery_id: Arc<str>,
+    lines_left: u32,
+}
+
+impl HostState {
+    /// A state that grants nothing: no preopened folders, no environment, no sockets.
+    pub fn new(plugin: &str) -> Self {
+        let stderr = StderrTail::default();
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_bytes: 0 },
+            ticks_used: 0,
+            budget_ticks: 0,
+            log: LogSink {
+                plugin: Arc::from(plugin),
+                delivery_id: Arc::from(""),
+                lines_left: 0,
+            },
+            stderr,
+        }
+    }
+
+    /// Resets the per-call counters and limits.
+    pub fn begin_call(&mut self, delivery_id: &str, budget_ticks: u64, max_memory_bytes: u64) {
+        self.ticks_used = 0;
+        self.budget_ticks = budget_ticks;
+        self.limiter.max_bytes = max_memory_bytes;
+        self.log.delivery_id = Arc::from(delivery_id);
+        self.log.lines_left = LOG_LINES_PER_CALL;
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl v0_1_0::wasmhook::adapter::types::Host for HostState {}
+
+impl v0_1_0::wasmhook::adapter::log::Host for HostState {
+    fn log(&mut self, level: v0_1_0::wasmhook::adapter::log::Level, message: String) {
+        use v0_1_0::wasmhook::adapter::log::Level;
+        let sink = &mut self.log;
+        if sink.lines_left == 0 {
+            return;
+        }
+        sink.lines_left -= 1;
+        let message = crate::text::truncate(&message, LOG_LINE_MAX);
+        let (plugin, delivery) = (&*sink.plugin, &*sink.delivery_id);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+        }
+    }
+}
+
+/// Caps linear memory; growing past the cap traps with `MemoryLimitExceeded`, which the
+/// sandbox turns into a typed fault.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    max_bytes: u64,
+}
+
+/// Raised inside the guest when it tries to grow memory past its cap.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded")]
+pub struct MemoryLimitExceeded;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_bytes {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// A stderr that keeps only its last `STDERR_TAIL` bytes and never refuses a write, so a
+/// chatty guest neither fills memory nor traps.
+#[derive(Debug, Clone, Default)]
+pub struct StderrTail(Arc<Mutex<VecDeque<u8>>>);
+
+impl StderrTail {
+    /// What is kept, lossily decoded.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (a, b) = bytes.as_slices();
+        let mut all = a.to_vec();
+        all.extend_from_slice(b);
+        String::from_utf8_lossy(&all).trim().to_owned()
+    }
+
+    /// Forgets what was written.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for StderrTail {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for StderrTail {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut tail = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend(buf.iter().copied());
+        let excess = tail.len().saturating_sub(STDERR_TAIL);
+        tail.drain(..excess);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn stderr_keeps_only_its_tail() {
+        let tail = StderrTail::default();
+        let mut writer = tail.clone();
+        writer.write_all(&vec![b'a'; STDERR_TAIL]).await.unwrap();
+        writer.write_all(b"the end").await.unwrap();
+        let text = tail.text();
+        assert_eq!(text.len(), STDERR_TAIL);
+        assert!(text.ends_with("the end"));
+        tail.clear();
+        assert!(tail.text().is_empty());
+    }
+}
