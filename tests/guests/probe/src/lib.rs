@@ -4,6 +4,8 @@
 //! - `method`, `url`: override the request's method and URL.
 //! - `header_name` + `header_value`: add one header.
 //! - `log`: write this line through the log import.
+//!
+//! The echo body also carries `instance_calls`: how many calls this instance has served.
 
 /// The generated bindings; lints are silenced here only, for code we do not write.
 #[allow(clippy::too_many_arguments)]
@@ -21,8 +23,12 @@ use serde_json::json;
 
 struct Probe;
 
+/// Calls this instance has served; more than 1 only when the engine reuses instances.
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Guest for Probe {
     fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let setting = |key: &str| {
             context
                 .settings
@@ -47,6 +53,7 @@ impl Guest for Probe {
         let body = json!({
             "event": {"id": event.id, "type": event.type_, "timestamp": event.timestamp, "data": data},
             "context": {"subscription_id": context.subscription_id, "url": context.url, "settings": context.settings},
+            "instance_calls": calls,
         });
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let (Some(name), Some(value)) = (setting("header_name"), setting("header_value")) {
