@@ -1,92 +1,12 @@
 //! Builds every adapter in `plugins/` and every test guest in `tests/guests/` for
 //! wasm32-wasip2, and exposes each component's path to the tests as an environment
-//! constant: `WASMHOOK_PLUGIN_<NAME>` and `WASMHOOK_GUEST_<NAME>` (upper-case, `-` → `_`).
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
+//! constant: `WASMHOOK_PLUGIN_<NAME>` and `WASMHOOK_GUEST_<NAME>`.
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest
-        .parent()
-        .expect("tests/ sits in the workspace root")
-        .to_path_buf();
+    let root = guest_build::workspace_root();
     for dir in ["plugins", "tests/guests", "wit"] {
-        rerun_if_changed(&root.join(dir));
+        guest_build::rerun_if_changed(&root.join(dir));
     }
-    build_workspace(&root.join("plugins"), "PLUGIN");
-    build_workspace(&root.join("tests/guests"), "GUEST");
-}
-
-/// Cargo reruns the build script when any file under `dir` changes (except build output).
-fn rerun_if_changed(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        if name == "target" || name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            rerun_if_changed(&path);
-        } else {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
-    }
-}
-
-fn build_workspace(dir: &Path, kind: &str) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = dir.join("target");
-    let status = Command::new(cargo)
-        .current_dir(dir)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--workspace",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags and wrappers meant for the host build (clippy-driver under `cargo clippy`)
-        // must not leak into the guest build.
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("CLIPPY_ARGS")
-        .env_remove("CLIPPY_CONF_DIR")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_PRIMARY_PACKAGE")
-        .status()
-        .expect("cannot run cargo to build the wasm guests");
-    assert!(
-        status.success(),
-        "building the wasm guests in {} failed; if the error says `can't find crate for std`, \
-         run `rustup target add wasm32-wasip2` (scripts/test does this for you)",
-        dir.display()
-    );
-    let out = target_dir.join("wasm32-wasip2/release");
-    let mut found = 0;
-    for entry in std::fs::read_dir(&out)
-        .expect("guest build output exists")
-        .flatten()
-    {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "wasm") {
-            let stem = path
-                .file_stem()
-                .expect("has a stem")
-                .to_string_lossy()
-                .to_uppercase()
-                .replace('-', "_");
-            println!("cargo:rustc-env=WASMHOOK_{kind}_{stem}={}", path.display());
-            found += 1;
-        }
-    }
-    assert!(found > 0, "no .wasm files were built in {}", out.display());
+    guest_build::build_workspace(&root.join("plugins"), "PLUGIN");
+    guest_build::build_workspace(&root.join("tests/guests"), "GUEST");
 }

