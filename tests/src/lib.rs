@@ -43,3 +43,19 @@ pub fn verify(secret: &str, request: &Received) -> Result<(), String> {
 pub fn base_config() -> String {
     "[delivery]\nallow_private_networks = true\nretry_schedule = [\"10ms\"]\n".to_owned()
 }
+
+/// The Microsoft Teams example adapter in JavaScript, built by
+/// `scripts/build-example-adapters`.
+pub const TEAMS_JS: &str = env!("WASMHOOK_EXAMPLE_TEAMS");
+/// The Discord example adapter in Python, built by `scripts/build-example-adapters`.
+pub const DISCORD_PY: &str = env!("WASMHOOK_EXAMPLE_DISCORD");
+
+/// The path of an example adapter built outside cargo; panics with the command that builds
+/// it when it is missing, so a test never passes by skipping it.
+pub fn example_adapter(path: &str) -> &str {
+    assert!(
+        std::path::Path::new(path).is_file(),
+        "{path} is missing: run scripts/build-example-adapters (scripts/test runs it for you)"
+    );
+    path
+}
