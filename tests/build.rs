@@ -13,13 +13,5 @@ fn main() {
     }
     guest_build::build_workspace(&root.join("plugins"), "PLUGIN");
     guest_build::build_workspace(&root.join("tests/guests"), "GUEST");
-    for (name, path) in [
-        ("TEAMS", "examples/adapters/js/teams.wasm"),
-        ("DISCORD", "examples/adapters/python/discord.wasm"),
-    ] {
-        println!(
-            "cargo:rustc-env=WASMHOOK_EXAMPLE_{name}={}",
-            root.join(path).display()
-        );
-    }
+    guest_build::expose_example_adapters(&root);
 }

@@ -33,11 +33,13 @@ pub fn sample_event() -> Event {
     }
 }
 
-/// Measures `calls` sequential calls of the component at `path` with `settings`.
+/// Measures sequential calls of the component at `path` with `settings`: `fresh_calls` on
+/// fresh instances, `reused_calls` on one reused instance (and as many envelopes).
 pub async fn overhead(
     path: &Path,
     settings: &[(String, String)],
-    calls: usize,
+    fresh_calls: usize,
+    reused_calls: usize,
     config: &Config,
 ) -> anyhow::Result<Overhead> {
     let sandbox = wasmhook::engine::sandbox(config)?;
@@ -71,14 +73,16 @@ pub async fn overhead(
         }
     };
     // Warm up: first calls touch fresh pool slots and lazy runtime state.
-    for _ in 0..calls.min(200) / 10 + 1 {
+    for _ in 0..fresh_calls.min(200) / 10 + 1 {
         sandbox.transform(&prepared, run(0)).await?;
     }
     let started = Instant::now();
-    for _ in 0..calls {
+    for _ in 0..fresh_calls {
         sandbox.transform(&prepared, run(0)).await?;
     }
-    let fresh_us = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+    let fresh_us = started.elapsed().as_secs_f64() * 1e6 / fresh_calls as f64;
+    let calls = reused_calls;
+    sandbox.transform(&prepared, run(u32::MAX)).await?;
     let started = Instant::now();
     for _ in 0..calls {
         sandbox.transform(&prepared, run(u32::MAX)).await?;

@@ -1,14 +1,28 @@
 //! Drain scenarios: a backlog preloaded into the store, then delivered. The rate is counted
 //! at the receiver, between the first and the last delivery.
 
+use std::path::Path;
+
 use crate::harness::{Engine, preamble, preload, subscription};
 use crate::receiver::Receiver;
+
+/// The adapter a drain's main subscription runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Adapter<'a> {
+    /// Plugin name.
+    pub name: &'a str,
+    /// The built component.
+    pub path: &'a Path,
+    /// More keys for the subscription (settings, `instance_reuse`, `cpu_budget`).
+    pub keys: &'a str,
+}
 
 /// Deliveries per second for one drain.
 pub async fn drain(
     receiver: &Receiver,
     path: &str,
     events: usize,
+    adapter: Option<Adapter<'_>>,
     extra_subscriptions: &[(&str, String)],
     concurrency: usize,
 ) -> anyhow::Result<f64> {
@@ -18,7 +32,15 @@ pub async fn drain(
     ids.extend(extra_subscriptions.iter().map(|(id, _)| *id));
     preload(dir.path(), &ids, events, 1024).await?;
     let mut config = preamble(concurrency);
-    config.push_str(&subscription("main", &receiver.url(path), ""));
+    let main_keys = match adapter {
+        Some(a) => {
+            std::fs::copy(a.path, dir.path().join(format!("plugins/{}.wasm", a.name)))?;
+            format!("plugin = \"{}\"\n{}", a.name, a.keys)
+        }
+        None => String::new(),
+    };
+    // Timing starts at the first delivery, so compiling the adapter is not counted.
+    config.push_str(&subscription("main", &receiver.url(path), &main_keys));
     for (_, entry) in extra_subscriptions {
         config.push_str(entry);
     }
@@ -35,7 +57,7 @@ pub async fn dead_endpoint(
     events: usize,
     concurrency: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let alone = drain(receiver, "/healthy-alone", events, &[], concurrency).await?;
+    let alone = drain(receiver, "/healthy-alone", events, None, &[], concurrency).await?;
     // `localhost` makes the black hole a different endpoint from the healthy 127.0.0.1.
     let dead_url = receiver.url("/blackhole").replace("127.0.0.1", "localhost");
     let dead = subscription("dead", &dead_url, "timeout = \"2s\"");
@@ -43,6 +65,7 @@ pub async fn dead_endpoint(
         receiver,
         "/healthy-beside",
         events,
+        None,
         &[("dead", dead)],
         concurrency,
     )

@@ -9,6 +9,7 @@ mod baseline;
 mod drain;
 mod harness;
 mod receiver;
+mod reload;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use clap::Parser;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// What to run: `all`, or one of `baseline`, `dead-endpoint`, `adapters`.
+    /// What to run: `all`, or one of `baseline`, `dead-endpoint`, `adapters`, `drain`,
+    /// `reload`.
     #[arg(default_value = "all")]
     scenario: String,
     /// Tiny counts, to check the harness works; the figures are meaningless.
@@ -33,7 +35,11 @@ struct Args {
 struct Scale {
     baseline_requests: u64,
     dead_endpoint_events: usize,
+    drain_events: usize,
     adapter_calls: usize,
+    /// Calls for JavaScript and Python on fresh instances, which take milliseconds each.
+    slow_adapter_calls: usize,
+    reload_swaps: usize,
     concurrency: usize,
 }
 
@@ -43,20 +49,29 @@ fn main() -> anyhow::Result<()> {
         Scale {
             baseline_requests: 500,
             dead_endpoint_events: 200,
+            drain_events: 200,
             adapter_calls: 20,
+            slow_adapter_calls: 5,
+            reload_swaps: 2,
             concurrency: 16,
         }
     } else {
         Scale {
             baseline_requests: 200_000,
             dead_endpoint_events: 20_000,
+            drain_events: 20_000,
             adapter_calls: 20_000,
+            slow_adapter_calls: 300,
+            reload_swaps: 10,
             concurrency: 64,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if matches!(args.scenario.as_str(), "all" | "adapters" | "drain") {
+        build_example_adapters()?;
+    }
     let report = runtime.block_on(run(&args.scenario, scale))?;
     print!("{report}");
     if args.scenario == "all" && !args.smoke {
@@ -88,6 +103,9 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         // Needs no network: run it alone, so a profile of it shows only the sandbox.
         return adapter_report(&mut out, scale).await.map(|()| out);
     }
+    if scenario == "reload" {
+        return reload_report(&mut out, scale).await.map(|()| out);
+    }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
         out,
@@ -112,31 +130,148 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
             100.0 * (1.0 - beside / alone),
         )?;
     }
+    if matches!(scenario, "all" | "drain") {
+        drain_report(&mut out, &receiver, base.rate, scale).await?;
+    }
     if scenario == "all" {
         adapter_report(&mut out, scale).await?;
+        reload_report(&mut out, scale).await?;
     }
     Ok(out)
 }
 
+/// The JavaScript and Python example adapters are built by a script (npm and PyPI); run it
+/// when their components are missing, so one command works from a fresh clone.
+fn build_example_adapters() -> anyhow::Result<()> {
+    if std::path::Path::new(TEAMS).is_file() && std::path::Path::new(DISCORD).is_file() {
+        return Ok(());
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/build-example-adapters"
+    );
+    eprintln!("building the JavaScript and Python example adapters with {script}");
+    let status = std::process::Command::new(script).status()?;
+    anyhow::ensure!(status.success(), "{script} failed ({status})");
+    Ok(())
+}
+
+const SLACK: &str = env!("WASMHOOK_PLUGIN_SLACK");
+const TEAMS: &str = env!("WASMHOOK_EXAMPLE_TEAMS");
+const DISCORD: &str = env!("WASMHOOK_EXAMPLE_DISCORD");
+
+async fn drain_report(
+    out: &mut String,
+    receiver: &receiver::Receiver,
+    baseline: f64,
+    scale: Scale,
+) -> anyhow::Result<()> {
+    let events = scale.drain_events;
+    let c = scale.concurrency;
+    let none = drain::drain(receiver, "/drain-none", events, None, &[], c).await?;
+    let slack = drain::Adapter {
+        name: "slack",
+        path: std::path::Path::new(SLACK),
+        keys: "settings = { channel = \"#ops\" }",
+    };
+    let slack = drain::drain(receiver, "/drain-slack", events, Some(slack), &[], c).await?;
+    let teams = drain::Adapter {
+        name: "teams",
+        path: std::path::Path::new(TEAMS),
+        keys: "instance_reuse = 1000",
+    };
+    let teams = drain::drain(receiver, "/drain-teams", events, Some(teams), &[], c).await?;
+    writeln!(
+        out,
+        "## Drain rate\n\n\
+         {events} events preloaded on one subscription, then delivered: each delivery is signed, POSTed \
+         (concurrency {c}) and its attempt recorded durably.\n\n\
+         | Case | Deliveries/s | vs baseline |\n|---|---|---|\n\
+         | No adapter | {none:.0} | {:.0}% |\n\
+         | Rust `slack`, fresh instance per delivery | {slack:.0} | {:.0}% |\n\
+         | JavaScript `teams`, instance reused (1,000 calls) | {teams:.0} | {:.0}% |\n",
+        100.0 * none / baseline,
+        100.0 * slack / baseline,
+        100.0 * teams / baseline,
+    )?;
+    Ok(())
+}
+
+async fn reload_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
+    let slack = std::path::Path::new(SLACK);
+    let pagerduty = std::path::Path::new(env!("WASMHOOK_PLUGIN_PAGERDUTY"));
+    let delays = reload::delays(slack, pagerduty, scale.reload_swaps).await?;
+    let median = delays[delays.len() / 2];
+    let max = delays[delays.len() - 1];
+    writeln!(
+        out,
+        "## Hot reload\n\n\
+         From renaming a new Rust adapter into the plugins folder to `/v1/plugins` showing it serving, \
+         {} swaps, no compile cache, default 200 ms debounce: **median {median:.0} ms, max {max:.0} ms**.\n",
+        delays.len()
+    )?;
+    Ok(())
+}
+
 async fn adapter_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
     let config = wasmhook::config::Config::default();
-    let slack = adapters::overhead(
-        std::path::Path::new(env!("WASMHOOK_PLUGIN_SLACK")),
-        &[("channel".into(), "#ops".into())],
-        scale.adapter_calls,
-        &config,
-    )
-    .await?;
+    let mut rows = String::new();
+    for (label, path, settings, fresh_calls) in [
+        (
+            "Rust `slack`",
+            SLACK,
+            vec![("channel".to_owned(), "#ops".to_owned())],
+            scale.adapter_calls,
+        ),
+        (
+            "JavaScript `teams`",
+            TEAMS,
+            vec![("title".to_owned(), "Ops".to_owned())],
+            scale.slow_adapter_calls,
+        ),
+        (
+            "Python `discord`",
+            DISCORD,
+            vec![("username".to_owned(), "ops-bot".to_owned())],
+            scale.slow_adapter_calls,
+        ),
+    ] {
+        let o = adapters::overhead(
+            std::path::Path::new(path),
+            &settings,
+            fresh_calls,
+            scale.adapter_calls,
+            &config,
+        )
+        .await?;
+        writeln!(
+            rows,
+            "| {label} | {} | {} | {:.2} µs |",
+            micros(o.fresh_us),
+            micros(o.reused_us),
+            o.none_us
+        )?;
+    }
     writeln!(
         out,
         "## Adapter overhead per delivery\n\n\
-         One `transform` call on a 1 KiB event, {} calls one after another, through the engine's sandbox \
-         (pooling allocator, CPU budget, memory cap, output checks).\n\n\
-         | Adapter | Fresh instance | Reused instance | No adapter (envelope) |\n|---|---|---|---|\n\
-         | Rust `slack` | {:.1} µs | {:.1} µs | {:.2} µs |\n",
-        scale.adapter_calls, slack.fresh_us, slack.reused_us, slack.none_us
+         One `transform` call on a 1 KiB event, one call after another, through the engine's sandbox \
+         (pooling allocator, CPU budget, memory cap, output checks): {} calls on fresh instances for Rust and \
+         {} for JavaScript and Python, {} on one reused instance. \"No adapter\" is building the standard \
+         envelope instead.\n\n\
+         | Adapter | Fresh instance | Reused instance | No adapter (envelope) |\n|---|---|---|---|\n{rows}",
+        scale.adapter_calls, scale.slow_adapter_calls, scale.adapter_calls
     )?;
     Ok(())
+}
+
+/// Microseconds, or milliseconds when large.
+fn micros(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
 }
 
 /// CPU model, core count and memory, from /proc.

@@ -88,3 +88,18 @@ pub fn build_workspace(dir: &Path, kind: &str) {
     }
     assert!(found > 0, "no .wasm files were built in {}", out.display());
 }
+
+/// Exposes the paths of the JavaScript and Python example adapters as
+/// `WASMHOOK_EXAMPLE_TEAMS` and `WASMHOOK_EXAMPLE_DISCORD`. They need npm and PyPI, so
+/// `scripts/build-example-adapters` builds them, not cargo.
+pub fn expose_example_adapters(root: &Path) {
+    for (name, path) in [
+        ("TEAMS", "examples/adapters/js/teams.wasm"),
+        ("DISCORD", "examples/adapters/python/discord.wasm"),
+    ] {
+        println!(
+            "cargo:rustc-env=WASMHOOK_EXAMPLE_{name}={}",
+            root.join(path).display()
+        );
+    }
+}
