@@ -104,7 +104,9 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         return adapter_report(&mut out, scale).await.map(|()| out);
     }
     if scenario == "reload" {
-        return reload_report(&mut out, scale).await.map(|()| out);
+        return reload_report(&mut out, &receiver, scale)
+            .await
+            .map(|()| out);
     }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
@@ -135,7 +137,7 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     }
     if scenario == "all" {
         adapter_report(&mut out, scale).await?;
-        reload_report(&mut out, scale).await?;
+        reload_report(&mut out, &receiver, scale).await?;
     }
     Ok(out)
 }
@@ -197,18 +199,34 @@ async fn drain_report(
     Ok(())
 }
 
-async fn reload_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
-    let slack = std::path::Path::new(SLACK);
-    let pagerduty = std::path::Path::new(env!("WASMHOOK_PLUGIN_PAGERDUTY"));
-    let delays = reload::delays(slack, pagerduty, scale.reload_swaps).await?;
-    let median = delays[delays.len() / 2];
-    let max = delays[delays.len() - 1];
+async fn reload_report(
+    out: &mut String,
+    receiver: &receiver::Receiver,
+    scale: Scale,
+) -> anyhow::Result<()> {
+    let versions = [
+        std::path::Path::new(env!("WASMHOOK_GUEST_VERSIONED_1")),
+        std::path::Path::new(env!("WASMHOOK_GUEST_VERSIONED_2")),
+        std::path::Path::new(env!("WASMHOOK_GUEST_VERSIONED_3")),
+    ];
+    let (renamed, in_place) = reload::delays(receiver, versions, scale.reload_swaps).await?;
+    let row = |label: &str, d: &[f64]| {
+        format!(
+            "| {label} | {} | {:.0} ms | {:.0} ms |\n",
+            d.len(),
+            d[d.len() / 2],
+            d[d.len() - 1]
+        )
+    };
     writeln!(
         out,
         "## Hot reload\n\n\
-         From renaming a new Rust adapter into the plugins folder to `/v1/plugins` showing it serving, \
-         {} swaps, no compile cache, default 200 ms debounce: **median {median:.0} ms, max {max:.0} ms**.\n",
-        delays.len()
+         From a new version of an adapter landing in the plugins folder to the receiver getting the first \
+         request that version built, while events flow at 200/s. No compile cache (new code is compiled), \
+         default 200 ms debounce.\n\n\
+         | How the file lands | Swaps | Median | Max |\n|---|---|---|---|\n{}{}",
+        row("Renamed over the old file", &renamed),
+        row("Rewritten in place", &in_place),
     )?;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct PathStats {
     pub count: AtomicU64,
     /// When the first and the latest arrived.
     pub first_last: Mutex<Option<(Instant, Instant)>>,
+    /// On `/versioned…` paths: when each request arrived and the adapter version in its body.
+    pub versions: Mutex<Vec<(Instant, u64)>>,
 }
 
 /// The receiver.
@@ -58,17 +60,29 @@ impl Receiver {
                         let (paths, arrived) = (Arc::clone(&paths), Arc::clone(&arrived));
                         async move {
                             let path = req.uri().path().to_owned();
-                            let _ = req.into_body().collect().await;
+                            let body = req.into_body().collect().await;
                             if path.starts_with("/blackhole") {
                                 std::future::pending::<()>().await;
                             }
-                            let stats =
-                                Arc::clone(paths.lock().expect("lock").entry(path).or_default());
+                            let stats = Arc::clone(
+                                paths.lock().expect("lock").entry(path.clone()).or_default(),
+                            );
                             let now = Instant::now();
                             {
                                 let mut fl = stats.first_last.lock().expect("lock");
                                 let first = fl.map_or(now, |(f, _)| f);
                                 *fl = Some((first, now));
+                            }
+                            if path.starts_with("/versioned") {
+                                // Bodies of the versioned test adapter name their version.
+                                let version = body.ok().and_then(|b| {
+                                    serde_json::from_slice::<serde_json::Value>(&b.to_bytes())
+                                        .ok()?["version"]
+                                        .as_u64()
+                                });
+                                if let Some(v) = version {
+                                    stats.versions.lock().expect("lock").push((now, v));
+                                }
                             }
                             stats.count.fetch_add(1, Ordering::Relaxed);
                             arrived.notify_waiters();
@@ -105,6 +119,26 @@ impl Receiver {
                 .entry(path.to_owned())
                 .or_default(),
         )
+    }
+
+    /// Waits until a request on `path` from adapter version `version` arrives after `since`;
+    /// returns when it arrived.
+    pub async fn wait_version(&self, path: &str, version: u64, since: Instant) -> Instant {
+        let stats = self.stats(path);
+        loop {
+            let notified = self.arrived.notified();
+            let found = stats
+                .versions
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|(at, v)| *v == version && *at >= since)
+                .map(|(at, _)| *at);
+            if let Some(at) = found {
+                return at;
+            }
+            notified.await;
+        }
     }
 
     /// Waits until `path` has seen `n` requests; returns the seconds between the first and
