@@ -152,6 +152,8 @@ pub struct DeliveryConfig {
     pub breaker_failures: u32,
     /// How long an open circuit waits before it lets one probe through.
     pub breaker_cooldown: HumanDuration,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_rotation_grace: HumanDuration,
 }
 
 impl Default for DeliveryConfig {
@@ -172,6 +174,7 @@ impl Default for DeliveryConfig {
             endpoint_concurrency: 32,
             breaker_failures: 5,
             breaker_cooldown: HumanDuration(Duration::from_secs(30)),
+            secret_rotation_grace: HumanDuration(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -182,18 +185,25 @@ impl Default for DeliveryConfig {
 pub struct LimitsConfig {
     /// Largest accepted `POST /v1/events` body, in bytes.
     pub max_event_bytes: usize,
+    /// Largest total size of one subscription's settings (keys and values), in bytes.
+    pub max_settings_bytes: usize,
+    /// Most subscriptions the engine holds.
+    pub max_subscriptions: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_event_bytes: 256 << 10,
+            max_settings_bytes: 16 << 10,
+            max_subscriptions: 10_000,
         }
     }
 }
 
-/// One `[[subscriptions]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[subscriptions]]` entry. `Debug` leaves out setting and header values, which may
+/// be credentials.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionConfig {
     /// Stable id, used in delivery records and the API.
@@ -232,6 +242,23 @@ pub struct SubscriptionConfig {
     /// Overrides the plugin's instance reuse for this subscription.
     #[serde(default)]
     pub instance_reuse: Option<u32>,
+    /// Settings whose values are secret (never shown by the API or in logs), besides those
+    /// whose names already say so (`*key*`, `*token*`, `*secret*`, `*password*`).
+    #[serde(default)]
+    pub secret_settings: Vec<String>,
+}
+
+impl fmt::Debug for SubscriptionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionConfig")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("plugin", &self.plugin)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A duration written the human way: `500ms`, `5s`, `30m`, `2h`, `1day`.

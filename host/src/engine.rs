@@ -153,7 +153,7 @@ pub async fn run(
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
-    let client = HttpClient::new(policy, config.delivery.tls_ca_file.as_deref())?;
+    let client = HttpClient::new(policy.clone(), config.delivery.tls_ca_file.as_deref())?;
     let metrics = Metrics::default();
     let endpoints = Arc::new(Endpoints::new(EndpointLimits {
         breaker: BreakerConfig {
@@ -194,6 +194,7 @@ pub async fn run(
         wake,
         api_token: config.server.api_token.clone(),
         limits: config.limits.clone(),
+        network: policy,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler.run(stop_rx));

@@ -195,6 +195,20 @@ impl Engine {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any method with an optional JSON body; returns status and JSON answer.
+    pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET path`; returns status and JSON answer.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod health;
 mod plugins;
+mod subscriptions;
 
 pub use error::ApiError;
 
@@ -16,6 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+
+use crate::delivery::ssrf::NetworkPolicy;
 use tokio::sync::Notify;
 
 use crate::config::LimitsConfig;
@@ -45,6 +48,8 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     /// Input limits.
     pub limits: LimitsConfig,
+    /// The SSRF policy, to refuse internal URLs when a subscription is created.
+    pub network: NetworkPolicy,
 }
 
 /// The whole API.
@@ -59,6 +64,21 @@ pub fn router(state: AppState) -> Router {
         .route("/dead-letters/replay", post(dead_letters::replay))
         .route("/endpoints", get(endpoints::list))
         .route("/plugins", get(plugins::list))
+        .route(
+            "/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::get)
+                .patch(subscriptions::patch)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/subscriptions/{id}/rotate-secret",
+            post(subscriptions::rotate_secret),
+        )
+        .route("/subscriptions/{id}/test", post(subscriptions::test))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -18,7 +18,8 @@ use crate::store::SubscriptionSource;
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// What defines a subscription; stored as JSON, so fields can be added with defaults.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// `Debug` shows setting and header names but never secret values.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     /// Where requests go.
@@ -52,8 +53,63 @@ pub struct SubscriptionSpec {
     /// Own instance reuse count for the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_reuse: Option<u32>,
+    /// Settings whose values are secret, besides those whose names say so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_settings: Vec<String>,
     /// Signing secrets, newest first; older ones carry an expiry while a rotation runs.
     pub secrets: Vec<StoredSecret>,
+}
+
+impl std::fmt::Debug for SubscriptionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionSpec")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("plugin", &self.plugin)
+            .field("headers", &redacted(&self.headers, &[]))
+            .field("settings", &redacted(&self.settings, &self.secret_settings))
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The value shown in place of a secret.
+pub const REDACTED: &str = "***";
+
+/// Whether a setting or header is secret: listed in `declared`, or named like a credential
+/// (`routing_key`, `api_token`, `client_secret`, `password`, `Authorization`, `Cookie`).
+pub fn is_secret_name(declared: &[String], name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    declared.iter().any(|d| d.eq_ignore_ascii_case(name))
+        || [
+            "key",
+            "token",
+            "secret",
+            "password",
+            "authorization",
+            "cookie",
+            "credential",
+        ]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// `pairs` with secret values replaced by `***`.
+pub fn redacted<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    declared: &[String],
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if is_secret_name(declared, k) {
+                REDACTED.to_owned()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// One signing secret with an optional expiry (set on the old secret by a rotation).
@@ -93,8 +149,8 @@ fn spec_err(field: &'static str, message: impl Into<String>) -> SpecError {
     }
 }
 
-/// One subscription, validated and ready to deliver to.
-#[derive(Debug, Clone)]
+/// One subscription, validated and ready to deliver to. `Debug` hides secret values.
+#[derive(Clone)]
 pub struct Subscription {
     /// Stable id.
     pub id: String,
@@ -124,6 +180,28 @@ pub struct Subscription {
     pub cpu_budget: Option<Duration>,
     /// The adapter's instance reuse for this subscription, if it overrides the plugin's.
     pub instance_reuse: Option<u32>,
+    /// Settings whose values are secret, besides those whose names say so.
+    pub secret_settings: Vec<String>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings = redacted(
+            self.settings.iter().map(|(k, v)| (k, v)),
+            &self.secret_settings,
+        );
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .field("url", &self.url)
+            .field("patterns", &self.patterns)
+            .field("plugin", &self.plugin)
+            .field("headers", &headers)
+            .field("settings", &settings)
+            .field("keys", &self.signing_keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -270,6 +348,7 @@ impl SubscriptionSpec {
             timeout: cfg.timeout,
             cpu_budget: cfg.cpu_budget,
             instance_reuse: cfg.instance_reuse,
+            secret_settings: cfg.secret_settings.clone(),
             secrets: vec![StoredSecret {
                 secret: secret.expose().to_owned(),
                 expires_at_ms: None,
@@ -372,6 +451,7 @@ impl SubscriptionSpec {
             timeout,
             cpu_budget: self.cpu_budget.map(|b| b.0),
             instance_reuse: self.instance_reuse,
+            secret_settings: self.secret_settings.clone(),
         })
     }
 }
