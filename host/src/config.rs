@@ -41,6 +41,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// When set, `/v1/*` requires `Authorization: Bearer <token>`. Also `WASMHOOK_API_TOKEN`.
     pub api_token: Option<Secret>,
+    /// More admin tokens, each as good as `api_token` (for example one per operator or
+    /// tool, so one can be revoked without the others).
+    pub api_tokens: Vec<Secret>,
+}
+
+impl ServerConfig {
+    /// Every accepted admin token; empty means the API is open.
+    pub fn admin_tokens(&self) -> Vec<Secret> {
+        self.api_token
+            .iter()
+            .chain(&self.api_tokens)
+            .cloned()
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +62,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
+            api_tokens: Vec::new(),
         }
     }
 }

@@ -192,7 +192,7 @@ pub async fn run(
         endpoints,
         metrics,
         wake,
-        api_token: config.server.api_token.clone(),
+        api_tokens: config.server.admin_tokens(),
         limits: config.limits.clone(),
         network: policy,
     };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use wasmhook_tests::{
     Engine, Receiver, SECRET, SLACK, Workdir, base_config, run_cli, serve_should_fail,
 };
@@ -239,7 +239,10 @@ async fn an_event_for_a_missing_plugin_is_accepted_and_waits_with_a_clear_status
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_token_guards_v1_but_not_healthz() {
     let work = Workdir::new();
-    work.write_config(&base_config());
+    work.write_config(&format!(
+        "[server]\napi_tokens = [\"second-operator\", \"ci-tool\"]\n\n{}",
+        base_config()
+    ));
     let config = work.path().join("wasmhook.toml");
     let engine = Engine::start(&config, &[("WASMHOOK_API_TOKEN", "t0ken")]).await;
     let client = reqwest::Client::new();
@@ -273,6 +276,29 @@ async fn the_api_token_guards_v1_but_not_healthz() {
                 .expect("send")
         ),
         202
+    );
+    // Each of several admin tokens works; a missing or wrong one gets a bare 401.
+    for token in ["second-operator", "ci-tool"] {
+        let response = client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&event)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(status(response), 202, "{token}");
+    }
+    let response = client
+        .get(format!("{}/v1/subscriptions", engine.base))
+        .bearer_auth("ci-too")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(
+        body,
+        json!({"code": "unauthorized", "message": "a valid bearer token is required"})
     );
     assert_eq!(
         status(

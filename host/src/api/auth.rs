@@ -7,22 +7,31 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
-/// Lets the request through when no token is configured or the bearer token matches.
-/// A missing or wrong token gets the same `401`, with no hint which it was.
+/// Lets the request through when no token is configured or the bearer token matches one of
+/// them. Every token is compared, in constant time, whichever matches, so the answer's
+/// timing does not tell which token was close. A missing or wrong token gets the same
+/// `401`, with no hint which it was.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = &state.api_token else {
+    if state.api_tokens.is_empty() {
         return next.run(request).await;
-    };
+    }
     let given = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     match given {
-        Some(token) if expected.matches(token) => next.run(request).await,
+        Some(token)
+            if state
+                .api_tokens
+                .iter()
+                .fold(false, |ok, expected| ok | expected.matches(token)) =>
+        {
+            next.run(request).await
+        }
         _ => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -44,8 +44,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the scheduler after ingest.
     pub wake: Arc<Notify>,
-    /// Required bearer token for `/v1/*`, if any.
-    pub api_token: Option<Secret>,
+    /// Accepted bearer tokens for `/v1/*`; empty leaves the API open.
+    pub api_tokens: Vec<Secret>,
     /// Input limits.
     pub limits: LimitsConfig,
     /// The SSRF policy, to refuse internal URLs when a subscription is created.
