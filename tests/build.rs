@@ -7,11 +7,5 @@
 //! exposed as `WASMHOOK_EXAMPLE_TEAMS` and `WASMHOOK_EXAMPLE_DISCORD`.
 
 fn main() {
-    let root = guest_build::workspace_root();
-    for dir in ["plugins", "tests/guests", "wit"] {
-        guest_build::rerun_if_changed(&root.join(dir));
-    }
-    guest_build::build_workspace(&root.join("plugins"), "PLUGIN");
-    guest_build::build_workspace(&root.join("tests/guests"), "GUEST");
-    guest_build::expose_example_adapters(&root);
+    guest_build::build_all();
 }

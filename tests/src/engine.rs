@@ -237,6 +237,32 @@ impl Engine {
         body["data"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Waits until each of `subscription`'s deliveries (there must be `count`) is a dead
+    /// letter; returns them with their attempts.
+    pub async fn dead_letters_of(
+        &self,
+        subscription: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let (_, list) = self
+            .get(&format!(
+                "/v1/deliveries?subscription_id={subscription}&limit=1000"
+            ))
+            .await;
+        let list = list["data"].as_array().cloned().unwrap_or_default();
+        assert_eq!(list.len(), count, "deliveries of {subscription}");
+        let mut dead = Vec::new();
+        for d in list {
+            let id = d["id"].as_str().expect("id");
+            dead.push(
+                self.wait_delivery(id, timeout, |d| d["status"] == "dead_letter")
+                    .await,
+            );
+        }
+        dead
+    }
+
     /// Polls `GET /v1/deliveries/{id}` until `done` holds for it; panics after `timeout`.
     pub async fn wait_delivery(
         &self,

@@ -130,17 +130,7 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
         ),
     ];
     for (mode, message) in expected {
-        let (_, list) = engine
-            .get(&format!("/v1/deliveries?subscription_id={mode}&limit=100"))
-            .await;
-        let list = list["data"].as_array().expect("list").clone();
-        assert_eq!(list.len(), EVENTS, "{mode}");
-        for d in list {
-            let d = engine
-                .wait_delivery(d["id"].as_str().expect("id"), WAIT, |d| {
-                    d["status"] == "dead_letter"
-                })
-                .await;
+        for d in engine.dead_letters_of(mode, EVENTS, WAIT).await {
             let error = d["last_error"].as_str().expect("error");
             assert!(error.starts_with(message), "{mode}: {error}");
             if mode == "panic" {

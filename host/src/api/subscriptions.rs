@@ -6,7 +6,7 @@
 //! header values that are secret (declared in `secret_settings`, or named like a credential)
 //! as `***`.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::error::read_body;
 use super::{ApiError, AppState};
 use crate::config::HumanDuration;
+use crate::delivery::client::resolve;
 use crate::delivery::signing::generate_secret;
 use crate::event::{Event, new_id, now_ms, rfc3339};
 use crate::store::{NewDelivery, NewEvent, StoredSubscription, SubscriptionSource};
@@ -57,6 +58,24 @@ async fn json_object(body: Body) -> Result<Map<String, Value>, ApiError> {
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
         )),
+    }
+}
+
+/// Removes `key` from `fields`: `None` when absent or `null`, an error naming the key and
+/// the expected type when it is not a `T`.
+fn take<T: serde::de::DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    key: &str,
+    expected: &str,
+) -> Result<Option<T>, ApiError> {
+    match fields.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value).map(Some).map_err(|_| {
+            bad_request(
+                "invalid_subscription",
+                format!("`{key}` must be {expected}"),
+            )
+        }),
     }
 }
 
@@ -117,42 +136,26 @@ async fn validate(
     check_destination(state, &spec.url).await
 }
 
-/// Refuses a URL whose host is, or resolves to, an address the SSRF guard blocks. The
-/// connector checks again at every connect, so a host that turns internal later still fails.
+/// Refuses a URL whose host is, or resolves to, an address the SSRF guard blocks (any one
+/// of them: a name that answers with an internal address is refused even if it also has a
+/// public one). The connector checks again at every connect, so a host that turns internal
+/// later still fails.
 async fn check_destination(state: &AppState, url: &str) -> Result<Vec<String>, ApiError> {
     let uri = parse_target_url(url).map_err(|e| bad_request("invalid_subscription", e))?;
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        });
-    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
+    let addresses = match tokio::time::timeout(RESOLVE_TIMEOUT, resolve(&uri)).await {
+        Ok(Ok((_, addrs))) => addrs,
+        Ok(Err(e)) => {
+            return Ok(vec![format!(
+                "`{url}` does not resolve right now ({e}); deliveries fail until it does"
+            )]);
+        }
         Err(_) => {
-            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await
-            {
-                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-                Ok(Err(e)) => {
-                    return Ok(vec![format!(
-                        "`{host}` does not resolve right now ({e}); deliveries fail until it does"
-                    )]);
-                }
-                Err(_) => {
-                    return Ok(vec![format!(
-                        "resolving `{host}` took over {RESOLVE_TIMEOUT:?}; deliveries fail until it resolves"
-                    )]);
-                }
-            }
+            return Ok(vec![format!(
+                "resolving `{url}` took over {RESOLVE_TIMEOUT:?}; deliveries fail until it resolves"
+            )]);
         }
     };
-    for ip in addresses {
+    for ip in addresses.iter().map(SocketAddr::ip) {
         if let Some(reason) = state.network.blocked(ip) {
             return Err(bad_request(
                 "blocked_destination",
@@ -166,12 +169,17 @@ async fn check_destination(state: &AppState, url: &str) -> Result<Vec<String>, A
     Ok(Vec::new())
 }
 
-/// What reads show of a subscription: everything but secrets.
-pub fn view(stored: &StoredSubscription, spec: &SubscriptionSpec) -> Value {
-    let mut fields = match serde_json::to_value(spec) {
+/// The spec's fields as a JSON object (a struct always serialises to one).
+fn spec_fields(spec: &SubscriptionSpec) -> Map<String, Value> {
+    match serde_json::to_value(spec) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
-    };
+    }
+}
+
+/// What reads show of a subscription: everything but secrets.
+pub fn view(stored: &StoredSubscription, spec: &SubscriptionSpec) -> Value {
+    let mut fields = spec_fields(spec);
     fields.remove("secrets");
     fields.insert(
         "settings".into(),
@@ -230,32 +238,11 @@ pub async fn create(
             "unknown field `secrets`: pass one `secret`, or none to have one generated",
         ));
     }
-    let id = match fields.remove("id") {
-        None | Some(Value::Null) => new_id("sub"),
-        Some(Value::String(id)) => id,
-        Some(_) => return Err(bad_request("invalid_subscription", "`id` must be a string")),
-    };
+    let id = take(&mut fields, "id", "a string")?.unwrap_or_else(|| new_id("sub"));
     validate_subscription_id(&id).map_err(|e| bad_request("invalid_subscription", e.message))?;
-    let enabled = match fields.remove("enabled") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => b,
-        Some(_) => {
-            return Err(bad_request(
-                "invalid_subscription",
-                "`enabled` must be true or false",
-            ));
-        }
-    };
-    let secret = match fields.remove("secret") {
-        None | Some(Value::Null) => generate_secret().expose().to_owned(),
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(bad_request(
-                "invalid_subscription",
-                "`secret` must be a string",
-            ));
-        }
-    };
+    let enabled = take(&mut fields, "enabled", "true or false")?.unwrap_or(true);
+    let secret = take(&mut fields, "secret", "a string")?
+        .unwrap_or_else(|| generate_secret().expose().to_owned());
     fields.insert(
         "secrets".into(),
         json!([StoredSecret {
@@ -336,25 +323,14 @@ pub async fn patch(
             ));
         }
     }
-    let enabled = match fields.remove("enabled") {
-        None => None,
-        Some(Value::Bool(b)) => Some(b),
-        Some(_) => {
-            return Err(bad_request(
-                "invalid_subscription",
-                "`enabled` must be true or false",
-            ));
-        }
-    };
+    let enabled: Option<bool> = take(&mut fields, "enabled", "true or false")?;
     if record.source == SubscriptionSource::Config && !fields.is_empty() {
         return Err(config_managed(&id));
     }
     let mut spec = parse_spec(&record)?;
     let mut warnings = Vec::new();
     if !fields.is_empty() {
-        let Ok(Value::Object(mut merged)) = serde_json::to_value(&spec) else {
-            return Err(parse_spec(&record).err().unwrap_or_else(|| not_found(&id)));
-        };
+        let mut merged = spec_fields(&spec);
         for (key, value) in fields {
             if value.is_null() {
                 merged.remove(&key);

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::ssrf::NetworkPolicy;
+use crate::subscription::port_of;
 
 /// How much of a response body is kept on the attempt record.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4 << 10;
@@ -84,21 +85,25 @@ impl tower_service::Service<Uri> for GuardedConnector {
     }
 }
 
-async fn connect(policy: &NetworkPolicy, uri: &Uri) -> Result<TokioIo<TcpStream>, std::io::Error> {
-    let invalid = |msg: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_owned());
-    let host = uri.host().ok_or_else(|| invalid("the URL has no host"))?;
+/// The host of `uri` (without IPv6 brackets) and the addresses it stands for: itself when
+/// it is an IP literal, otherwise what the system resolver answers. Used at connect time
+/// and when a subscription is created, so both judge the same addresses.
+pub async fn resolve(uri: &Uri) -> Result<(&str, Vec<SocketAddr>), std::io::Error> {
+    let host = uri.host().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the URL has no host")
+    })?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        });
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+    let port = port_of(uri);
+    let addrs = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => tokio::net::lookup_host((host, port)).await?.collect(),
     };
+    Ok((host, addrs))
+}
+
+async fn connect(policy: &NetworkPolicy, uri: &Uri) -> Result<TokioIo<TcpStream>, std::io::Error> {
+    let invalid = |msg: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_owned());
+    let (host, addrs) = resolve(uri).await?;
     let mut last_err = None;
     for addr in addrs {
         if let Some(reason) = policy.blocked(addr.ip()) {

@@ -223,10 +223,17 @@ impl Subscription {
 /// `scheme://host:port` of a URL.
 pub fn endpoint_key(url: &Uri) -> String {
     let scheme = url.scheme_str().unwrap_or("http");
-    let port = url
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    format!("{scheme}://{}:{port}", url.host().unwrap_or(""))
+    format!("{scheme}://{}:{}", url.host().unwrap_or(""), port_of(url))
+}
+
+/// The URL's port, or its scheme's default (443 for https, 80 otherwise).
+pub fn port_of(url: &Uri) -> u16 {
+    url.port_u16()
+        .unwrap_or(if url.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        })
 }
 
 /// Headers the engine owns; a subscription or adapter setting them would break signing or

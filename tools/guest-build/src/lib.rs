@@ -103,3 +103,17 @@ pub fn expose_example_adapters(root: &Path) {
         );
     }
 }
+
+/// Everything the tests and the benchmarks run: the adapters in `plugins/`
+/// (`WASMHOOK_PLUGIN_<NAME>`), the test guests in `tests/guests/` (`WASMHOOK_GUEST_<NAME>`)
+/// and the paths of the example adapters (`WASMHOOK_EXAMPLE_<NAME>`), rebuilt when any of
+/// them or `wit/` changes.
+pub fn build_all() {
+    let root = workspace_root();
+    for dir in ["plugins", "tests/guests", "wit"] {
+        rerun_if_changed(&root.join(dir));
+    }
+    build_workspace(&root.join("plugins"), "PLUGIN");
+    build_workspace(&root.join("tests/guests"), "GUEST");
+    expose_example_adapters(&root);
+}
