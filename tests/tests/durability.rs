@@ -304,8 +304,10 @@ async fn a_dead_endpoint_does_not_hold_up_a_healthy_one() {
     let receiver = Receiver::start().await;
     receiver.set_default("/blackhole", Reply::Hang);
     let work = Workdir::new();
+    // Retries wait a random share of 30s (full jitter), so a warm-up delivery can spend a
+    // second attempt within the test; ten attempts keep every one pending.
     work.write_config(&format!(
-        "[delivery]\nallow_private_networks = true\nretry_schedule = [\"30s\"]\nconcurrency = 16\n\
+        "[delivery]\nallow_private_networks = true\nretry_schedule = [\"30s\"]\nmax_attempts = 10\nconcurrency = 16\n\
          endpoint_concurrency = 4\nbreaker_failures = 3\nbreaker_cooldown = \"1h\"\n\n{}{}",
         subscription(
             "dead",
