@@ -44,6 +44,8 @@ pub struct ServerConfig {
     /// More admin tokens, each as good as `api_token` (for example one per operator or
     /// tool, so one can be revoked without the others).
     pub api_tokens: Vec<Secret>,
+    /// Whether `/metrics` needs a token too. `/healthz` and `/openapi.json` never do.
+    pub metrics_require_token: bool,
 }
 
 impl ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
             api_tokens: Vec::new(),
+            metrics_require_token: false,
         }
     }
 }
@@ -227,6 +230,16 @@ pub struct SubscriptionConfig {
     pub url: String,
     /// Event-type patterns: `cert.expiring`, `host.*`, `*`.
     pub events: Vec<String>,
+    /// A human name, shown by the API.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A CEL expression over the event (`data`, `event`); only events for which it is
+    /// true are delivered, e.g. `data.severity == "critical"`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Most deliveries a second to this subscription; more wait their turn, none is dropped.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
     /// The signing secret, `whsec_<base64>`.
     #[serde(default)]
     pub secret: Option<Secret>,
@@ -269,7 +282,9 @@ impl fmt::Debug for SubscriptionConfig {
             .field("id", &self.id)
             .field("url", &self.url)
             .field("events", &self.events)
+            .field("filter", &self.filter)
             .field("plugin", &self.plugin)
+            .field("rate_limit", &self.rate_limit)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
@@ -289,6 +304,31 @@ impl HumanDuration {
     }
 }
 
+impl HumanDuration {
+    /// The shortest exact spelling in whole units: `1d`, `2h30m`, `500ms`, `0s`. Both
+    /// `parse` and the API take it back.
+    pub fn compact(self) -> String {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return "0s".into();
+        }
+        let mut out = String::new();
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                out.push_str(&format!("{}{unit}", ms / size));
+                ms %= size;
+            }
+        }
+        out
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -298,7 +338,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+        serializer.serialize_str(&self.compact())
     }
 }
 

@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Env};
 use crate::delivery::attempt::plugin_park_key;
 use crate::delivery::breaker::BreakerConfig;
+use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
 use crate::event::now_ms;
@@ -175,6 +176,7 @@ pub async fn run(
             subscriptions: Arc::clone(&subscriptions),
             endpoints: Arc::clone(&endpoints),
             registry: Arc::clone(&registry),
+            rate_limits: RateLimits::default(),
             client,
             user_agent: http::HeaderValue::from_static(USER_AGENT),
         }),
@@ -193,6 +195,7 @@ pub async fn run(
         metrics,
         wake,
         api_tokens: config.server.admin_tokens(),
+        metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,
     };

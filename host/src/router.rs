@@ -80,6 +80,12 @@ pub fn validate_pattern(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("an event pattern is empty; use `*` to match every type".into());
     }
+    if pattern.len() > crate::event::MAX_TYPE_LEN {
+        return Err(format!(
+            "an event pattern is longer than {} characters",
+            crate::event::MAX_TYPE_LEN
+        ));
+    }
     for segment in pattern.split('.') {
         let ok = segment == "*"
             || (!segment.is_empty()

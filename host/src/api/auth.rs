@@ -1,4 +1,5 @@
-//! Bearer-token auth for `/v1/*`.
+//! Bearer-token auth for `/v1/*` (and `/metrics` when `[server] metrics_require_token`).
+//! `/healthz` and `/openapi.json` are always open.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -7,8 +8,17 @@ use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
-/// Lets the request through when no token is configured or the bearer token matches one of
-/// them. Every token is compared, in constant time, whichever matches, so the answer's
+/// Whether `path` needs a token.
+fn guarded(path: &str, metrics_require_token: bool) -> bool {
+    match path {
+        "/healthz" | "/openapi.json" => false,
+        "/metrics" => metrics_require_token,
+        _ => true,
+    }
+}
+
+/// Lets the request through when it is for an open path, no token is configured, or the
+/// bearer token matches one of them. Every token is compared, in constant time, whichever matches, so the answer's
 /// timing does not tell which token was close. A missing or wrong token gets the same
 /// `401`, with no hint which it was.
 pub async fn require_token(
@@ -16,7 +26,7 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.api_tokens.is_empty() {
+    if state.api_tokens.is_empty() || !guarded(request.uri().path(), state.metrics_require_token) {
         return next.run(request).await;
     }
     let given = request

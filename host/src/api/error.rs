@@ -94,15 +94,13 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::By
     }
 }
 
-/// Parses an RFC 3339 query parameter into Unix ms.
+/// Parses an RFC 3339 time (any offset, optional fractions) into Unix ms. Times before
+/// 1970 are 0: every delivery is after them.
 pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
-            humantime::parse_rfc3339_weak(v)
-                .map(|t| {
-                    t.duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64)
-                })
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond().max(0))
                 .map_err(|_| {
                     ApiError::new(
                         StatusCode::BAD_REQUEST,
@@ -114,6 +112,19 @@ pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiErr
                 })
         })
         .transpose()
+}
+
+/// A page size: 50 when absent, otherwise 1 to 1,000.
+pub fn page_limit(limit: Option<i64>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=1000) => Ok(n as usize),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            format!("`limit` must be between 1 and 1000, not {n}"),
+        )),
+    }
 }
 
 /// Turns a query-string rejection into the JSON error shape.

@@ -5,9 +5,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::error::read_body;
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::event::{Event, new_id, now_ms, parse_event, parse_event_batch};
 use crate::store::{IngestResult, NewDelivery, NewEvent};
@@ -15,32 +17,113 @@ use crate::store::{IngestResult, NewDelivery, NewEvent};
 /// Most events in one batch.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
-/// `POST /v1/events`
+/// An event to publish. Documents what `event::parse_event` accepts; unknown fields are
+/// refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read by the OpenAPI derive only
+pub struct EventIn {
+    /// Your id for the event, which makes publishing idempotent: the same id again
+    /// returns the first answer and delivers nothing new. Default: a fresh `evt_…`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[!-~]+$")]
+    id: Option<String>,
+    /// Dot-separated segments of letters, digits, `_` and `-`: `host.enrolled`.
+    #[serde(rename = "type")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+    )]
+    kind: String,
+    /// The payload, a JSON object, passed to adapters and into the envelope byte for byte.
+    /// Default: `{}`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+}
+
+/// The answer to a publish: the event is durable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The event.
+    #[serde(flatten)]
+    pub result: IngestResult,
+    /// Problems that did not stop the event, such as a subscription whose plugin is not
+    /// loaded (its delivery waits for it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The answer to a batch publish: one result per event, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAccepted {
+    /// One per event.
+    pub data: Vec<IngestResult>,
+    /// As for a single event.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Publishes one event.
+///
+/// The event and one delivery per matching subscription are stored in one transaction
+/// and synced to disk before the answer. A subscription matches when one of its `events`
+/// patterns matches the type and its `filter`, if any, is true for the event.
+#[utoipa::path(
+    post, path = "/events", tag = "events", operation_id = "publish_event",
+    request_body(content = EventIn, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Stored durably", body = Accepted),
+        (status = 400, description = "Not a valid event (`invalid_json`, `missing_type`, `invalid_event_type`, `invalid_event_id`, `invalid_data`)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Larger than `[limits] max_event_bytes` (`body_too_large`)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was stored", body = ErrorBody),
+    )
+)]
 pub async fn publish(
     State(state): State<AppState>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let bytes = read_body(body, state.limits.max_event_bytes).await?;
     let event = parse_event(&bytes, now_ms())?;
     let (new, warnings) = route(&state, event);
-    let result = state.store.ingest(vec![new]).await?;
+    let result = state
+        .store
+        .ingest(vec![new])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            ApiError::from(crate::store::StoreError::Database(
+                "the store answered no result".into(),
+            ))
+        })?;
     state.wake.notify_one();
-    if !result[0].duplicate {
-        state.metrics.ingested(1, u64::from(result[0].deliveries));
+    if !result.duplicate {
+        state.metrics.ingested(1, u64::from(result.deliveries));
     }
-    let mut answer = result_json(&result[0]);
-    if !warnings.is_empty() {
-        answer["warnings"] = json!(warnings);
-    }
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { result, warnings })))
 }
 
-/// `POST /v1/events/batch`: a JSON array of up to 1,000 events, stored in one transaction
-/// per event but one commit for all.
+/// Publishes up to 1,000 events at once.
+///
+/// Each event is stored with its deliveries as by `POST /v1/events`, all under one
+/// commit. Each event's `data` is held to `[limits] max_event_bytes`. If any event is
+/// invalid, none is stored and the error names its index.
+#[utoipa::path(
+    post, path = "/events/batch", tag = "events", operation_id = "publish_events",
+    request_body(content = Vec<EventIn>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "All stored durably", body = BatchAccepted),
+        (status = 400, description = "An event is invalid, or there are more than 1,000", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "An event or the whole body is too large", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; nothing was stored", body = ErrorBody),
+    )
+)]
 pub async fn publish_batch(
     State(state): State<AppState>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let limit = state
         .limits
         .max_event_bytes
@@ -91,15 +174,13 @@ pub async fn publish_batch(
     state.metrics.ingested(events, deliveries);
     warnings.sort();
     warnings.dedup();
-    let mut answer = json!({"data": results.iter().map(result_json).collect::<Vec<_>>()});
-    if !warnings.is_empty() {
-        answer["warnings"] = json!(warnings);
-    }
-    Ok((StatusCode::ACCEPTED, Json(answer)))
-}
-
-fn result_json(r: &IngestResult) -> Value {
-    json!({"id": r.id, "deliveries": r.deliveries, "duplicate": r.duplicate})
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchAccepted {
+            data: results,
+            warnings,
+        }),
+    ))
 }
 
 /// One delivery per matching subscription, plus a warning for each whose plugin is not
@@ -108,7 +189,7 @@ fn route(state: &AppState, event: Event) -> (NewEvent, Vec<String>) {
     let catalog = state.subscriptions.catalog();
     let mut warnings = Vec::new();
     let deliveries = catalog
-        .matching(&event.kind)
+        .matching(&event)
         .into_iter()
         .map(|sub| {
             if let Some(plugin) = &sub.plugin

@@ -6,6 +6,7 @@
 //! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
 //! - `verify`: check a Standard Webhooks signature, for people writing receivers.
 //! - `secret`: print a fresh `whsec_` signing secret.
+//! - `openapi`: print the HTTP API's OpenAPI 3.1 document (as served at `/openapi.json`).
 
 mod api;
 mod manage;
@@ -47,6 +48,8 @@ enum Command {
     Verify(verify::Args),
     /// Print a new random `whsec_` signing secret.
     Secret,
+    /// Print the HTTP API's OpenAPI 3.1 document, as served at `/openapi.json`.
+    Openapi,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -63,6 +66,10 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Secret => {
             println!("{}", crate::delivery::signing::generate_secret().expose());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", crate::api::openapi::document_json());
             Ok(ExitCode::SUCCESS)
         }
     };

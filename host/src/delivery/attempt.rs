@@ -11,6 +11,7 @@ use http_body_util::Full;
 use super::breaker::Admission;
 use super::client::{HttpClient, SendError};
 use super::endpoints::Endpoints;
+use super::rate_limit::{RateLimits, Slot};
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
 use super::signing::signature_header;
 use crate::event::now_ms;
@@ -37,6 +38,8 @@ pub struct Deliverer {
     pub endpoints: Arc<Endpoints>,
     /// The loaded plugins.
     pub registry: Arc<Registry>,
+    /// Per-subscription rate limits and the slots waiting deliveries hold.
+    pub rate_limits: RateLimits,
     /// The outbound client.
     pub client: HttpClient,
     /// `wasmhook/<version>`.
@@ -89,6 +92,19 @@ impl Deliverer {
                 sub.id,
                 sub.disabled_reason.as_deref().unwrap_or("by an operator")
             ));
+            return record;
+        }
+        // Over its rate, a delivery waits for the slot it was given, before any work.
+        if let Some(rate) = sub.rate_limit
+            && let Slot::At(slot_ms) =
+                self.rate_limits
+                    .admit(&sub.id, rate, &delivery.id, started_ms)
+        {
+            record.error = Some(format!(
+                "waiting: subscription `{}` is limited to {} deliveries a second; no attempt is spent",
+                sub.id, rate.per_second
+            ));
+            record.next = NextState::WaitUntil(slot_ms);
             return record;
         }
         let prepared = match self.prepare(sub, delivery, record.clone()).await {

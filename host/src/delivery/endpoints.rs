@@ -92,15 +92,17 @@ impl Endpoint {
 }
 
 /// What `/v1/endpoints` and the metrics show for one endpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointInfo {
     /// `scheme://host:port`.
     pub endpoint: String,
     /// `closed`, `open` or `half_open`.
+    #[schema(value_type = String, pattern = "^(closed|open|half_open)$")]
     pub circuit: &'static str,
     /// Failures in a row (closed only).
     pub consecutive_failures: u32,
     /// When the open circuit lets a probe through, RFC 3339.
+    #[schema(format = DateTime)]
     pub open_until: Option<String>,
     /// Attempts in flight now.
     pub in_flight: usize,

@@ -5,6 +5,7 @@
 //! - `attempt`: one attempt (adapter, sign, send, decide).
 //! - `endpoints`: per-endpoint circuit breaker, concurrency limit and latency.
 //! - `breaker`: the circuit breaker state machine, pure.
+//! - `rate_limit`: per-subscription rate limits (GCRA with reserved slots).
 //! - `retry`: the retry policy, pure.
 //! - `signing`: Standard Webhooks signatures.
 //! - `client`: the pooled HTTP client and its guarded connector.
@@ -14,6 +15,7 @@ pub mod attempt;
 pub mod breaker;
 pub mod client;
 pub mod endpoints;
+pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;
 pub mod signing;

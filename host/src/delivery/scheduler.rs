@@ -152,8 +152,13 @@ fn log_outcome(delivery: &str, subscription: &str, record: &crate::store::Attemp
             retry_in_ms = at - now_ms(),
             "attempt failed; will retry"
         ),
-        NextState::WaitUntil(_) => {
+        // Waiting for a missing plugin needs an operator; waiting for a rate limit or a
+        // busy endpoint is the engine doing its job.
+        NextState::WaitUntil(_) if record.parked_on.is_some() => {
             tracing::warn!(delivery, subscription, error, "delivery is waiting")
+        }
+        NextState::WaitUntil(_) => {
+            tracing::debug!(delivery, subscription, error, "delivery is waiting")
         }
         NextState::DeadLetter => tracing::warn!(
             delivery,

@@ -84,19 +84,21 @@ pub enum LoadError {
 }
 
 /// What `/v1/plugins` shows for one plugin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginInfo {
     /// Plugin name (file stem).
     pub name: String,
     /// Load counter since start.
     pub version: Option<u32>,
     /// WIT world version.
+    #[schema(value_type = Option<String>)]
     pub world_version: Option<&'static str>,
     /// SHA-256 of the loaded file.
     pub sha256: Option<String>,
     /// Size of the loaded file.
     pub size: Option<u64>,
     /// When the serving version was loaded, RFC 3339.
+    #[schema(format = DateTime)]
     pub loaded_at: Option<String>,
     /// Compile time of the serving version, ms (loading time when it came from the cache).
     pub compile_ms: Option<f64>,

@@ -1,6 +1,7 @@
 //! The records the store reads and writes, shared by every backend.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::event::Event;
 
@@ -23,7 +24,7 @@ pub struct NewDelivery {
 }
 
 /// What ingest did with one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct IngestResult {
     /// The event id.
     pub id: String,
@@ -59,7 +60,7 @@ pub struct ClaimedDelivery {
 }
 
 /// Lifecycle of a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt (or in flight).
@@ -138,7 +139,7 @@ pub struct AttemptRecord {
 }
 
 /// A delivery as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliverySummary {
     /// `msg_…`.
     pub id: String,
@@ -153,23 +154,27 @@ pub struct DeliverySummary {
     /// Attempts made.
     pub attempts: u32,
     /// When the next attempt is due (pending only), RFC 3339.
+    #[schema(format = DateTime)]
     pub next_attempt_at: Option<String>,
     /// The last error, or why it is waiting.
     pub last_error: Option<String>,
     /// The last HTTP status received.
     pub last_status: Option<u16>,
     /// When it was created, RFC 3339.
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// When it last changed, RFC 3339.
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
 /// One recorded attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AttemptInfo {
     /// 1-based number.
     pub attempt: u32,
     /// When it started, RFC 3339 with milliseconds.
+    #[schema(format = DateTime)]
     pub started_at: String,
     /// Duration in microseconds.
     pub latency_us: u64,
@@ -184,7 +189,7 @@ pub struct AttemptInfo {
 }
 
 /// A delivery with its attempts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliveryDetail {
     /// The delivery.
     #[serde(flatten)]
@@ -237,7 +242,7 @@ pub enum RetryOutcome {
 }
 
 /// Where a subscription was defined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionSource {
     /// The config file; it is rewritten from the file at every start.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
+use super::filter::FilterInput;
 use super::spec::{Subscription, SubscriptionSpec};
 use crate::config::DeliveryConfig;
-use crate::event::now_ms;
+use crate::event::{Event, now_ms};
 use crate::router::Router;
 use crate::store::{Store, StoreError, StoredSubscription};
 
@@ -40,12 +41,22 @@ impl Catalog {
         }
     }
 
-    /// The enabled subscriptions that want `event_type`.
-    pub fn matching(&self, event_type: &str) -> Vec<Arc<Subscription>> {
+    /// The enabled subscriptions that want `event`: one of their patterns matches its type
+    /// and their payload filter, if any, passes. The payload is converted for the filters
+    /// once, and only when a matching subscription has a filter.
+    pub fn matching(&self, event: &Event) -> Vec<Arc<Subscription>> {
+        let mut input: Option<FilterInput> = None;
         self.router
-            .matching(event_type)
+            .matching(&event.kind)
             .into_iter()
-            .map(|i| Arc::clone(&self.subscriptions[i]))
+            .map(|i| &self.subscriptions[i])
+            .filter(|sub| match &sub.filter {
+                None => true,
+                Some(filter) => {
+                    filter.matches(input.get_or_insert_with(|| FilterInput::new(event)))
+                }
+            })
+            .map(Arc::clone)
             .collect()
     }
 

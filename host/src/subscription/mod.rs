@@ -3,9 +3,12 @@
 //!
 //! - `spec`: the stored spec, its validation, and the runtime `Subscription`.
 //! - `catalog`: the routing snapshot and the service that rebuilds it from the store.
+//! - `filter`: payload filters (CEL expressions over the event).
 
 mod catalog;
+mod filter;
 mod spec;
 
 pub use catalog::{Catalog, Subscriptions};
+pub use filter::{FilterInput, PayloadFilter};
 pub use spec::*;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
+use super::filter::PayloadFilter;
 use crate::config::{DeliveryConfig, Env, HumanDuration, SubscriptionConfig};
+use crate::delivery::rate_limit::Rate;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::signing::SigningKey;
 use crate::router::validate_pattern;
@@ -29,6 +31,9 @@ pub struct SubscriptionSpec {
     /// A human name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// A CEL expression over the event; only events for which it is true are delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     /// Adapter name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<String>,
@@ -53,6 +58,9 @@ pub struct SubscriptionSpec {
     /// Own instance reuse count for the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_reuse: Option<u32>,
+    /// Most deliveries a second; more wait their turn, none is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     /// Settings whose values are secret, besides those whose names say so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_settings: Vec<String>,
@@ -65,7 +73,9 @@ impl std::fmt::Debug for SubscriptionSpec {
         f.debug_struct("SubscriptionSpec")
             .field("url", &self.url)
             .field("events", &self.events)
+            .field("filter", &self.filter)
             .field("plugin", &self.plugin)
+            .field("rate_limit", &self.rate_limit)
             .field("headers", &redacted(&self.headers, &[]))
             .field("settings", &redacted(&self.settings, &self.secret_settings))
             .field("secrets", &self.secrets)
@@ -164,6 +174,10 @@ pub struct Subscription {
     pub url: Uri,
     /// Event-type patterns.
     pub patterns: Vec<String>,
+    /// The payload filter, if any: events must pass it as well as a pattern.
+    pub filter: Option<PayloadFilter>,
+    /// Most deliveries a second, if limited.
+    pub rate_limit: Option<Rate>,
     /// Keys that sign each request, with their expiry; more than one during a rotation.
     pub signing_keys: Vec<(SigningKey, Option<i64>)>,
     /// Adapter name (`plugins/<name>.wasm`); `None` sends the standard envelope.
@@ -196,6 +210,8 @@ impl std::fmt::Debug for Subscription {
             .field("enabled", &self.enabled)
             .field("url", &self.url)
             .field("patterns", &self.patterns)
+            .field("filter", &self.filter)
+            .field("rate_limit", &self.rate_limit)
             .field("plugin", &self.plugin)
             .field("headers", &headers)
             .field("settings", &settings)
@@ -342,7 +358,8 @@ impl SubscriptionSpec {
         Ok(Self {
             url: cfg.url.clone(),
             events: cfg.events.clone(),
-            name: None,
+            name: cfg.name.clone(),
+            filter: cfg.filter.clone(),
             plugin: cfg.plugin.clone(),
             headers: cfg.headers.clone(),
             settings: cfg
@@ -355,6 +372,7 @@ impl SubscriptionSpec {
             timeout: cfg.timeout,
             cpu_budget: cfg.cpu_budget,
             instance_reuse: cfg.instance_reuse,
+            rate_limit: cfg.rate_limit,
             secret_settings: cfg.secret_settings.clone(),
             secrets: vec![StoredSecret {
                 secret: secret.expose().to_owned(),
@@ -381,6 +399,18 @@ impl SubscriptionSpec {
         }
         for pattern in &self.events {
             validate_pattern(pattern).map_err(|e| spec_err("events", e))?;
+        }
+        let filter = self
+            .filter
+            .as_deref()
+            .map(PayloadFilter::parse)
+            .transpose()
+            .map_err(|e| spec_err("filter", e))?;
+        if self.rate_limit == Some(0) {
+            return Err(spec_err(
+                "rate_limit",
+                "`rate_limit` must be at least 1 (deliveries a second); leave it out for no limit",
+            ));
         }
         if self.secrets.is_empty() {
             return Err(spec_err("secret", "the subscription has no signing secret"));
@@ -442,6 +472,8 @@ impl SubscriptionSpec {
             disabled_reason: None,
             url,
             patterns: self.events.clone(),
+            filter,
+            rate_limit: self.rate_limit.map(Rate::per_second),
             signing_keys,
             plugin: self.plugin.clone(),
             headers,

@@ -1,0 +1,210 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+//!
+//! It is generated from the code, so it cannot drift from it: every route is mounted by
+//! the same `routes!` call that adds its `#[utoipa::path]` annotation to the document (see
+//! `api::router`), and every schema is derived from the Rust type the handler reads or
+//! writes. The `webhooks` block documents what receivers get: the standard envelope and the
+//! Standard Webhooks headers. `tests/tests/contract.rs` runs schemathesis against the
+//! served document and validates real deliveries against the `webhooks` schemas.
+
+use serde::Serialize;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi, PathItem, PathsBuilder, Ref, Required, ResponseBuilder,
+    Type,
+};
+use utoipa::{Modify, OpenApi as _, ToSchema};
+
+/// The error body every `4xx` and `5xx` carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `invalid_json`, `body_too_large`, `blocked_destination`, …
+    pub code: String,
+    /// What happened and what to do, for a person.
+    pub message: String,
+}
+
+/// The body delivered to a subscription without an adapter: the Standard Webhooks
+/// envelope. Subscriptions with an adapter receive whatever body the adapter builds, with
+/// the same headers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The event id: `evt_…`, or the producer's own.
+    #[schema(min_length = 1, max_length = 128)]
+    pub id: String,
+    /// The event type: dot-separated segments of letters, digits, `_` and `-`.
+    #[schema(pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the engine accepted the event, RFC 3339 in UTC, to the second.
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")]
+    pub timestamp: String,
+    /// The payload, exactly as published.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// The whole API.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "wasmhook",
+        description = "A webhook delivery engine with WebAssembly adapters. Producers publish events; \
+            wasmhook stores each durably, routes it to the matching subscriptions, runs each \
+            subscription's adapter, signs the request (Standard Webhooks) and delivers it at least once.\n\n\
+            Every `/v1` operation needs `Authorization: Bearer <token>` when the engine has admin \
+            tokens configured. Errors are JSON: `{\"code\": \"<stable>\", \"message\": \"<for a person>\"}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&Security, &Webhooks),
+    security(("bearer" = [])),
+    tags(
+        (name = "events", description = "Publishing events"),
+        (name = "subscriptions", description = "Who gets which events, how, and signed with what"),
+        (name = "deliveries", description = "One delivery per event and subscription, with its attempts"),
+        (name = "dead-letters", description = "Deliveries that gave up, and replaying them"),
+        (name = "operations", description = "Endpoints, plugins, health and metrics"),
+    ),
+    components(schemas(ErrorBody, Envelope))
+)]
+pub struct ApiDoc;
+
+/// The document's skeleton, before the routes add their paths.
+pub fn base() -> OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The whole document as JSON, built once.
+pub fn document_json() -> String {
+    static JSON: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        super::document()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
+    });
+    JSON.clone()
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "One of the admin tokens ([server] api_token, api_tokens or WASMHOOK_API_TOKEN)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `webhooks` block: the request every receiver gets.
+struct Webhooks;
+
+fn header(
+    name: &str,
+    description: &str,
+    pattern: &str,
+    example: &str,
+) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .examples([serde_json::json!(example)]),
+        ))
+        .build()
+}
+
+impl Modify for Webhooks {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let headers = [
+            header(
+                "webhook-id",
+                "The delivery's message id; the same on every attempt and replay, so receivers can drop duplicates.",
+                WEBHOOK_ID_PATTERN,
+                "msg_0193a1c2d3e4f5061728394a5b6c7d8e",
+            ),
+            header(
+                "webhook-timestamp",
+                "When this attempt was signed, in Unix seconds. Refuse timestamps far from your clock (5 minutes is usual).",
+                WEBHOOK_TIMESTAMP_PATTERN,
+                "1781352000",
+            ),
+            header(
+                "webhook-signature",
+                "Space-separated `v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\">`, keyed with the \
+                 base64-decoded part of the subscription's `whsec_` secret. During a secret rotation there is one per \
+                 active secret; accept the request if any matches.",
+                WEBHOOK_SIGNATURE_PATTERN,
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            ),
+            header(
+                "user-agent",
+                "`wasmhook/<version>`.",
+                r"^wasmhook/\S+$",
+                concat!("wasmhook/", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        let operation = |summary: &str, description: &str, body: ContentBuilder| {
+            let mut op = OperationBuilder::new()
+                .summary(Some(summary))
+                .description(Some(description))
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .required(Some(Required::True))
+                        .content("application/json", body.build())
+                        .build(),
+                ))
+                .response(
+                    "2XX",
+                    ResponseBuilder::new().description(
+                        "Accepted. Any 2xx ends the delivery; 408, 425, 429, 5xx, 3xx and network errors are retried \
+                         (honouring Retry-After); any other 4xx makes it a dead letter, and 410 also disables the subscription.",
+                    ),
+                );
+            for h in &headers {
+                op = op.parameter(h.clone());
+            }
+            op.build()
+        };
+        let envelope = operation(
+            "An event, in the standard envelope",
+            "Sent to subscriptions without an adapter.",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Envelope"))),
+        );
+        let adapted = operation(
+            "An event, shaped by the subscription's adapter",
+            "Sent to subscriptions with an adapter: the adapter chooses the body, content type, extra headers, method \
+             (POST, PUT or PATCH) and may override the URL; the engine adds and signs the headers above, which an \
+             adapter can neither set nor remove.",
+            ContentBuilder::new().schema(Some(ObjectBuilder::new())),
+        );
+        openapi.webhooks = Some(
+            PathsBuilder::new()
+                .path("event", PathItem::new(HttpMethod::Post, envelope))
+                .path("adapted-event", PathItem::new(HttpMethod::Post, adapted))
+                .build(),
+        );
+    }
+}
+
+/// `webhook-id`: `msg_` and 32 hex digits.
+pub const WEBHOOK_ID_PATTERN: &str = r"^msg_[0-9a-f]{32}$";
+/// `webhook-timestamp`: Unix seconds.
+pub const WEBHOOK_TIMESTAMP_PATTERN: &str = r"^[0-9]{10,}$";
+/// `webhook-signature`: one or more space-separated `v1,<base64>`.
+pub const WEBHOOK_SIGNATURE_PATTERN: &str = r"^v1,[A-Za-z0-9+/]{43}=( v1,[A-Za-z0-9+/]{43}=)*$";
