@@ -201,8 +201,11 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Largest accepted `POST /v1/events` body, in bytes.
+    /// Largest accepted `POST /v1/events` body, in bytes (each event's `data` in a batch).
     pub max_event_bytes: usize,
+    /// Longest event type, in bytes (1 to 1024). The syntax is fixed: dot-separated
+    /// segments of `[A-Za-z0-9_-]`, because subscription patterns match segment by segment.
+    pub max_event_type_bytes: usize,
     /// Largest total size of one subscription's settings (keys and values), in bytes.
     pub max_settings_bytes: usize,
     /// Most subscriptions the engine holds.
@@ -213,6 +216,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_event_bytes: 256 << 10,
+            max_event_type_bytes: crate::event::DEFAULT_TYPE_LEN,
             max_settings_bytes: 16 << 10,
             max_subscriptions: 10_000,
         }
@@ -455,6 +459,12 @@ impl Config {
         }
         if self.limits.max_event_bytes < 64 {
             bail!("[limits] max_event_bytes must be at least 64");
+        }
+        if !(1..=crate::event::MAX_TYPE_LEN).contains(&self.limits.max_event_type_bytes) {
+            bail!(
+                "[limits] max_event_type_bytes must be between 1 and {}",
+                crate::event::MAX_TYPE_LEN
+            );
         }
         if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
             bail!("[plugins] cpu_budget must be at least 1ms");

@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Env};
 use crate::delivery::attempt::plugin_park_key;
 use crate::delivery::breaker::BreakerConfig;
+use crate::delivery::client::vet_destination;
 use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::plugins::watcher::{self, Change, Watch};
 use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits};
 use crate::store::{EmbeddedStore, Store, StoredSubscription, SubscriptionSource};
-use crate::subscription::{SubscriptionSpec, Subscriptions};
+use crate::subscription::{SubscriptionSpec, Subscriptions, parse_target_url};
 
 /// `wasmhook/<version>`, sent as `user-agent`.
 pub const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
@@ -119,6 +120,22 @@ fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<St
         .collect()
 }
 
+/// Holds the config file's subscription URLs to the SSRF guard, as the API does: a URL that
+/// is or resolves to a blocked address stops the start, naming the subscription.
+async fn vet_config_destinations(config: &Config, policy: &NetworkPolicy) -> anyhow::Result<()> {
+    for sub in &config.subscriptions {
+        let Ok(uri) = parse_target_url(&sub.url) else {
+            continue; // already refused by config_subscriptions
+        };
+        match vet_destination(policy, &uri).await {
+            Ok(None) => {}
+            Ok(Some(warning)) => tracing::warn!(subscription = %sub.id, "{warning}"),
+            Err(reason) => anyhow::bail!("subscription `{}`: {reason}", sub.id),
+        }
+    }
+    Ok(())
+}
+
 /// Runs the engine on `listener` until `shutdown` completes: stops accepting requests,
 /// lets attempts in flight finish within `[delivery] shutdown_grace`, and returns.
 pub async fn run(
@@ -127,10 +144,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let policy = NetworkPolicy {
+        allow_private: config.delivery.allow_private_networks,
+        allowlist: config.delivery.allowed_cidrs.clone(),
+    };
+    let from_config = config_subscriptions(&config, env)?;
+    vet_config_destinations(&config, &policy).await?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.storage.path, now_ms())?);
-    store
-        .sync_config_subscriptions(config_subscriptions(&config, env)?)
-        .await?;
+    store.sync_config_subscriptions(from_config).await?;
     let subscriptions =
         Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
 
@@ -150,10 +171,6 @@ pub async fn run(
         }
     }
 
-    let policy = NetworkPolicy {
-        allow_private: config.delivery.allow_private_networks,
-        allowlist: config.delivery.allowed_cidrs.clone(),
-    };
     let client = HttpClient::new(policy.clone(), config.delivery.tls_ca_file.as_deref())?;
     let metrics = Metrics::default();
     let endpoints = Arc::new(Endpoints::new(EndpointLimits {
@@ -178,6 +195,7 @@ pub async fn run(
             registry: Arc::clone(&registry),
             rate_limits: RateLimits::default(),
             client,
+            metrics: metrics.clone(),
             user_agent: http::HeaderValue::from_static(USER_AGENT),
         }),
         wake: Arc::clone(&wake),

@@ -66,6 +66,16 @@ pub enum EventError {
     /// The producer's `id` is unusable.
     #[error("invalid event id: {0}")]
     InvalidId(&'static str),
+    /// `type` is longer than `[limits] max_event_type_bytes`.
+    #[error(
+        "invalid event type `{kind}`: it is longer than the {limit}-byte limit ([limits] max_event_type_bytes)"
+    )]
+    TypeTooLong {
+        /// The type as sent (cut to 100 characters).
+        kind: String,
+        /// The limit.
+        limit: usize,
+    },
     /// `data` is present but not an object.
     #[error("`data` must be a JSON object, like {{\"host\": \"web-1\"}}")]
     DataNotObject,
@@ -77,7 +87,7 @@ impl EventError {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::MissingType => "missing_type",
-            Self::InvalidType { .. } => "invalid_event_type",
+            Self::InvalidType { .. } | Self::TypeTooLong { .. } => "invalid_event_type",
             Self::InvalidId(_) => "invalid_event_id",
             Self::DataNotObject => "invalid_data",
         }
@@ -96,8 +106,11 @@ struct NewEvent<'a> {
     data: Option<&'a RawValue>,
 }
 
-/// Longest event type accepted.
-pub const MAX_TYPE_LEN: usize = 128;
+/// Longest event type any configuration accepts (`[limits] max_event_type_bytes` is at
+/// most this).
+pub const MAX_TYPE_LEN: usize = 1024;
+/// Longest event type accepted by default.
+pub const DEFAULT_TYPE_LEN: usize = 128;
 /// Longest producer-chosen event id accepted.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -152,7 +165,7 @@ pub fn validate_event_type(kind: &str) -> Result<(), EventError> {
         return Err(fail("it is empty"));
     }
     if kind.len() > MAX_TYPE_LEN {
-        return Err(fail("it is longer than 128 characters"));
+        return Err(fail("it is longer than 1024 characters"));
     }
     for segment in kind.split('.') {
         if segment.is_empty() {
@@ -168,6 +181,17 @@ pub fn validate_event_type(kind: &str) -> Result<(), EventError> {
                 "segments may only contain letters, digits, `_` and `-`",
             ));
         }
+    }
+    Ok(())
+}
+
+/// Holds an accepted event's type to the configured length.
+pub fn check_type_len(event: &Event, limit: usize) -> Result<(), EventError> {
+    if event.kind.len() > limit {
+        return Err(EventError::TypeTooLong {
+            kind: event.kind.chars().take(100).collect(),
+            limit,
+        });
     }
     Ok(())
 }
@@ -265,13 +289,19 @@ mod tests {
         for ok in ["a", "host.enrolled", "cert.expiring-soon", "A_1.b-2"] {
             validate_event_type(ok).unwrap();
         }
-        for bad in ["", ".a", "a.", "a..b", "a b", "a.*", "é", &"x".repeat(129)] {
+        for bad in ["", ".a", "a.", "a..b", "a b", "a.*", "é", &"x".repeat(1025)] {
             assert_eq!(
                 validate_event_type(bad).unwrap_err().code(),
                 "invalid_event_type",
                 "{bad}"
             );
         }
+        let long =
+            parse_event(format!(r#"{{"type":"{}"}}"#, "x".repeat(129)).as_bytes(), T).unwrap();
+        let err = check_type_len(&long, DEFAULT_TYPE_LEN).unwrap_err();
+        assert_eq!(err.code(), "invalid_event_type");
+        assert!(err.to_string().contains("max_event_type_bytes"), "{err}");
+        assert!(check_type_len(&long, 129).is_ok());
     }
 
     #[test]

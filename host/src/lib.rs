@@ -8,14 +8,15 @@
 //!
 //! - [`config`]: the TOML configuration, its defaults and environment overrides.
 //! - [`event`]: published events, their validation and the default envelope.
-//! - [`subscription`]: subscriptions and the [`subscription::Catalog`] that routes to them.
+//! - [`subscription`]: subscriptions, their payload filters and the
+//!   [`subscription::Catalog`] that routes to them.
 //! - [`router`]: the event-type pattern index behind the catalog.
 //! - [`store`]: the durable store trait and the embedded SQLite backend.
-//! - [`delivery`]: scheduler, attempts, retry policy, circuit breakers, signing, HTTP
-//!   client, SSRF guard.
+//! - [`delivery`]: scheduler, attempts, retry policy, rate limits, circuit breakers,
+//!   signing, HTTP client, SSRF guard.
 //! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`api`]: the HTTP API.
+//! - [`api`]: the HTTP API and its generated OpenAPI document.
 //! - [`engine`]: wires everything together for `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
 //! - [`secret`], [`text`]: small shared helpers.

@@ -160,6 +160,19 @@ impl Engine {
         engine
     }
 
+    /// Sends `Authorization: Bearer <token>` with every request from now on.
+    pub fn authorize(&mut self, token: &str) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client");
+    }
+
     /// Everything the engine logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("lock").clone()

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn malformed_events_get_a_4xx_that_says_why() {
     let work = Workdir::new();
     work.write_config(&format!(
-        "{}\n[limits]\nmax_event_bytes = 1024\n",
+        "{}\n[limits]\nmax_event_bytes = 1024\nmax_event_type_bytes = 16\n",
         base_config()
     ));
     let engine = work.start().await;
@@ -85,6 +85,21 @@ async fn malformed_events_get_a_4xx_that_says_why() {
         "{body}"
     );
 
+    let (status, body) = engine
+        .post("/v1/events", &json!({"type": "a.very.long.type.name"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_event_type")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("16-byte limit")),
+        "{body}"
+    );
+
     let (status, body) = engine.get("/v1/nope").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
@@ -120,6 +135,25 @@ fn an_invalid_subscription_stops_startup_with_the_reason() {
     assert!(stderr.contains("subscription `s`"), "{stderr}");
     assert!(
         stderr.contains("must start with http:// or https://"),
+        "{stderr}"
+    );
+    // The SSRF guard holds config-file subscriptions to the same rule as the API.
+    let config = work.write_config(&format!(
+        "[[subscriptions]]\nid = \"internal\"\nurl = \"http://127.0.0.1:9/hook\"\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n"
+    ));
+    let (_, stderr) = serve_should_fail(&config);
+    assert!(
+        stderr.contains("subscription `internal`") && stderr.contains("a loopback address"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_private_networks"), "{stderr}");
+    // And a bad payload filter is named too.
+    let config = work.write_config(&format!(
+        "[[subscriptions]]\nid = \"f\"\nurl = \"https://example.com/\"\nevents = [\"*\"]\nsecret = \"{SECRET}\"\nfilter = \"data.x ==\"\n"
+    ));
+    let (_, stderr) = serve_should_fail(&config);
+    assert!(
+        stderr.contains("subscription `f`") && stderr.contains("not a valid CEL expression"),
         "{stderr}"
     );
 }
@@ -300,16 +334,42 @@ async fn the_api_token_guards_v1_but_not_healthz() {
         body,
         json!({"code": "unauthorized", "message": "a valid bearer token is required"})
     );
-    assert_eq!(
-        status(
+    // /healthz, /metrics and /openapi.json are open; an unknown path under /v1 is not
+    // told apart from a known one.
+    for (path, want) in [
+        ("/healthz", 200),
+        ("/metrics", 200),
+        ("/openapi.json", 200),
+        ("/v1/no-such-thing", 401),
+    ] {
+        let got = status(
             client
-                .get(format!("{}/healthz", engine.base))
+                .get(format!("{}{path}", engine.base))
                 .send()
                 .await
-                .expect("send")
-        ),
-        200
+                .expect("send"),
+        );
+        assert_eq!(got, want, "{path}");
+    }
+    drop(engine);
+    // `[server] metrics_require_token` closes /metrics too.
+    work.write_config(&format!(
+        "[server]\nmetrics_require_token = true\n\n{}",
+        base_config()
+    ));
+    let engine = Engine::start(&config, &[("WASMHOOK_API_TOKEN", "t0ken")]).await;
+    let metrics = format!("{}/metrics", engine.base);
+    assert_eq!(
+        status(client.get(&metrics).send().await.expect("send")),
+        401
     );
+    let response = client
+        .get(&metrics)
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(status(response), 200);
 
     // `wasmhook send` takes the token from the environment or --token.
     let (ok, stdout, stderr) = run_cli(&[

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
 use serde_json::json;
 use wasmhook_tests::{Receiver, SECRET, Workdir, base_config, verify};
 
@@ -275,4 +276,175 @@ async fn create_refuses_internal_and_invalid_destinations() {
     );
     let (_, list) = engine.get("/v1/subscriptions").await;
     assert_eq!(list["data"], json!([]), "nothing refused was stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payload_filters_choose_events_and_refuse_bad_expressions() {
+    let receiver = Receiver::start().await;
+    let work = Workdir::new();
+    work.write_config(&base_config());
+    let engine = work.start().await;
+
+    for (filter, needle) in [
+        ("data.severity ==", "not a valid CEL expression"),
+        ("dat.severity == 'x'", "`dat`"),
+        (
+            "data.a.all(x, data.b.exists(y, x == y))",
+            "inside another one's body",
+        ),
+    ] {
+        let (status, error) = engine
+            .post(
+                "/v1/subscriptions",
+                &json!({"url": receiver.url("/crit"), "events": ["*"], "filter": filter}),
+            )
+            .await;
+        assert_eq!(status, 400, "{filter}: {error}");
+        assert_eq!(error["code"], "invalid_subscription");
+        let message = error["message"].as_str().expect("message");
+        assert!(
+            message.starts_with("`filter`") && message.contains(needle),
+            "{filter}: {message}"
+        );
+    }
+
+    let (status, created) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({
+                "id": "crit",
+                "url": receiver.url("/crit"),
+                "events": ["alert.*"],
+                "filter": "data.severity == \"critical\" && data.region.startsWith(\"eu\")",
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for (data, wanted) in [
+        (json!({"severity": "critical", "region": "eu-west-1"}), 1),
+        (json!({"severity": "critical", "region": "us-east-1"}), 0),
+        (json!({"severity": "warning", "region": "eu-west-1"}), 0),
+        (json!({"region": "eu-west-1"}), 0),
+    ] {
+        let answer = engine
+            .publish(json!({"type": "alert.raised", "data": data}))
+            .await;
+        assert_eq!(answer["deliveries"], wanted, "{data}: {answer}");
+    }
+    let got = receiver.wait_for("/crit", 1, WAIT).await;
+    assert_eq!(got[0].json()["data"]["region"], "eu-west-1");
+
+    // Dropping the filter takes effect at once.
+    let (status, patched) = engine
+        .request(
+            "PATCH",
+            "/v1/subscriptions/crit",
+            Some(&json!({"filter": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let answer = engine
+        .publish(json!({"type": "alert.raised", "data": {"severity": "info"}}))
+        .await;
+    assert_eq!(answer["deliveries"], 1, "{answer}");
+    receiver.wait_for("/crit", 2, WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_delays_deliveries_and_drops_none() {
+    const EVENTS: usize = 30;
+    const RATE: usize = 10;
+    let receiver = Receiver::start().await;
+    let work = Workdir::new();
+    work.write_config(&base_config());
+    let engine = work.start().await;
+    let (status, created) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"id": "slow", "url": receiver.url("/slow"), "events": ["burst.*"], "rate_limit": RATE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["rate_limit"], RATE);
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|i| json!({"type": "burst.tick", "data": {"i": i}}))
+        .collect();
+    let (status, answer) = engine.post("/v1/events/batch", &Value::Array(events)).await;
+    assert_eq!(status, 202, "{answer}");
+
+    // Every delivery arrives, once, each on its first attempt (waiting spends none).
+    let got = receiver.wait_for("/slow", EVENTS, WAIT).await;
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), EVENTS);
+    // The receiver can see a request before the engine records its answer.
+    for request in &got {
+        let delivery = engine
+            .wait_delivery(request.header("webhook-id"), WAIT, |d| {
+                d["status"] == "delivered"
+            })
+            .await;
+        assert_eq!(delivery["attempts"], 1, "{delivery}");
+    }
+    // And no faster than the limit: after a burst of RATE, one every 1/RATE s. This is a
+    // lower bound, which a slow machine only makes easier to meet.
+    let first = got.iter().map(|r| r.at).min().expect("first");
+    let last = got.iter().map(|r| r.at).max().expect("last");
+    let floor = Duration::from_millis(((EVENTS - RATE) * 1000 / RATE) as u64 * 9 / 10);
+    assert!(
+        last - first >= floor,
+        "{EVENTS} deliveries at {RATE}/s took {:?}, under {floor:?}",
+        last - first
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_rotation_grace_only_the_new_secret_signs() {
+    let receiver = Receiver::start().await;
+    let work = Workdir::new();
+    work.write_config(&base_config());
+    let engine = work.start().await;
+    let (status, created) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"id": "rot", "url": receiver.url("/rot"), "events": ["*"], "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, rotated) = engine
+        .post(
+            "/v1/subscriptions/rot/rotate-secret",
+            &json!({"grace": "1s"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+
+    // Publish until a delivery signed after the grace arrives (one signature): it verifies
+    // with the new secret only.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = 0;
+    loop {
+        engine.publish(json!({"type": "rot.tick"})).await;
+        seen += 1;
+        let got = receiver.wait_for("/rot", seen, WAIT).await;
+        let last = &got[seen - 1];
+        verify(&new_secret, last).expect("the new secret always signs");
+        let signatures = last.header("webhook-signature").matches("v1,").count();
+        if signatures == 1 {
+            assert!(
+                verify(SECRET, last).is_err(),
+                "the old secret must not verify after the grace"
+            );
+            break;
+        }
+        assert_eq!(signatures, 2, "during the grace both sign");
+        verify(SECRET, last).expect("the old secret signs during the grace");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grace never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, view) = engine.get("/v1/subscriptions/rot").await;
+    assert!(!view.to_string().contains("whsec_"), "{view}");
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::error::read_body;
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
-use crate::event::{Event, new_id, now_ms, parse_event, parse_event_batch};
+use crate::event::{Event, check_type_len, new_id, now_ms, parse_event, parse_event_batch};
 use crate::store::{IngestResult, NewDelivery, NewEvent};
 
 /// Most events in one batch.
@@ -85,6 +85,7 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let bytes = read_body(body, state.limits.max_event_bytes).await?;
     let event = parse_event(&bytes, now_ms())?;
+    check_type_len(&event, state.limits.max_event_type_bytes)?;
     let (new, warnings) = route(&state, event);
     let result = state
         .store
@@ -130,11 +131,16 @@ pub async fn publish_batch(
         .saturating_mul(MAX_BATCH_EVENTS)
         .min(64 << 20);
     let bytes = read_body(body, limit).await?;
-    let events = parse_event_batch(&bytes, now_ms()).map_err(|(index, e)| {
+    let indexed = |(index, e)| {
         let mut err = ApiError::from(e);
         err.message = format!("event {index}: {}", err.message);
         err
-    })?;
+    };
+    let events = parse_event_batch(&bytes, now_ms()).map_err(indexed)?;
+    for (index, event) in events.iter().enumerate() {
+        check_type_len(event, state.limits.max_event_type_bytes)
+            .map_err(|e| indexed((index, e)))?;
+    }
     if events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -7,7 +7,6 @@
 //! as `***`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -23,9 +22,10 @@ use super::error::read_body;
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::config::HumanDuration;
-use crate::delivery::client::resolve;
+use crate::delivery::client::vet_destination;
 use crate::delivery::signing::generate_secret;
 use crate::event::{Event, new_id, now_ms, rfc3339};
+use crate::secret::Secret;
 use crate::store::{DeliveryDetail, NewDelivery, NewEvent, StoredSubscription, SubscriptionSource};
 use crate::subscription::{
     StoredSecret, SubscriptionSpec, parse_target_url, redacted, validate_subscription_id,
@@ -33,8 +33,6 @@ use crate::subscription::{
 
 /// Largest request body these endpoints read.
 const MAX_BODY: usize = 256 << 10;
-/// How long name resolution may take when a URL is checked at create time.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// An event-type pattern: dot-separated segments, each a word or `*`. Documentation only.
 #[derive(Debug)]
@@ -102,8 +100,9 @@ fn api_duration(text: &str, field: &str) -> Result<HumanDuration, String> {
     HumanDuration::parse(text).map_err(|e| format!("`{field}`: {e}"))
 }
 
-/// The body of `POST /v1/subscriptions`. Only `url` and `events` are required.
-#[derive(Debug, Deserialize, ToSchema)]
+/// The body of `POST /v1/subscriptions`. Only `url` and `events` are required. `Debug`
+/// shows no secret, setting or header value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     /// Stable id: 1 to 64 letters, digits, `_`, `-` and `.`. Default: a fresh `sub_…`.
@@ -113,8 +112,8 @@ pub struct CreateSubscription {
     pub enabled: Option<bool>,
     /// The signing secret, `whsec_` and base64 of 24 to 64 random bytes. Default: a fresh
     /// one, returned in the answer (and never again).
-    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]+=*$")]
-    pub secret: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^whsec_[A-Za-z0-9+/]+=*$")]
+    pub secret: Option<Secret>,
     /// The receiver, `http://` or `https://`. It must not be, or resolve to, an internal
     /// address unless `[delivery] allow_private_networks` or `allowed_cidrs` allows it.
     #[schema(examples("https://hooks.example.com/wasmhook"))]
@@ -195,6 +194,24 @@ pub struct PatchSubscription {
     instance_reuse: Option<u32>,
 }
 
+impl std::fmt::Debug for CreateSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = |map: &Option<BTreeMap<String, String>>| {
+            map.as_ref().map(|m| m.keys().cloned().collect::<Vec<_>>())
+        };
+        f.debug_struct("CreateSubscription")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("filter", &self.filter)
+            .field("plugin", &self.plugin)
+            .field("secret", &self.secret)
+            .field("headers", &keys(&self.headers))
+            .field("settings", &keys(&self.settings))
+            .finish_non_exhaustive()
+    }
+}
+
 /// One signing secret, without its value.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SigningSecretInfo {
@@ -262,8 +279,8 @@ pub struct SubscriptionView {
     pub updated_at: String,
 }
 
-/// The answer to a create: the subscription and, this once, its secret.
-#[derive(Debug, Serialize, ToSchema)]
+/// The answer to a create: the subscription and, this once, its secret. `Debug` hides it.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedSubscription {
     /// The subscription.
     #[serde(flatten)]
@@ -273,6 +290,16 @@ pub struct CreatedSubscription {
     /// Problems that did not stop the change, such as a host that does not resolve yet.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for CreatedSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedSubscription")
+            .field("subscription", &self.subscription)
+            .field("secret", &"***")
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }
 
 /// The answer to a change.
@@ -303,8 +330,8 @@ pub struct RotateSecret {
     pub grace: Option<String>,
 }
 
-/// The answer to a rotation: the new secret, shown this once.
-#[derive(Debug, Serialize, ToSchema)]
+/// The answer to a rotation: the new secret, shown this once. `Debug` hides it.
+#[derive(Serialize, ToSchema)]
 pub struct RotatedSecret {
     /// The subscription.
     #[serde(flatten)]
@@ -314,6 +341,16 @@ pub struct RotatedSecret {
     /// When the previous secret stops signing, RFC 3339.
     #[schema(format = DateTime)]
     pub previous_expires_at: String,
+}
+
+impl std::fmt::Debug for RotatedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedSecret")
+            .field("subscription", &self.subscription)
+            .field("secret", &"***")
+            .field("previous_expires_at", &self.previous_expires_at)
+            .finish()
+    }
 }
 
 fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -460,37 +497,13 @@ async fn validate(
     check_destination(state, &spec.url).await
 }
 
-/// Refuses a URL whose host is, or resolves to, an address the SSRF guard blocks (any one
-/// of them: a name that answers with an internal address is refused even if it also has a
-/// public one). The connector checks again at every connect, so a host that turns internal
-/// later still fails.
+/// Refuses a URL the SSRF guard blocks (see `client::vet_destination`).
 async fn check_destination(state: &AppState, url: &str) -> Result<Vec<String>, ApiError> {
     let uri = parse_target_url(url).map_err(|e| bad_request("invalid_subscription", e))?;
-    let addresses = match tokio::time::timeout(RESOLVE_TIMEOUT, resolve(&uri)).await {
-        Ok(Ok((_, addrs))) => addrs,
-        Ok(Err(e)) => {
-            return Ok(vec![format!(
-                "`{url}` does not resolve right now ({e}); deliveries fail until it does"
-            )]);
-        }
-        Err(_) => {
-            return Ok(vec![format!(
-                "resolving `{url}` took over {RESOLVE_TIMEOUT:?}; deliveries fail until it resolves"
-            )]);
-        }
-    };
-    for ip in addresses.iter().map(SocketAddr::ip) {
-        if let Some(reason) = state.network.blocked(ip) {
-            return Err(bad_request(
-                "blocked_destination",
-                format!(
-                    "`{url}` goes to {ip}, {reason}; the engine does not deliver to internal networks \
-                     unless [delivery] allow_private_networks or allowed_cidrs allows it"
-                ),
-            ));
-        }
+    match vet_destination(&state.network, &uri).await {
+        Ok(warning) => Ok(warning.into_iter().collect()),
+        Err(reason) => Err(bad_request("blocked_destination", reason)),
     }
-    Ok(Vec::new())
 }
 
 /// The spec's fields as a JSON object (a struct always serialises to one).
@@ -619,7 +632,8 @@ pub async fn create(
     let enabled = input.enabled.unwrap_or(true);
     let secret = input
         .secret
-        .clone()
+        .as_ref()
+        .map(|s| s.expose().to_owned())
         .unwrap_or_else(|| generate_secret().expose().to_owned());
     let spec = input.into_spec(secret.clone())?;
     let warnings = validate(&state, &id, &spec).await?;
@@ -946,6 +960,19 @@ pub async fn test(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let input: CreateSubscription = serde_json::from_value(json!({
+            "url": "https://x.example/", "events": ["*"], "secret": "whsec_c2VjcmV0LXZhbHVlLXRoYXQtaXMtbG9uZw==",
+            "settings": {"routing_key": "R0UT1NG"}, "headers": {"Authorization": "Bearer s3cr3t"},
+        }))
+        .unwrap();
+        let text = format!("{input:?}");
+        for leaked in ["whsec_", "R0UT1NG", "s3cr3t"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+    }
 
     #[test]
     fn api_durations_follow_the_documented_grammar() {

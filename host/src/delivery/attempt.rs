@@ -15,6 +15,7 @@ use super::rate_limit::{RateLimits, Slot};
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
 use super::signing::signature_header;
 use crate::event::now_ms;
+use crate::metrics::Metrics;
 use crate::plugins::{Action, AdapterInput, Call, Fault, OutboundRequest, PluginLabel, Registry};
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
 use crate::subscription::{Subscription, Subscriptions, endpoint_key, parse_target_url};
@@ -42,6 +43,8 @@ pub struct Deliverer {
     pub rate_limits: RateLimits,
     /// The outbound client.
     pub client: HttpClient,
+    /// Adapter call counters and latency.
+    pub metrics: Metrics,
     /// `wasmhook/<version>`.
     pub user_agent: HeaderValue,
 }
@@ -250,7 +253,9 @@ impl Deliverer {
             Action::Deliver(req) => adapter_request(req, sub, &plugin.label).map(Ok),
             Action::Skip(reason) => Ok(Err(reason)),
         });
-        plugin.stats.observe(clock.elapsed(), result.is_err());
+        let elapsed = clock.elapsed();
+        plugin.stats.observe(elapsed, result.is_err());
+        self.metrics.plugin_call(name, elapsed, result.is_err());
         match result {
             Ok(Ok(mut prepared)) => {
                 prepared.plugin_version = record.plugin_version;

@@ -101,6 +101,39 @@ pub async fn resolve(uri: &Uri) -> Result<(&str, Vec<SocketAddr>), std::io::Erro
     Ok((host, addrs))
 }
 
+/// How long name resolution may take when a destination is vetted.
+const VET_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Vets a subscription's URL before it is stored: refused (`Err`, saying why) when its host
+/// is, or resolves to, any address `policy` blocks, even if it also has a public one. A
+/// host that does not resolve now is allowed with a warning (`Ok(Some)`): deliveries fail
+/// until it does. The connector checks again at every connect, so a host that turns
+/// internal later still fails.
+pub async fn vet_destination(policy: &NetworkPolicy, uri: &Uri) -> Result<Option<String>, String> {
+    let addresses = match tokio::time::timeout(VET_RESOLVE_TIMEOUT, resolve(uri)).await {
+        Ok(Ok((_, addrs))) => addrs,
+        Ok(Err(e)) => {
+            return Ok(Some(format!(
+                "`{uri}` does not resolve right now ({e}); deliveries fail until it does"
+            )));
+        }
+        Err(_) => {
+            return Ok(Some(format!(
+                "resolving `{uri}` took over {VET_RESOLVE_TIMEOUT:?}; deliveries fail until it resolves"
+            )));
+        }
+    };
+    for ip in addresses.iter().map(SocketAddr::ip) {
+        if let Some(reason) = policy.blocked(ip) {
+            return Err(format!(
+                "`{uri}` goes to {ip}, {reason}; the engine does not deliver to internal networks \
+                 unless [delivery] allow_private_networks or allowed_cidrs allows it"
+            ));
+        }
+    }
+    Ok(None)
+}
+
 async fn connect(policy: &NetworkPolicy, uri: &Uri) -> Result<TokioIo<TcpStream>, std::io::Error> {
     let invalid = |msg: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg.to_owned());
     let (host, addrs) = resolve(uri).await?;
