@@ -1,17 +1,23 @@
 //! The scheduler: claims due deliveries from the store in batches and runs each attempt as
 //! its own task, bounded by a global concurrency limit. It sleeps until the next delivery
 //! falls due or until ingest wakes it.
+//!
+//! Attempt records go to one recorder task, which writes them in batches: an attempt frees
+//! its concurrency slot as soon as it has an outcome, instead of waiting for its own
+//! commit. The delivery stays leased until its record is durable, so it cannot be claimed
+//! twice; if the process dies before that, the delivery is simply due again at the next
+//! start (at least once, as always).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::attempt::Deliverer;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{NextState, Store};
+use crate::store::{AttemptRecord, NextState, Store};
 
 /// Most deliveries claimed per store round trip.
 const CLAIM_BATCH: usize = 256;
@@ -19,6 +25,8 @@ const CLAIM_BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Pause after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Records written in one store call at most.
+const RECORD_BATCH: usize = 512;
 
 /// Runs deliveries until shutdown.
 #[derive(Debug)]
@@ -46,6 +54,13 @@ impl Scheduler {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
+        // Room for every attempt in flight to hand over its record without waiting.
+        let (records, queue) = mpsc::channel::<AttemptRecord>(self.concurrency.max(16) * 2);
+        let recorder = tokio::spawn(record_loop(
+            Arc::clone(&self.store),
+            queue,
+            Arc::clone(&self.wake),
+        ));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -93,23 +108,16 @@ impl Scheduler {
                         .expect("semaphore is never closed"),
                 };
                 let deliverer = Arc::clone(&self.deliverer);
-                let store = Arc::clone(&self.store);
-                let wake = Arc::clone(&self.wake);
+                let records = records.clone();
                 let metrics = self.metrics.clone();
                 tasks.spawn(async move {
                     let record = deliverer.attempt(&delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
                     metrics.attempt(&record);
-                    let rescheduled = matches!(record.next, NextState::RetryAt(_) | NextState::WaitUntil(_));
-                    if let Err(e) = store.record(vec![record]).await {
-                        tracing::error!(delivery = %delivery.id, error = %e,
-                            "cannot record the attempt; the delivery will be attempted again when its lease ends");
-                    }
-                    // The scheduler may be asleep until a later due time; let it see this one.
-                    if rescheduled {
-                        wake.notify_one();
-                    }
                     drop(permit);
+                    // Only fails once the recorder is gone, at the very end of shutdown;
+                    // the delivery is then due again at the next start.
+                    let _ = records.send(record).await;
                 });
             }
         }
@@ -128,10 +136,43 @@ impl Scheduler {
                 tasks.abort_all();
             }
         }
+        // Every finished attempt's record is written before the scheduler returns.
+        drop(tasks);
+        drop(records);
+        if recorder.await.is_err() {
+            tracing::error!(
+                "the attempt recorder panicked; unrecorded attempts run again at the next start"
+            );
+        }
     }
 }
 
-fn log_outcome(delivery: &str, subscription: &str, record: &crate::store::AttemptRecord) {
+/// Writes attempt records in batches until every sender is gone. After a batch that moved
+/// a delivery to a later time, wakes the scheduler, which may be asleep until a later due
+/// time.
+async fn record_loop(
+    store: Arc<dyn Store>,
+    mut queue: mpsc::Receiver<AttemptRecord>,
+    wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let rescheduled = batch
+            .iter()
+            .any(|r| matches!(r.next, NextState::RetryAt(_) | NextState::WaitUntil(_)));
+        let records = std::mem::replace(&mut batch, Vec::with_capacity(RECORD_BATCH));
+        let count = records.len();
+        if let Err(e) = store.record(records).await {
+            tracing::error!(error = %e, records = count,
+                "cannot record attempts; their deliveries will be attempted again when their leases end");
+        }
+        if rescheduled {
+            wake.notify_one();
+        }
+    }
+}
+
+fn log_outcome(delivery: &str, subscription: &str, record: &AttemptRecord) {
     let error = record.error.as_deref().unwrap_or("");
     match record.next {
         NextState::Delivered => {

@@ -194,7 +194,8 @@ impl Sandbox {
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT / 8)
             .async_stack_keep_resident(KEEP_RESIDENT / 8)
-            .decommit_batch_size(64);
+            .decommit_batch_size(64)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .wasm_component_model(true)

@@ -5,7 +5,15 @@
 //! does not sink the others), commits once with a full `fsync`, and only then answers each
 //! caller. Under load that is one `fsync` per batch, not per event. Reads use their own
 //! connection, which WAL lets run beside the writer.
+//!
+//! Leases live in memory, not in the file. One process owns the file, and every lease it
+//! held is void when it restarts (all pending deliveries are simply due), so writing a
+//! lease to disk would cost a row update and an index move per delivery for nothing.
+//! Claims and records both run on the writer thread, which keeps the lease map and the rows
+//! consistent: a claim is a read, and a record clears the lease in the same step that moves
+//! the delivery on.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -83,6 +91,9 @@ pub struct EmbeddedStore {
 struct Inner {
     /// Queue of the writer thread. `Mutex` only because `mpsc::Sender` is not `Sync`.
     writer: Mutex<mpsc::Sender<Job>>,
+    /// Deliveries claimed and not yet recorded, with when their lease ends (Unix ms). Only
+    /// jobs on the writer thread touch it; the mutex is never contended.
+    leases: Arc<Mutex<HashMap<String, i64>>>,
     /// Connection for API reads, separate so reads never wait behind a commit.
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
@@ -129,6 +140,7 @@ impl EmbeddedStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(tx),
+                leases: Arc::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 path,
             }),
@@ -206,12 +218,22 @@ impl Store for EmbeddedStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let lease_ms = lease.as_millis() as i64;
-        self.write(move |conn| claim(conn, now_ms, limit, lease_ms))
+        let leases = Arc::clone(&self.inner.leases);
+        self.write(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
             .await
     }
 
     async fn record(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
-        self.write(move |conn| record(conn, &records)).await
+        let leases = Arc::clone(&self.inner.leases);
+        self.write(move |conn| {
+            record(conn, &records)?;
+            let mut leases = lock(&leases);
+            for r in &records {
+                leases.remove(&r.delivery_id);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<DeliveryDetail>, StoreError> {
@@ -290,15 +312,15 @@ impl Store for EmbeddedStore {
 
     async fn retry_delivery(&self, id: &str, now_ms: i64) -> Result<RetryOutcome, StoreError> {
         let id = id.to_owned();
+        let leases = Arc::clone(&self.inner.leases);
         self.write(move |conn| {
-            let state: Option<(String, bool)> = conn
-                .query_row("SELECT status, leased FROM deliveries WHERE id = ?1", [&id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+            let status: Option<String> = conn
+                .query_row("SELECT status FROM deliveries WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
-            match state {
+            let leased = lock(&leases).get(&id).is_some_and(|&until| until > now_ms);
+            match status {
                 None => return Ok(RetryOutcome::NotFound),
-                Some((status, true)) if status == "pending" => return Ok(RetryOutcome::InFlight),
+                Some(status) if status == "pending" && leased => return Ok(RetryOutcome::InFlight),
                 Some(_) => {}
             }
             conn.execute(
@@ -391,7 +413,7 @@ impl Store for EmbeddedStore {
         subs: Vec<StoredSubscription>,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
-            let ids: Vec<&str> = subs.iter().map(|s| s.id.as_str()).collect();
+            let ids: HashSet<&str> = subs.iter().map(|s| s.id.as_str()).collect();
             let mut stale = conn.prepare("SELECT id FROM subscriptions WHERE source = 'config'")?;
             let stale: Vec<String> = stale
                 .query_map([], |r| r.get::<_, String>(0))?
@@ -541,14 +563,16 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached: parsing these three statements for every job was a visible cost.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Err(e.into())
         }
     }
@@ -601,44 +625,73 @@ fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestRes
     Ok(results)
 }
 
-fn claim(tx: &Connection, now_ms: i64, limit: usize, lease_ms: i64) -> rusqlite::Result<Claim> {
-    let mut select = tx.prepare_cached(
-        "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data
-         FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
-         ORDER BY d.next_attempt_at LIMIT ?2",
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Claims up to `limit` due deliveries that hold no live lease, oldest due first, and
+/// leases them in memory. Walks the due index once: in-flight deliveries (at most the
+/// engine's concurrency plus its unrecorded attempts) are skipped, and the first one not
+/// yet due gives `next_due_ms`.
+fn claim(
+    tx: &Connection,
+    leases: &Mutex<HashMap<String, i64>>,
+    now_ms: i64,
+    limit: usize,
+    lease_ms: i64,
+) -> rusqlite::Result<Claim> {
+    let mut leases = lock(leases);
+    leases.retain(|_, until| *until > now_ms);
+    let mut scan = tx.prepare_cached(
+        "SELECT rowid, id, next_attempt_at FROM deliveries WHERE status = 'pending'
+         ORDER BY next_attempt_at LIMIT ?1",
     )?;
-    let deliveries: Vec<ClaimedDelivery> = select
-        .query_map(params![now_ms, limit as i64], |r| {
-            let attempts: u32 = r.get(2)?;
-            let run_start: u32 = r.get(3)?;
-            Ok(ClaimedDelivery {
-                id: r.get(0)?,
-                subscription_id: r.get(1)?,
-                attempts,
-                attempts_this_run: attempts.saturating_sub(run_start),
-                event: Event {
-                    id: r.get(4)?,
-                    kind: r.get(5)?,
-                    created_at_ms: r.get(6)?,
-                    data: r.get(7)?,
-                },
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut lease =
-        tx.prepare_cached("UPDATE deliveries SET leased = 1, next_attempt_at = ?2 WHERE id = ?1")?;
-    for d in &deliveries {
-        lease.execute(params![d.id, now_ms + lease_ms])?;
+    let mut chosen: Vec<i64> = Vec::with_capacity(limit);
+    let mut next_due_ms = None;
+    let mut rows = scan.query([(limit + leases.len() + 1) as i64])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(1)?;
+        if leases.contains_key(&id) {
+            continue;
+        }
+        let due: i64 = row.get(2)?;
+        if due > now_ms || chosen.len() == limit {
+            next_due_ms = Some(due.max(now_ms));
+            break;
+        }
+        chosen.push(row.get(0)?);
+        leases.insert(id, now_ms + lease_ms);
     }
-    let next_due_ms = if deliveries.len() < limit {
-        tx.prepare_cached(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND leased = 0",
-        )?
-        .query_row([], |r| r.get(0))?
-    } else {
-        Some(now_ms)
-    };
+    drop(rows);
+    if next_due_ms.is_none() {
+        // Everything pending is claimed or in flight: the next thing due is a lease ending.
+        next_due_ms = leases.values().min().copied();
+    }
+    let mut load = tx.prepare_cached(
+        "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data
+         FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.rowid = ?1",
+    )?;
+    let deliveries = chosen
+        .into_iter()
+        .map(|rowid| {
+            load.query_row([rowid], |r| {
+                let attempts: u32 = r.get(2)?;
+                let run_start: u32 = r.get(3)?;
+                Ok(ClaimedDelivery {
+                    id: r.get(0)?,
+                    subscription_id: r.get(1)?,
+                    attempts,
+                    attempts_this_run: attempts.saturating_sub(run_start),
+                    event: Event {
+                        id: r.get(4)?,
+                        kind: r.get(5)?,
+                        created_at_ms: r.get(6)?,
+                        data: r.get(7)?,
+                    },
+                })
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Claim {
         deliveries,
         next_due_ms,
@@ -651,12 +704,12 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut update = tx.prepare_cached(
-        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, leased = 0,
+        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
              last_error = ?5, last_status = COALESCE(?6, last_status), updated_at = ?7, parked_on = NULL
          WHERE id = ?1",
     )?;
     let mut wait = tx.prepare_cached(
-        "UPDATE deliveries SET leased = 0, next_attempt_at = ?2, last_error = ?3, updated_at = ?4, parked_on = ?5
+        "UPDATE deliveries SET next_attempt_at = ?2, last_error = ?3, updated_at = ?4, parked_on = ?5
          WHERE id = ?1",
     )?;
     for r in records {
