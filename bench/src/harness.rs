@@ -49,6 +49,75 @@ impl Engine {
     }
 }
 
+/// An engine in a process of its own (this binary, re-run as `engine-child`), so that its
+/// memory can be measured alone.
+#[derive(Debug)]
+pub struct ChildEngine {
+    child: std::process::Child,
+}
+
+impl ChildEngine {
+    /// Starts the engine on `config_toml` in `dir` and waits until it listens.
+    pub fn start(config_toml: &str, dir: &Path) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        std::fs::write(dir.join("wasmhook.toml"), config_toml)?;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .arg("engine-child")
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        anyhow::ensure!(
+            line.starts_with("listening"),
+            "the child engine did not start: {line}"
+        );
+        Ok(Self { child })
+    }
+
+    /// The child's peak RSS so far, bytes.
+    pub fn peak_rss(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for ChildEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `engine-child` scenario: runs the engine on `<dir>/wasmhook.toml` with its store and
+/// plugins under `dir`, prints `listening` when it does, and runs until killed.
+pub fn engine_child(dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = dir.ok_or_else(|| anyhow::anyhow!("engine-child needs --dir"))?;
+    let mut config = Config::parse(&std::fs::read_to_string(dir.join("wasmhook.toml"))?)?;
+    config.storage.path = dir.join("data");
+    config.plugins.dir = dir.join("plugins");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on {}", listener.local_addr()?);
+        wasmhook::engine::run(config, &ProcessEnv, listener, std::future::pending()).await
+    })
+}
+
 /// Writes `events` events with one delivery per subscription in `subscriptions` into the
 /// store under `dir`, in batches, as ingest would. The payload is `payload_bytes` long.
 pub async fn preload(
@@ -82,6 +151,47 @@ pub async fn preload(
         store.ingest(batch).await?;
     }
     Ok(())
+}
+
+/// Microseconds since the benchmark started, on one monotonic clock shared by publishers
+/// and the receiver (they run in this process).
+pub fn micros() -> u64 {
+    static START: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    START.elapsed().as_micros() as u64
+}
+
+/// The process's peak resident set size so far, in bytes (`VmHWM`).
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resets the peak RSS to the current RSS, so the next `peak_rss` covers only what
+/// follows (Linux: writing 5 to `/proc/self/clear_refs`).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Bytes the store under `dir` takes on disk (database, WAL and shared memory).
+pub fn store_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("data"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("wasmhook.db"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// The `[[subscriptions]]` entry of a benchmark subscription.

@@ -8,6 +8,7 @@ mod adapters;
 mod baseline;
 mod drain;
 mod harness;
+mod ingest;
 mod receiver;
 mod reload;
 
@@ -18,8 +19,9 @@ use clap::Parser;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// What to run: `all`, or one of `baseline`, `dead-endpoint`, `adapters`, `drain`,
-    /// `reload`.
+    /// What to run: `all`, or one of `baseline`, `drain`, `ingest`, `latency`, `curves`,
+    /// `memory`, `adapters`, `dead-endpoint`, `reload`; `profile-drain-none` and
+    /// `profile-drain-slack` run one drain alone, for a profiler.
     #[arg(default_value = "all")]
     scenario: String,
     /// Tiny counts, to check the harness works; the figures are meaningless.
@@ -28,6 +30,10 @@ struct Args {
     /// Where to write the report (only `all` writes it).
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
+    /// Internal: with scenario `engine-child`, the folder whose `wasmhook.toml` the child
+    /// engine runs (the memory scenario measures an engine process of its own).
+    #[arg(long, hide = true)]
+    dir: Option<PathBuf>,
 }
 
 /// How many of each thing a run uses.
@@ -41,10 +47,22 @@ struct Scale {
     slow_adapter_calls: usize,
     reload_swaps: usize,
     concurrency: usize,
+    ingest_events: u64,
+    latency_events: usize,
+    /// Deliveries per point of the fan-out and idle-subscription curves.
+    curve_deliveries: usize,
+    fan_out: [usize; 3],
+    idle: [usize; 3],
+    /// Payload sizes, with how many events each.
+    payloads: [(usize, usize); 3],
+    backlogs: [usize; 3],
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.scenario == "engine-child" {
+        return harness::engine_child(args.dir.as_deref());
+    }
     let scale = if args.smoke {
         Scale {
             baseline_requests: 500,
@@ -54,16 +72,30 @@ fn main() -> anyhow::Result<()> {
             slow_adapter_calls: 5,
             reload_swaps: 2,
             concurrency: 16,
+            ingest_events: 200,
+            latency_events: 100,
+            curve_deliveries: 200,
+            fan_out: [1, 2, 5],
+            idle: [2, 10, 50],
+            payloads: [(1 << 10, 100), (16 << 10, 50), (256 << 10, 10)],
+            backlogs: [100, 300, 1000],
         }
     } else {
         Scale {
             baseline_requests: 200_000,
             dead_endpoint_events: 20_000,
-            drain_events: 20_000,
+            drain_events: 100_000,
             adapter_calls: 20_000,
             slow_adapter_calls: 300,
             reload_swaps: 10,
             concurrency: 64,
+            ingest_events: 50_000,
+            latency_events: 10_000,
+            curve_deliveries: 30_000,
+            fan_out: [1, 10, 100],
+            idle: [10, 1_000, 10_000],
+            payloads: [(1 << 10, 30_000), (16 << 10, 10_000), (256 << 10, 2_000)],
+            backlogs: [10_000, 100_000, 1_000_000],
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,6 +106,28 @@ fn main() -> anyhow::Result<()> {
     }
     let report = runtime.block_on(run(&args.scenario, scale))?;
     print!("{report}");
+    if args.scenario == "all" {
+        // A run that lost a section must not pass for a good one (CI runs `--smoke all`).
+        for section in [
+            "## Baseline",
+            "## Drain rate",
+            "## Ingest",
+            "## Latency",
+            "### Subscriptions matching each event",
+            "### Subscriptions configured but not matching",
+            "### Payload size",
+            "## Backlog and memory",
+            "## Adapter overhead per delivery",
+            "## A dead endpoint beside a healthy one",
+            "## Hot reload",
+            "## Targets",
+        ] {
+            anyhow::ensure!(
+                report.contains(section),
+                "the report has no `{section}` section"
+            );
+        }
+    }
     if args.scenario == "all" && !args.smoke {
         let doc = std::fs::read_to_string(&args.out).unwrap_or_default();
         std::fs::write(&args.out, splice(&doc, &report))?;
@@ -101,12 +155,34 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     writeln!(out, "## Run\n\n{}\n", machine())?;
     if scenario == "adapters" {
         // Needs no network: run it alone, so a profile of it shows only the sandbox.
-        return adapter_report(&mut out, scale).await.map(|()| out);
+        let mut targets = Targets::default();
+        return adapter_report(&mut out, scale, &mut targets)
+            .await
+            .map(|()| out);
     }
     if scenario == "reload" {
         return reload_report(&mut out, &receiver, scale)
             .await
             .map(|()| out);
+    }
+    if let Some(which) = scenario.strip_prefix("profile-drain-") {
+        // One drain and nothing else, for `perf record` or callgrind.
+        let adapter = (which == "slack").then(|| drain::Adapter {
+            name: "slack",
+            path: std::path::Path::new(SLACK),
+            keys: "settings = { channel = \"#ops\" }",
+        });
+        let rate = drain::drain(
+            &receiver,
+            "/profile",
+            scale.drain_events,
+            adapter,
+            &[],
+            scale.concurrency,
+        )
+        .await?;
+        writeln!(out, "drain ({which}): {rate:.0} deliveries/s")?;
+        return Ok(out);
     }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
@@ -115,7 +191,58 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
          one at a time: {:.0} µs round trip.\n",
         scale.concurrency, base.rate, base.rtt_us
     )?;
-    if matches!(scenario, "all" | "dead-endpoint") {
+    let mut targets = Targets::default();
+    let all = scenario == "all";
+    if all || scenario == "drain" {
+        drain_report(&mut out, &receiver, base.rate, scale, &mut targets).await?;
+    }
+    if all || scenario == "ingest" {
+        let r = ingest::ingest(&receiver, scale.ingest_events, 1000, scale.concurrency).await?;
+        writeln!(
+            out,
+            "## Ingest\n\n\
+             Events accepted durably (the `202` comes after the commit's `fsync`) per second: {} single-event POSTs \
+             from {} clients, then as many in batches of 1,000 from 4 clients. 1 KiB events, each matching one \
+             subscription, so each also writes a delivery (whose adapter is absent, so deliveries wait instead of \
+             competing for the CPU).\n\n\
+             | How | Events/s | vs baseline requests/s |\n|---|---|---|\n\
+             | One event per POST | {:.0} | {:.0}% |\n| 1,000 events per POST | {:.0} | {:.0}% |\n",
+            scale.ingest_events,
+            scale.concurrency,
+            r.single,
+            100.0 * r.single / base.rate,
+            r.batched,
+            100.0 * r.batched / base.rate,
+        )?;
+        targets.ingest = Some(r);
+        targets.baseline = base.rate;
+    }
+    if all || scenario == "latency" {
+        let l = ingest::latency(&receiver, scale.latency_events, 1000).await?;
+        writeln!(
+            out,
+            "## Latency\n\n\
+             From `POST /v1/events` being sent to the receiver getting the delivery, at a steady 1,000 events/s \
+             ({} events, one per request, no adapter), beside the baseline's round trip.\n\n\
+             | p50 | p99 | max | Baseline round trip |\n|---|---|---|---|\n\
+             | {} | {} | {} | {:.0} µs |\n",
+            l.events,
+            micros(l.p50_us as f64),
+            micros(l.p99_us as f64),
+            micros(l.max_us as f64),
+            base.rtt_us,
+        )?;
+    }
+    if all || scenario == "curves" {
+        curves_report(&mut out, &receiver, base.rate, scale, &mut targets).await?;
+    }
+    if all || scenario == "memory" {
+        memory_report(&mut out, &receiver, base.rate, scale, &mut targets).await?;
+    }
+    if all {
+        adapter_report(&mut out, scale, &mut targets).await?;
+    }
+    if all || scenario == "dead-endpoint" {
         let (alone, beside) =
             drain::dead_endpoint(&receiver, scale.dead_endpoint_events, scale.concurrency).await?;
         writeln!(
@@ -132,14 +259,266 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
             100.0 * (1.0 - beside / alone),
         )?;
     }
-    if matches!(scenario, "all" | "drain") {
-        drain_report(&mut out, &receiver, base.rate, scale).await?;
-    }
-    if scenario == "all" {
-        adapter_report(&mut out, scale).await?;
+    if all {
         reload_report(&mut out, &receiver, scale).await?;
+        targets.baseline = base.rate;
+        out.push_str(&targets.table());
     }
     Ok(out)
+}
+
+/// The figures the issue sets targets for, filled in as the scenarios run.
+#[derive(Debug, Default)]
+struct Targets {
+    baseline: f64,
+    drain_none: Option<f64>,
+    drain_slack: Option<f64>,
+    ingest: Option<ingest::Ingest>,
+    /// Drain rate with the fewest and the most idle subscriptions.
+    idle: Option<(usize, f64, usize, f64)>,
+    /// Drain rate with the smallest and the largest backlog, and the peak RSS with it.
+    backlog: Option<(usize, f64, usize, f64, u64)>,
+    rust_fresh_us: Option<f64>,
+}
+
+impl Targets {
+    fn table(&self) -> String {
+        let b = self.baseline;
+        let mut rows = String::new();
+        let mut row = |target: &str, figure: String, met: Option<bool>| {
+            let verdict = match met {
+                Some(true) => "**met**",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            rows.push_str(&format!("| {target} | {figure} | {verdict} |\n"));
+        };
+        let ratio = |v: Option<f64>| v.map(|v| v / b);
+        let pct =
+            |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.0}% of baseline", 100.0 * v));
+        let slack = ratio(self.drain_slack);
+        row(
+            "Drain, Slack adapter on a fresh instance ≥ 70% of baseline",
+            pct(slack),
+            slack.map(|r| r >= 0.70),
+        );
+        let none = ratio(self.drain_none);
+        row(
+            "Drain, no adapter ≥ 85% of baseline",
+            pct(none),
+            none.map(|r| r >= 0.85),
+        );
+        let batched = self.ingest.map(|i| i.batched);
+        row(
+            "Ingest, batched ≥ 20,000 events/s",
+            batched.map_or("–".into(), |v| format!("{v:.0} events/s")),
+            batched.map(|v| v >= 20_000.0),
+        );
+        let single = ratio(self.ingest.map(|i| i.single));
+        row(
+            "Ingest, single POSTs ≥ 60% of baseline requests/s",
+            pct(single),
+            single.map(|r| r >= 0.60),
+        );
+        row(
+            "Routing: drain falls ≤ 10% from 10 to 10,000 idle subscriptions",
+            self.idle.map_or("–".into(), |(a, ra, z, rz)| {
+                format!(
+                    "{ra:.0}/s with {a}, {rz:.0}/s with {z} ({:+.0}%)",
+                    100.0 * (rz / ra - 1.0)
+                )
+            }),
+            self.idle.map(|(_, ra, _, rz)| rz >= 0.9 * ra),
+        );
+        row(
+            "Backlog: drain at the largest backlog within 15% of the smallest",
+            self.backlog.map_or("–".into(), |(a, ra, z, rz, _)| {
+                format!(
+                    "{ra:.0}/s at {a}, {rz:.0}/s at {z} ({:+.0}%)",
+                    100.0 * (rz / ra - 1.0)
+                )
+            }),
+            self.backlog.map(|(_, ra, _, rz, _)| rz >= 0.85 * ra),
+        );
+        row(
+            "Peak RSS with the largest backlog < 200 MiB",
+            self.backlog.map_or("–".into(), |b| {
+                format!("{:.0} MiB", b.4 as f64 / (1 << 20) as f64)
+            }),
+            self.backlog.map(|b| b.4 < 200 << 20),
+        );
+        row(
+            "Rust adapter on a fresh instance ≤ 20 µs per delivery",
+            self.rust_fresh_us
+                .map_or("–".into(), |us| format!("{us:.1} µs")),
+            self.rust_fresh_us.map(|us| us <= 20.0),
+        );
+        format!(
+            "## Targets\n\nComputed by the run above.\n\n| Target | This run | |\n|---|---|---|\n{rows}\n"
+        )
+    }
+}
+
+async fn curves_report(
+    out: &mut String,
+    receiver: &receiver::Receiver,
+    baseline: f64,
+    scale: Scale,
+    targets: &mut Targets,
+) -> anyhow::Result<()> {
+    let c = scale.concurrency;
+    let d = scale.curve_deliveries;
+    writeln!(
+        out,
+        "## Curves\n\nHow the drain rate (deliveries/s at the receiver, no adapter, 1 KiB events, concurrency {c}) \
+         changes as the work grows.\n"
+    )?;
+    // Fan-out: every event matches N subscriptions, all to one receiver path.
+    let mut rows = String::new();
+    for n in scale.fan_out {
+        let path = format!("/fan-{n}");
+        let url = receiver.url(&path);
+        let extra: Vec<(String, String)> = (1..n)
+            .map(|i| {
+                (
+                    format!("fan-{i}"),
+                    harness::subscription(&format!("fan-{i}"), &url, ""),
+                )
+            })
+            .collect();
+        let extra: Vec<(&str, String)> = extra
+            .iter()
+            .map(|(id, e)| (id.as_str(), e.clone()))
+            .collect();
+        let shape = drain::Shape {
+            events: d / n,
+            extra_subscriptions: &extra,
+            concurrency: c,
+            ..drain::Shape::default()
+        };
+        let r = drain::drain_shaped(receiver, &path, shape).await?;
+        writeln!(
+            rows,
+            "| {n} | {} | {:.0} | {:.0}% |",
+            d / n,
+            r.rate,
+            100.0 * r.rate / baseline
+        )?;
+    }
+    writeln!(
+        out,
+        "### Subscriptions matching each event\n\n{d} deliveries in all.\n\n\
+         | Matching | Events | Deliveries/s | vs baseline |\n|---|---|---|---|\n{rows}"
+    )?;
+    // Idle subscriptions: configured, matching nothing. Drain, and batched ingest through
+    // the router.
+    let mut rows = String::new();
+    let mut points = Vec::new();
+    for n in scale.idle {
+        let path = format!("/idle-drain-{n}");
+        let shape = drain::Shape {
+            events: d,
+            idle_subscriptions: n,
+            concurrency: c,
+            ..drain::Shape::default()
+        };
+        let r = drain::drain_shaped(receiver, &path, shape).await?;
+        let idle: String = (0..n)
+            .map(|i| drain::idle_subscription(i, &receiver.url("/idle")))
+            .collect();
+        let i =
+            ingest::ingest_with(receiver, scale.ingest_events / 2, 1000, c, &idle, true).await?;
+        points.push((n, r.rate));
+        writeln!(
+            rows,
+            "| {n} | {:.0} | {:.0}% | {:.0} |",
+            r.rate,
+            100.0 * r.rate / baseline,
+            i.batched
+        )?;
+    }
+    if let (Some(&(a, ra)), Some(&(z, rz))) = (points.first(), points.last()) {
+        targets.idle = Some((a, ra, z, rz));
+    }
+    writeln!(
+        out,
+        "### Subscriptions configured but not matching\n\n\
+         One subscription matches every event; the others each have their own pattern that none matches. \
+         Routing looks patterns up in a segment trie, so its cost follows the event type's depth, not the \
+         number of subscriptions. Ingest is batched POSTs through the router.\n\n\
+         | Idle subscriptions | Drain, deliveries/s | vs baseline | Ingest, events/s |\n|---|---|---|---|\n{rows}"
+    )?;
+    // Payload size.
+    let mut rows = String::new();
+    for (bytes, events) in scale.payloads {
+        let path = format!("/payload-{bytes}");
+        let shape = drain::Shape {
+            events,
+            payload_bytes: bytes,
+            concurrency: c,
+            ..drain::Shape::default()
+        };
+        let r = drain::drain_shaped(receiver, &path, shape).await?;
+        writeln!(
+            rows,
+            "| {} KiB | {events} | {:.0} | {:.0}% | {:.0} MiB/s |",
+            bytes >> 10,
+            r.rate,
+            100.0 * r.rate / baseline,
+            r.rate * bytes as f64 / (1 << 20) as f64
+        )?;
+    }
+    writeln!(
+        out,
+        "### Payload size\n\nThe baseline posts 1 KiB bodies; larger payloads cost copying, hashing and I/O.\n\n\
+         | Payload | Events | Deliveries/s | vs baseline | Payload throughput |\n|---|---|---|---|---|\n{rows}"
+    )?;
+    Ok(())
+}
+
+async fn memory_report(
+    out: &mut String,
+    receiver: &receiver::Receiver,
+    baseline: f64,
+    scale: Scale,
+    targets: &mut Targets,
+) -> anyhow::Result<()> {
+    let mut rows = String::new();
+    let mut points = Vec::new();
+    for n in scale.backlogs {
+        let path = format!("/backlog-{n}");
+        let shape = drain::Shape {
+            events: n,
+            concurrency: scale.concurrency,
+            own_process: true,
+            ..drain::Shape::default()
+        };
+        let r = drain::drain_shaped(receiver, &path, shape).await?;
+        points.push((n, r));
+        writeln!(
+            rows,
+            "| {n} | {:.0} | {:.0}% | {:.0} MiB | {:.0} MiB | {:.0} |",
+            r.rate,
+            100.0 * r.rate / baseline,
+            r.peak_rss as f64 / (1 << 20) as f64,
+            r.disk_bytes as f64 / (1 << 20) as f64,
+            r.disk_bytes as f64 / r.deliveries as f64,
+        )?;
+    }
+    if let (Some((a, ra)), Some((z, rz))) = (points.first(), points.last()) {
+        targets.backlog = Some((*a, ra.rate, *z, rz.rate, rz.peak_rss));
+    }
+    writeln!(
+        out,
+        "## Backlog and memory\n\n\
+         A backlog of pending deliveries (1 KiB events, one subscription, no adapter) preloaded into the store, \
+         then drained by an engine in a process of its own. Peak RSS is that process's `VmHWM` at the end of \
+         the drain. Disk is the store's files with the whole backlog pending; per delivery it includes the \
+         1 KiB event it carries.\n\n\
+         | Pending deliveries | Deliveries/s | vs baseline | Peak RSS | Store on disk | Bytes per pending delivery |\n\
+         |---|---|---|---|---|---|\n{rows}"
+    )?;
+    Ok(())
 }
 
 /// The JavaScript and Python example adapters are built by a script (npm and PyPI); run it
@@ -167,6 +546,7 @@ async fn drain_report(
     receiver: &receiver::Receiver,
     baseline: f64,
     scale: Scale,
+    targets: &mut Targets,
 ) -> anyhow::Result<()> {
     let events = scale.drain_events;
     let c = scale.concurrency;
@@ -183,6 +563,8 @@ async fn drain_report(
         keys: "instance_reuse = 1000",
     };
     let teams = drain::drain(receiver, "/drain-teams", events, Some(teams), &[], c).await?;
+    targets.drain_none = Some(none);
+    targets.drain_slack = Some(slack);
     writeln!(
         out,
         "## Drain rate\n\n\
@@ -231,7 +613,11 @@ async fn reload_report(
     Ok(())
 }
 
-async fn adapter_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
+async fn adapter_report(
+    out: &mut String,
+    scale: Scale,
+    targets: &mut Targets,
+) -> anyhow::Result<()> {
     let config = wasmhook::config::Config::default();
     let mut rows = String::new();
     for (label, path, settings, fresh_calls) in [
@@ -262,6 +648,9 @@ async fn adapter_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
             &config,
         )
         .await?;
+        if label.starts_with("Rust") {
+            targets.rust_fresh_us = Some(o.fresh_us);
+        }
         writeln!(
             rows,
             "| {label} | {} | {} | {:.2} µs |",

@@ -23,6 +23,9 @@ pub struct PathStats {
     pub first_last: Mutex<Option<(Instant, Instant)>>,
     /// On `/versioned…` paths: when each request arrived and the adapter version in its body.
     pub versions: Mutex<Vec<(Instant, u64)>>,
+    /// On `/latency…` paths: microseconds from publishing (`data.sent_us` in the envelope,
+    /// on the clock of `harness::micros`) to arrival.
+    pub latencies_us: Mutex<Vec<u64>>,
 }
 
 /// The receiver.
@@ -60,7 +63,12 @@ impl Receiver {
                         let (paths, arrived) = (Arc::clone(&paths), Arc::clone(&arrived));
                         async move {
                             let path = req.uri().path().to_owned();
-                            let body = req.into_body().collect().await;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
                             if path.starts_with("/blackhole") {
                                 std::future::pending::<()>().await;
                             }
@@ -75,13 +83,24 @@ impl Receiver {
                             }
                             if path.starts_with("/versioned") {
                                 // Bodies of the versioned test adapter name their version.
-                                let version = body.ok().and_then(|b| {
-                                    serde_json::from_slice::<serde_json::Value>(&b.to_bytes())
-                                        .ok()?["version"]
-                                        .as_u64()
-                                });
+                                let version = serde_json::from_slice::<serde_json::Value>(&body)
+                                    .ok()
+                                    .and_then(|v| v["version"].as_u64());
                                 if let Some(v) = version {
                                     stats.versions.lock().expect("lock").push((now, v));
+                                }
+                            }
+                            if path.starts_with("/latency") {
+                                let arrived_us = crate::harness::micros();
+                                let sent = serde_json::from_slice::<serde_json::Value>(&body)
+                                    .ok()
+                                    .and_then(|v| v["data"]["sent_us"].as_u64());
+                                if let Some(sent) = sent {
+                                    stats
+                                        .latencies_us
+                                        .lock()
+                                        .expect("lock")
+                                        .push(arrived_us.saturating_sub(sent));
                                 }
                             }
                             stats.count.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,228 @@
+//! Ingest and latency through the HTTP API.
+//!
+//! - Ingest: events accepted durably per second (`202` only after the commit), posted one
+//!   per request or in batches. Each event matches one subscription, so each also writes a
+//!   delivery; that subscription's adapter is absent, so its deliveries wait in the store
+//!   (parked after one claim) instead of competing for the CPU: the figure is ingest alone.
+//! - Latency: events published one per request at a fixed rate; each carries its send
+//!   time, and the receiver records when its delivery arrived.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::harness::{Engine, micros, preamble, subscription};
+use crate::receiver::Receiver;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One 1 KiB event as JSON.
+fn event_json(n: u64) -> String {
+    let pad = "x".repeat(960);
+    format!(r#"{{"type":"bench.ingest","data":{{"n":{n},"pad":"{pad}"}}}}"#)
+}
+
+async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> anyhow::Result<()> {
+    let request = http::Request::post(url.clone())
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let response = client.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status == http::StatusCode::ACCEPTED,
+        "publish answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+/// Events accepted per second: single-event POSTs and batches of `batch`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ingest {
+    /// One event per request.
+    pub single: f64,
+    /// `batch` events per request.
+    pub batched: f64,
+}
+
+/// Runs both ingest measurements against one engine: `events` single POSTs with
+/// `concurrency` clients, then `events` more in batches of `batch` with 4 clients.
+pub async fn ingest(
+    receiver: &Receiver,
+    events: u64,
+    batch: usize,
+    concurrency: usize,
+) -> anyhow::Result<Ingest> {
+    ingest_with(receiver, events, batch, concurrency, "", false).await
+}
+
+/// As `ingest`, with `extra_config` (more subscriptions) appended to the engine's config;
+/// `batched_only` skips the single-event POSTs (their figure is then 0).
+pub async fn ingest_with(
+    receiver: &Receiver,
+    events: u64,
+    batch: usize,
+    concurrency: usize,
+    extra_config: &str,
+    batched_only: bool,
+) -> anyhow::Result<Ingest> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    let config = format!(
+        "{}{}{extra_config}",
+        preamble(concurrency),
+        subscription(
+            "parked",
+            &receiver.url("/ingest-parked"),
+            "plugin = \"absent\""
+        )
+    );
+    let engine = Engine::start(&config, dir.path()).await?;
+    let client = client();
+    let single = if batched_only {
+        0.0
+    } else {
+        single_posts(&client, &engine.base, events, concurrency).await?
+    };
+    let batched = batched_posts(&client, &engine.base, events, batch).await?;
+    engine.stop().await?;
+    Ok(Ingest { single, batched })
+}
+
+async fn single_posts(
+    client: &HttpClient,
+    base: &str,
+    events: u64,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let url: http::Uri = format!("{base}/v1/events").parse()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= events {
+                    return anyhow::Ok(());
+                }
+                post(&client, &url, Bytes::from(event_json(n))).await?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn batched_posts(
+    client: &HttpClient,
+    base: &str,
+    events: u64,
+    batch: usize,
+) -> anyhow::Result<f64> {
+    let url: http::Uri = format!("{base}/v1/events/batch").parse()?;
+    let batches = (events as usize).div_ceil(batch) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return anyhow::Ok(());
+                }
+                let first = events + b * batch as u64;
+                let body: Vec<String> = (first..first + batch as u64).map(event_json).collect();
+                post(&client, &url, Bytes::from(format!("[{}]", body.join(",")))).await?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    Ok((batches * batch as u64) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Ingest-to-delivery latency percentiles, in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Worst.
+    pub max_us: u64,
+    /// Events measured.
+    pub events: usize,
+}
+
+/// Publishes `events` events at `per_second`, one per request, each to one subscription
+/// without an adapter, and measures publish-to-arrival times at the receiver.
+pub async fn latency(
+    receiver: &Receiver,
+    events: usize,
+    per_second: u64,
+) -> anyhow::Result<Latency> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    let path = "/latency";
+    let config = format!(
+        "{}{}",
+        preamble(64),
+        subscription("latency", &receiver.url(path), "")
+    );
+    let engine = Engine::start(&config, dir.path()).await?;
+    let url: http::Uri = format!("{}/v1/events", engine.base).parse()?;
+    let client = client();
+    // Warm the connection pool and the engine.
+    post(&client, &url, Bytes::from(event_json(0))).await?;
+    receiver.wait_for(path, 1).await;
+    let stats = receiver.stats(path);
+    stats.latencies_us.lock().expect("lock").clear();
+
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = Vec::with_capacity(events);
+    for n in 0..events {
+        tick.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        sends.push(tokio::spawn(async move {
+            let body = format!(
+                r#"{{"type":"bench.latency","data":{{"n":{n},"sent_us":{}}}}}"#,
+                micros()
+            );
+            post(&client, &url, Bytes::from(body)).await
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    receiver.wait_for(path, events as u64 + 1).await;
+    engine.stop().await?;
+    let mut all = stats.latencies_us.lock().expect("lock").clone();
+    all.sort_unstable();
+    anyhow::ensure!(!all.is_empty(), "no latency was recorded");
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Ok(Latency {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        max_us: *all.last().unwrap_or(&0),
+        events: all.len(),
+    })
+}
