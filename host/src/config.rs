@@ -74,14 +74,47 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Folder of the embedded store. Relative paths are relative to the config file.
+    /// `embedded` (one SQLite file, one node) or `postgres` (several nodes, one database).
+    pub backend: Backend,
+    /// Folder of the embedded store, and of the compile cache with either backend.
+    /// Relative paths are relative to the config file.
     pub path: PathBuf,
+    /// `postgres://user:password@host:port/database` for the `postgres` backend. Also
+    /// `WASMHOOK_DATABASE_URL`, which selects the `postgres` backend by itself.
+    pub url: Option<Secret>,
+    /// PostgreSQL connections this node keeps in its pool.
+    pub pool_size: usize,
+    /// How long a claimed delivery stays leased to this node without a renewal
+    /// (`postgres`); a node that dies holds its deliveries at most this long.
+    pub lease: HumanDuration,
+    /// How often this node renews its leases and reports itself (`postgres`).
+    pub heartbeat: HumanDuration,
+    /// This node's id (`postgres`); default `<hostname>-<pid>-<random>`. A fixed id lets a
+    /// restarted node take back its own leases at once instead of waiting for them to end.
+    pub node_id: Option<String>,
+}
+
+/// Where the engine keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One SQLite file; no server. One engine process.
+    #[default]
+    Embedded,
+    /// One PostgreSQL database shared by any number of engine nodes.
+    Postgres,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::Embedded,
             path: PathBuf::from("./data"),
+            url: None,
+            pool_size: 16,
+            lease: HumanDuration(Duration::from_secs(30)),
+            heartbeat: HumanDuration(Duration::from_secs(5)),
+            node_id: None,
         }
     }
 }
@@ -436,6 +469,10 @@ impl Config {
         if let Some(path) = env.var("WASMHOOK_STORAGE_PATH") {
             self.storage.path = PathBuf::from(path);
         }
+        if let Some(url) = env.var("WASMHOOK_DATABASE_URL") {
+            self.storage.url = Some(Secret::new(url));
+            self.storage.backend = Backend::Postgres;
+        }
         if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
             self.plugins.dir = PathBuf::from(dir);
         }
@@ -447,6 +484,23 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if self.delivery.concurrency == 0 {
             bail!("[delivery] concurrency must be at least 1");
+        }
+        if self.storage.backend == Backend::Postgres {
+            if self.storage.url.is_none() {
+                bail!(
+                    "[storage] backend = \"postgres\" needs url = \"postgres://…\" (or WASMHOOK_DATABASE_URL)"
+                );
+            }
+            if self.storage.pool_size < 2 {
+                bail!("[storage] pool_size must be at least 2");
+            }
+            if self.storage.heartbeat.0.is_zero()
+                || self.storage.lease.0 < self.storage.heartbeat.0 * 2
+            {
+                bail!(
+                    "[storage] lease must be at least twice heartbeat, so a live node renews its leases in time"
+                );
+            }
         }
         if self.delivery.endpoint_concurrency == 0 || self.delivery.breaker_failures == 0 {
             bail!("[delivery] endpoint_concurrency and breaker_failures must be at least 1");

@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::api::{self, AppState};
+use crate::cluster::{Cluster, follow_subscriptions, heartbeat_loop};
+use crate::config::Backend;
 use crate::config::{Config, Env};
 use crate::delivery::attempt::plugin_park_key;
 use crate::delivery::breaker::BreakerConfig;
@@ -21,7 +23,10 @@ use crate::event::now_ms;
 use crate::metrics::Metrics;
 use crate::plugins::watcher::{self, Change, Watch};
 use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits};
-use crate::store::{EmbeddedStore, Store, StoredSubscription, SubscriptionSource};
+use crate::store::{
+    EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription, SubscriptionSource,
+    default_node_id,
+};
 use crate::subscription::{SubscriptionSpec, Subscriptions, parse_target_url};
 
 /// `wasmhook/<version>`, sent as `user-agent`.
@@ -136,6 +141,30 @@ async fn vet_config_destinations(config: &Config, policy: &NetworkPolicy) -> any
     Ok(())
 }
 
+/// Opens the store `[storage]` names.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let storage = &config.storage;
+    Ok(match storage.backend {
+        Backend::Embedded => Arc::new(EmbeddedStore::open(&storage.path, now_ms())?),
+        Backend::Postgres => {
+            let url = storage
+                .url
+                .as_ref()
+                .context("[storage] backend = \"postgres\" needs a url")?;
+            let options = PostgresOptions {
+                url: url.expose().to_owned(),
+                pool_size: storage.pool_size,
+                node_id: storage.node_id.clone().unwrap_or_else(default_node_id),
+                heartbeat: storage.heartbeat.0,
+                lease: storage.lease.0,
+            };
+            let store = PostgresStore::open(options, now_ms()).await?;
+            tracing::info!(node = store.node_id(), "using the PostgreSQL store");
+            Arc::new(store)
+        }
+    })
+}
+
 /// Runs the engine on `listener` until `shutdown` completes: stops accepting requests,
 /// lets attempts in flight finish within `[delivery] shutdown_grace`, and returns.
 pub async fn run(
@@ -150,7 +179,7 @@ pub async fn run(
     };
     let from_config = config_subscriptions(&config, env)?;
     vet_config_destinations(&config, &policy).await?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.storage.path, now_ms())?);
+    let store = open_store(&config).await?;
     store.sync_config_subscriptions(from_config).await?;
     let subscriptions =
         Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
@@ -187,6 +216,17 @@ pub async fn run(
         .max()
         .unwrap_or(config.delivery.timeout.0)
         .max(config.delivery.timeout.0);
+    // The embedded store's leases only guard against claiming twice within this process,
+    // so they outlast any attempt. PostgreSQL leases are renewed by the heartbeat, so they
+    // can be short: that is how long a dead node holds its deliveries.
+    let lease = match config.storage.backend {
+        Backend::Embedded => {
+            max_timeout * 2 + config.plugins.cpu_budget.0 + Duration::from_secs(30)
+        }
+        Backend::Postgres => config.storage.lease.0,
+    };
+    let cluster = Arc::new(Cluster::default());
+    cluster.beat(store.as_ref(), &registry, now_ms()).await;
     let scheduler = Scheduler {
         store: Arc::clone(&store),
         deliverer: Arc::new(Deliverer {
@@ -194,6 +234,7 @@ pub async fn run(
             endpoints: Arc::clone(&endpoints),
             registry: Arc::clone(&registry),
             rate_limits: RateLimits::default(),
+            cluster: Arc::clone(&cluster),
             client,
             metrics: metrics.clone(),
             user_agent: http::HeaderValue::from_static(USER_AGENT),
@@ -201,14 +242,29 @@ pub async fn run(
         wake: Arc::clone(&wake),
         metrics: metrics.clone(),
         concurrency: config.delivery.concurrency,
-        lease: max_timeout * 2 + config.plugins.cpu_budget.0 + Duration::from_secs(30),
+        lease,
         shutdown_grace: config.delivery.shutdown_grace.0,
     };
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        Arc::clone(&cluster),
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        config.storage.heartbeat.0,
+        stop_rx.clone(),
+    ));
+    let follower = tokio::spawn(follow_subscriptions(
+        Arc::clone(&store),
+        Arc::clone(&subscriptions),
+        Arc::clone(&wake),
+        stop_rx.clone(),
+    ));
     let state = AppState {
         store,
         subscriptions,
         registry,
+        cluster,
         endpoints,
         metrics,
         wake,
@@ -217,7 +273,6 @@ pub async fn run(
         limits: config.limits.clone(),
         network: policy,
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let addr = listener.local_addr()?;
@@ -231,6 +286,7 @@ pub async fn run(
         .context("the API server failed")?;
     let _ = stop_tx.send(true);
     scheduler.await.context("the scheduler panicked")?;
+    let _ = tokio::join!(heartbeat, follower);
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,7 +11,9 @@
 //! - [`subscription`]: subscriptions, their payload filters and the
 //!   [`subscription::Catalog`] that routes to them.
 //! - [`router`]: the event-type pattern index behind the catalog.
-//! - [`store`]: the durable store trait and the embedded SQLite backend.
+//! - [`store`]: the durable store trait, the embedded SQLite backend and the PostgreSQL
+//!   backend for several nodes.
+//! - [`cluster`]: heartbeats, lease renewal and subscription changes between nodes.
 //! - [`delivery`]: scheduler, attempts, retry policy, rate limits, circuit breakers,
 //!   signing, HTTP client, SSRF guard.
 //! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
@@ -23,6 +25,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod engine;

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub subscriptions: Arc<Subscriptions>,
     /// Loaded plugins.
     pub registry: Arc<Registry>,
+    /// The nodes sharing the store, with the plugins each serves.
+    pub cluster: Arc<Cluster>,
     /// Per-endpoint circuits.
     pub endpoints: Arc<Endpoints>,
     /// Counters.

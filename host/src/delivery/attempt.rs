@@ -14,6 +14,7 @@ use super::endpoints::Endpoints;
 use super::rate_limit::{RateLimits, Slot};
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
 use super::signing::signature_header;
+use crate::cluster::Cluster;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
 use crate::plugins::{Action, AdapterInput, Call, Fault, OutboundRequest, PluginLabel, Registry};
@@ -41,6 +42,8 @@ pub struct Deliverer {
     pub registry: Arc<Registry>,
     /// Per-subscription rate limits and the slots waiting deliveries hold.
     pub rate_limits: RateLimits,
+    /// The nodes sharing the store: a rate limit is divided among the live ones.
+    pub cluster: Arc<Cluster>,
     /// The outbound client.
     pub client: HttpClient,
     /// Adapter call counters and latency.
@@ -99,9 +102,12 @@ impl Deliverer {
         }
         // Over its rate, a delivery waits for the slot it was given, before any work.
         if let Some(rate) = sub.rate_limit
-            && let Slot::At(slot_ms) =
-                self.rate_limits
-                    .admit(&sub.id, rate, &delivery.id, started_ms)
+            && let Slot::At(slot_ms) = self.rate_limits.admit(
+                &sub.id,
+                rate.shared_by(self.cluster.live_nodes()),
+                &delivery.id,
+                started_ms,
+            )
         {
             record.error = Some(format!(
                 "waiting: subscription `{}` is limited to {} deliveries a second; no attempt is spent",
@@ -333,7 +339,9 @@ fn decide(
     match verdict {
         Verdict::Delivered => (NextState::Delivered, false),
         Verdict::Retry(wait) => (
-            NextState::RetryAt(started_ms + wait.as_millis() as i64),
+            NextState::RetryAt(
+                started_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+            ),
             false,
         ),
         Verdict::DeadLetter {

@@ -28,6 +28,16 @@ impl Rate {
         }
     }
 
+    /// This node's share when `nodes` nodes deliver for the same subscription: the rate
+    /// and burst divided among them, at least one a second each.
+    pub fn shared_by(self, nodes: usize) -> Self {
+        let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+        Self {
+            per_second: (self.per_second / nodes).max(1),
+            burst: (self.burst / nodes).max(1),
+        }
+    }
+
     fn interval_us(self) -> i64 {
         1_000_000 / i64::from(self.per_second.max(1))
     }
@@ -165,6 +175,15 @@ mod tests {
         assert_eq!(limits.admit("s", rate, "c", 2_000), Slot::Now);
         // Another subscription has its own budget.
         assert_eq!(limits.admit("t", rate, "d", 2_000), Slot::Now);
+    }
+
+    #[test]
+    fn nodes_share_a_rate() {
+        let rate = Rate::per_second(50);
+        assert_eq!(rate.shared_by(1), rate);
+        assert_eq!(rate.shared_by(2).per_second, 25);
+        assert_eq!(rate.shared_by(3).per_second, 16);
+        assert_eq!(Rate::per_second(2).shared_by(5).per_second, 1);
     }
 
     #[test]

@@ -487,7 +487,8 @@ pub async fn concurrent_writers(open: Opener) {
     assert_eq!(claim.deliveries.len(), 200);
 }
 
-/// Instantiates the suite for one backend: `store_conformance!(embedded, opener_fn)`.
+/// Instantiates the suite for one backend: `store_conformance!(embedded, opener_fn)`. The
+/// opener returns `None` when the backend cannot run here (no server); it then says so.
 #[macro_export]
 macro_rules! store_conformance {
     ($backend:ident, $opener:expr) => {
@@ -525,3 +526,67 @@ pub fn embedded() -> Option<Opener> {
 }
 
 crate::store_conformance!(embedded_store, embedded);
+
+/// The PostgreSQL server the suite runs against: `WASMHOOK_TEST_DATABASE_URL`, which
+/// `scripts/test` sets after starting a throwaway cluster. Without it the PostgreSQL suite
+/// is skipped with a note, unless `WASMHOOK_REQUIRE_POSTGRES` is set (as `scripts/test`
+/// does), which makes a missing server an error instead of a silent pass.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("WASMHOOK_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("WASMHOOK_REQUIRE_POSTGRES").is_none(),
+                "WASMHOOK_REQUIRE_POSTGRES is set but WASMHOOK_TEST_DATABASE_URL is not"
+            );
+            eprintln!(
+                "skipped: no PostgreSQL (set WASMHOOK_TEST_DATABASE_URL, or run scripts/test)"
+            );
+            None
+        }
+    }
+}
+
+/// A PostgreSQL store in a schema of its own; reopening it uses the same node id, as a
+/// restarted process configured with `[storage] node_id` would.
+pub fn postgres() -> Option<Opener> {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let url = postgres_url()?;
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let schema = format!("conformance_{}_{n}", std::process::id());
+    let created = Arc::new(tokio::sync::OnceCell::new());
+    Some(Arc::new(move |now| {
+        let (url, schema, created) = (url.clone(), schema.clone(), Arc::clone(&created));
+        Box::pin(async move {
+            created
+                .get_or_init(|| async {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect to the test server");
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                        ))
+                        .await
+                        .expect("create schema");
+                })
+                .await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let options = PostgresOptions {
+                url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+                pool_size: 8,
+                node_id: format!("{schema}-node"),
+                heartbeat: Duration::from_secs(1),
+                lease: Duration::from_secs(30),
+            };
+            Arc::new(
+                PostgresStore::open(options, now)
+                    .await
+                    .expect("open the PostgreSQL store"),
+            ) as Arc<dyn Store>
+        })
+    }))
+}
+
+crate::store_conformance!(postgres_store, postgres);

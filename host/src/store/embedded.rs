@@ -24,10 +24,11 @@ use tokio::sync::oneshot;
 
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
-    DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, QueueDepth, ReplayFilter,
-    RetryOutcome, Store, StoreError, StoredSubscription, SubscriptionSource,
+    DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
+    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    SubscriptionSource,
 };
-use crate::event::{Event, rfc3339};
+use crate::event::{Event, rfc3339, rfc3339_millis};
 
 /// Jobs taken into one transaction at most; bounds commit latency under heavy load.
 const MAX_BATCH: usize = 1024;
@@ -89,6 +90,8 @@ pub struct EmbeddedStore {
 
 #[derive(Debug)]
 struct Inner {
+    /// This process, the only node.
+    node_id: String,
     /// Queue of the writer thread. `Mutex` only because `mpsc::Sender` is not `Sync`.
     writer: Mutex<mpsc::Sender<Job>>,
     /// Deliveries claimed and not yet recorded, with when their lease ends (Unix ms). Only
@@ -139,6 +142,7 @@ impl EmbeddedStore {
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                node_id: super::postgres::default_node_id(),
                 writer: Mutex::new(tx),
                 leases: Arc::default(),
                 reader: Arc::new(Mutex::new(reader)),
@@ -448,6 +452,40 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    async fn heartbeat(
+        &self,
+        now_ms: i64,
+        report: NodeReport,
+    ) -> Result<Vec<NodeStatus>, StoreError> {
+        Ok(vec![self.this_node(now_ms, report)])
+    }
+
+    async fn subscriptions_version(&self) -> Result<i64, StoreError> {
+        // One process owns the file, and it reloads its catalog itself after each change.
+        Ok(0)
+    }
+
+    fn subscription_changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+}
+
+impl EmbeddedStore {
+    fn this_node(&self, now_ms: i64, report: NodeReport) -> NodeStatus {
+        NodeStatus {
+            node_id: self.inner.node_id.clone(),
+            this_node: true,
+            live: true,
+            started_at: rfc3339(report.started_at_ms),
+            heartbeat_at: rfc3339(now_ms),
+            plugins: report.plugins,
+        }
+    }
 }
 
 const SUMMARY_SELECT: &str =
@@ -517,13 +555,6 @@ fn upsert_subscription(
         ],
     )?;
     Ok(())
-}
-
-fn rfc3339_millis(ms: i64) -> String {
-    humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
-    )
-    .to_string()
 }
 
 /// The writer thread: group commit until every sender is gone.

@@ -1,6 +1,7 @@
 //! Durable state: events, deliveries (one per event and subscription) and attempts (one per
-//! try). `Store` is the one trait every backend implements; `embedded` (SQLite, no server)
-//! is the default.
+//! try). `Store` is the one trait every backend implements, one file per backend:
+//! `embedded` (SQLite, no server, the default) and `postgres` (several engine nodes on one
+//! database). `conformance` is the one test suite both pass.
 //!
 //! Times are Unix milliseconds supplied by the caller, so backends never read the clock
 //! themselves and tests can pin time.
@@ -9,11 +10,16 @@
 pub mod conformance;
 mod embedded;
 mod model;
+mod postgres;
 
 pub use embedded::EmbeddedStore;
 pub use model::*;
+pub use postgres::{PostgresOptions, PostgresStore, default_node_id, redact_url};
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use async_trait::async_trait;
 
@@ -39,6 +45,22 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Database(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's own message (constraint, syntax, …) is more useful than the kind.
+        match e.as_db_error() {
+            Some(db) => Self::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => Self::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Database(format!("no database connection: {e}"))
     }
 }
 
@@ -117,4 +139,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         reason: Option<String>,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Called by the engine every few seconds: renews this node's leases, records that it is
+    /// alive with the plugins it serves, and answers every node seen lately (this one
+    /// included). The embedded store has one node, this one.
+    async fn heartbeat(
+        &self,
+        now_ms: i64,
+        report: NodeReport,
+    ) -> Result<Vec<NodeStatus>, StoreError>;
+
+    /// A number that changes whenever any node changes a subscription, so a node can tell
+    /// that its catalog is stale.
+    async fn subscriptions_version(&self) -> Result<i64, StoreError>;
+
+    /// Signalled as soon as another node may have changed subscriptions (PostgreSQL
+    /// `LISTEN`/`NOTIFY`); `None` when no other node can. Callers still poll
+    /// `subscriptions_version`, in case a signal was missed.
+    fn subscription_changes(&self) -> Option<Arc<Notify>>;
+
+    /// This node's id in the store (`heartbeat`, `claimed_by`).
+    fn node_id(&self) -> &str;
 }

@@ -298,3 +298,32 @@ pub struct QueueDepth {
     /// Waiting for a later time.
     pub scheduled: u64,
 }
+
+/// What a node tells the store at each heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    /// When this node started, Unix ms.
+    pub started_at_ms: i64,
+    /// Plugins it serves: name to SHA-256 of the loaded file.
+    pub plugins: std::collections::BTreeMap<String, String>,
+}
+
+/// A node as the store last saw it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeStatus {
+    /// Its id (`<host>-<pid>-<random>` unless `[storage] node_id` names it).
+    pub node_id: String,
+    /// Whether it is the node answering.
+    pub this_node: bool,
+    /// Whether its last heartbeat is recent enough to count it as alive.
+    pub live: bool,
+    /// When it started, RFC 3339.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// Its last heartbeat, RFC 3339.
+    #[schema(format = DateTime)]
+    pub heartbeat_at: String,
+    /// Plugins it serves: name to SHA-256 of the file, so an operator can see nodes that
+    /// disagree.
+    pub plugins: std::collections::BTreeMap<String, String>,
+}
