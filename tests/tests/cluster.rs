@@ -279,3 +279,94 @@ async fn a_subscription_created_on_one_node_is_used_by_another() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_store_moves_an_embedded_store_into_postgres() {
+    let Some(url) = database().await else { return };
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/m",
+        [Reply::Status(500), Reply::Status(500), Reply::Status(500)],
+    );
+    let work = Workdir::new();
+    let config =
+        work.write_config("[delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\n");
+    let engine = work.start().await;
+    let (status, created) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"id": "api-sub", "url": receiver.url("/m"), "events": ["m.*"], "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    for i in 0..4 {
+        engine
+            .publish(json!({"id": format!("m-{i}"), "type": "m.x"}))
+            .await;
+    }
+    receiver.wait_for("/m", 4, WAIT).await;
+    // Three failed and wait an hour; one was delivered.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, page) = engine.get("/v1/deliveries?status=pending").await;
+        let (_, done) = engine.get("/v1/deliveries?status=delivered").await;
+        if page["data"].as_array().map_or(0, Vec::len) == 3
+            && done["data"].as_array().map_or(0, Vec::len) == 1
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(engine);
+
+    let (ok, stdout, stderr) = wasmhook_tests::run_cli(&[
+        "migrate-store",
+        "--config",
+        config.to_str().expect("path"),
+        "--to",
+        &url,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("1 subscriptions, 4 events, 4 deliveries and 4 attempts"),
+        "{stdout}"
+    );
+    // Into a database that already has events: refused.
+    let (ok, _, stderr) = wasmhook_tests::run_cli(&[
+        "migrate-store",
+        "--config",
+        config.to_str().expect("path"),
+        "--to",
+        &url,
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("already holds 4 events"), "{stderr}");
+
+    // A PostgreSQL node carries on where the embedded engine stopped.
+    let node_dir = Workdir::new();
+    node_dir.write_config(&format!(
+        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n[delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\n"
+    ));
+    let node = node_dir.start().await;
+    let (_, sub) = node.get("/v1/subscriptions/api-sub").await;
+    assert_eq!(sub["source"], "api", "{sub}");
+    let (_, pending) = node.get("/v1/deliveries?status=pending").await;
+    let pending = pending["data"].as_array().expect("list").clone();
+    assert_eq!(pending.len(), 3);
+    let id = pending[0]["id"].as_str().expect("id");
+    let (_, detail) = node.get(&format!("/v1/deliveries/{id}")).await;
+    assert_eq!(detail["attempts_log"][0]["status_code"], 500, "{detail}");
+    let (status, _) = node
+        .post(&format!("/v1/deliveries/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    node.wait_delivery(id, WAIT, |d| d["status"] == "delivered")
+        .await;
+    let got = receiver.requests_to("/m");
+    assert_eq!(
+        got.last().expect("request").header("webhook-id"),
+        id,
+        "the same webhook-id after the move"
+    );
+}

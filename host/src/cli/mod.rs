@@ -6,10 +6,12 @@
 //! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
 //! - `verify`: check a Standard Webhooks signature, for people writing receivers.
 //! - `secret`: print a fresh `whsec_` signing secret.
+//! - `migrate-store`: copy the embedded store into PostgreSQL, to go from one node to several.
 //! - `openapi`: print the HTTP API's OpenAPI 3.1 document (as served at `/openapi.json`).
 
 mod api;
 mod manage;
+mod migrate;
 mod plugin;
 mod send;
 mod serve;
@@ -50,6 +52,9 @@ enum Command {
     Secret,
     /// Print the HTTP API's OpenAPI 3.1 document, as served at `/openapi.json`.
     Openapi,
+    /// Copy the embedded store (engine stopped) into an empty PostgreSQL database.
+    #[command(name = "migrate-store")]
+    MigrateStore(migrate::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -68,6 +73,7 @@ pub fn main() -> ExitCode {
             println!("{}", crate::delivery::signing::generate_secret().expose());
             Ok(ExitCode::SUCCESS)
         }
+        Command::MigrateStore(args) => migrate::run(args),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             Ok(ExitCode::SUCCESS)

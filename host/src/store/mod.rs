@@ -9,6 +9,7 @@
 #[cfg(test)]
 pub mod conformance;
 mod embedded;
+pub mod migrate;
 mod model;
 mod postgres;
 

@@ -223,6 +223,11 @@ impl PostgresStore {
         })
     }
 
+    /// The connection pool, for the store migration.
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }

@@ -1,0 +1,244 @@
+//! `wasmhook migrate-store`: copies an embedded (SQLite) store into an empty PostgreSQL
+//! database, so a single node can grow into several. Everything moves: subscriptions (with
+//! their source and enabled state), events, deliveries in whatever state (pending ones keep
+//! their due time and attempt count, dead letters stay replayable), and every attempt.
+//!
+//! The engine must be stopped while it runs (the copy is of the file as it is), and the
+//! target must hold no events yet, so two stores are never merged by accident.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+use super::postgres::{PostgresOptions, PostgresStore};
+
+/// Rows copied per statement.
+const PAGE: i64 = 5_000;
+
+/// What was copied.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Subscriptions.
+    pub subscriptions: u64,
+    /// Events.
+    pub events: u64,
+    /// Deliveries.
+    pub deliveries: u64,
+    /// Attempts.
+    pub attempts: u64,
+}
+
+fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(format!("reading the embedded store: {e}"))
+}
+
+/// Copies the embedded store in folder `dir` into the PostgreSQL database `url`.
+pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, StoreError> {
+    let file = dir.join("wasmhook.db");
+    if !file.is_file() {
+        return Err(StoreError::Open {
+            path: file.display().to_string(),
+            reason: "no embedded store here ([storage] path of the old config)".into(),
+        });
+    }
+    let sqlite =
+        Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_err)?;
+    let options = PostgresOptions {
+        url: url.to_owned(),
+        pool_size: 2,
+        node_id: "migrate-store".into(),
+        heartbeat: Duration::from_secs(5),
+        lease: Duration::from_secs(30),
+    };
+    let target = PostgresStore::open(options, crate::event::now_ms()).await?;
+    let mut client = target.pool().get().await?;
+    let existing: i64 = client
+        .query_one("SELECT COUNT(*) FROM events", &[])
+        .await?
+        .get(0);
+    if existing > 0 {
+        return Err(StoreError::Database(format!(
+            "the PostgreSQL database already holds {existing} events; migrate into an empty one"
+        )));
+    }
+    let tx = client.transaction().await?;
+    let mut copied = Copied::default();
+
+    // Subscriptions.
+    let mut stmt = sqlite
+        .prepare("SELECT id, source, spec, enabled, disabled_reason, created_at, updated_at FROM subscriptions")
+        .map_err(sqlite_err)?;
+    let subs = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(sqlite_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite_err)?;
+    for (id, source, spec, enabled, reason, created, updated) in &subs {
+        tx.execute(
+            "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET source = excluded.source, spec = excluded.spec, enabled = excluded.enabled,
+                 disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
+            &[id, source, spec, enabled, reason, created, updated],
+        )
+        .await?;
+    }
+    copied.subscriptions = subs.len() as u64;
+
+    // Events, deliveries and attempts, a page at a time in rowid order.
+    let mut last = 0i64;
+    loop {
+        let mut stmt = sqlite
+            .prepare_cached(
+                "SELECT rowid, id, type, created_at, data, delivery_count FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(sqlite_err)?;
+        let rows = stmt
+            .query_map([last, PAGE], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i32>(5)?,
+                ))
+            })
+            .map_err(sqlite_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite_err)?;
+        let Some(end) = rows.last().map(|r| r.0) else {
+            break;
+        };
+        last = end;
+        let ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        let data: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
+        let counts: Vec<i32> = rows.iter().map(|r| r.5).collect();
+        tx.execute(
+            "INSERT INTO events (id, type, created_at, data, delivery_count)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[])",
+            &[&ids, &kinds, &times, &data, &counts],
+        )
+        .await?;
+        copied.events += rows.len() as u64;
+    }
+    let mut last = 0i64;
+    loop {
+        let mut stmt = sqlite
+            .prepare_cached(
+                "SELECT rowid, id, event_id, event_type, subscription_id, status, attempts, run_start,
+                        next_attempt_at, last_error, last_status, parked_on, created_at, updated_at
+                 FROM deliveries WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )
+            .map_err(sqlite_err)?;
+        let rows = stmt
+            .query_map([last, PAGE], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ],
+                    [r.get::<_, i32>(6)?, r.get::<_, i32>(7)?],
+                    r.get::<_, i64>(8)?,
+                    (r.get::<_, Option<String>>(9)?, r.get::<_, Option<i32>>(10)?),
+                    r.get::<_, Option<String>>(11)?,
+                    [r.get::<_, i64>(12)?, r.get::<_, i64>(13)?],
+                ))
+            })
+            .map_err(sqlite_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite_err)?;
+        let Some(end) = rows.last().map(|r| r.0) else {
+            break;
+        };
+        last = end;
+        let text = |i: usize| rows.iter().map(|r| r.1[i].as_str()).collect::<Vec<_>>();
+        let (ids, events, types, subs, statuses) = (text(0), text(1), text(2), text(3), text(4));
+        let attempts: Vec<i32> = rows.iter().map(|r| r.2[0]).collect();
+        let run_start: Vec<i32> = rows.iter().map(|r| r.2[1]).collect();
+        let next_at: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        let errors: Vec<Option<&str>> = rows.iter().map(|r| r.4.0.as_deref()).collect();
+        let last_status: Vec<Option<i32>> = rows.iter().map(|r| r.4.1).collect();
+        let parked: Vec<Option<&str>> = rows.iter().map(|r| r.5.as_deref()).collect();
+        let created: Vec<i64> = rows.iter().map(|r| r.6[0]).collect();
+        let updated: Vec<i64> = rows.iter().map(|r| r.6[1]).collect();
+        tx.execute(
+            "INSERT INTO deliveries (id, event_id, event_type, subscription_id, status, attempts, run_start,
+                 next_attempt_at, last_error, last_status, parked_on, created_at, updated_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                 $7::int[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::bigint[], $13::bigint[])",
+            &[
+                &ids, &events, &types, &subs, &statuses, &attempts, &run_start, &next_at, &errors,
+                &last_status, &parked, &created, &updated,
+            ],
+        )
+        .await?;
+        copied.deliveries += rows.len() as u64;
+    }
+    let mut after = (String::new(), 0i64);
+    loop {
+        let mut stmt = sqlite
+            .prepare_cached(
+                "SELECT delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version
+                 FROM attempts WHERE (delivery_id, attempt) > (?1, ?2) ORDER BY delivery_id, attempt LIMIT ?3",
+            )
+            .map_err(sqlite_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params![after.0, after.1, PAGE], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i32>(1)?,
+                    [r.get::<_, i64>(2)?, r.get::<_, i64>(3)?],
+                    r.get::<_, Option<i32>>(4)?,
+                    [
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ],
+                ))
+            })
+            .map_err(sqlite_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sqlite_err)?;
+        let Some(end) = rows.last() else {
+            break;
+        };
+        after = (end.0.clone(), i64::from(end.1));
+        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let numbers: Vec<i32> = rows.iter().map(|r| r.1).collect();
+        let started: Vec<i64> = rows.iter().map(|r| r.2[0]).collect();
+        let latency: Vec<i64> = rows.iter().map(|r| r.2[1]).collect();
+        let codes: Vec<Option<i32>> = rows.iter().map(|r| r.3).collect();
+        let text = |i: usize| rows.iter().map(|r| r.4[i].as_deref()).collect::<Vec<_>>();
+        let (errors, bodies, plugins) = (text(0), text(1), text(2));
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[])",
+            &[&ids, &numbers, &started, &latency, &codes, &errors, &bodies, &plugins],
+        )
+        .await?;
+        copied.attempts += rows.len() as u64;
+    }
+    tx.batch_execute("SELECT nextval('subscriptions_version'); NOTIFY wasmhook_subscriptions")
+        .await?;
+    tx.commit().await?;
+    Ok(copied)
+}
