@@ -127,6 +127,16 @@ pub async fn preload(
     payload_bytes: usize,
 ) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&dir.join("data"), now_ms())?;
+    preload_into(&store, subscriptions, events, payload_bytes).await
+}
+
+/// As `preload`, into any store.
+pub async fn preload_into(
+    store: &dyn Store,
+    subscriptions: &[&str],
+    events: usize,
+    payload_bytes: usize,
+) -> anyhow::Result<()> {
     let pad = "x".repeat(payload_bytes.saturating_sub(40));
     let mut i = 0;
     while i < events {

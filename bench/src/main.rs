@@ -6,6 +6,7 @@
 
 mod adapters;
 mod baseline;
+mod cluster;
 mod drain;
 mod harness;
 mod ingest;
@@ -20,7 +21,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 struct Args {
     /// What to run: `all`, or one of `baseline`, `drain`, `ingest`, `latency`, `curves`,
-    /// `memory`, `adapters`, `dead-endpoint`, `reload`; `profile-drain-none` and
+    /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`; `profile-drain-none` and
     /// `profile-drain-slack` run one drain alone, for a profiler.
     #[arg(default_value = "all")]
     scenario: String,
@@ -56,6 +57,8 @@ struct Scale {
     /// Payload sizes, with how many events each.
     payloads: [(usize, usize); 3],
     backlogs: [usize; 3],
+    /// Events drained by 1, 2 and 3 PostgreSQL nodes.
+    postgres_events: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             idle: [2, 10, 50],
             payloads: [(1 << 10, 100), (16 << 10, 50), (256 << 10, 10)],
             backlogs: [100, 300, 1000],
+            postgres_events: 200,
         }
     } else {
         Scale {
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             idle: [10, 1_000, 10_000],
             payloads: [(1 << 10, 30_000), (16 << 10, 10_000), (256 << 10, 2_000)],
             backlogs: [10_000, 100_000, 1_000_000],
+            postgres_events: 30_000,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             "### Subscriptions configured but not matching",
             "### Payload size",
             "## Backlog and memory",
+            "## PostgreSQL, 1 to 3 nodes",
             "## Adapter overhead per delivery",
             "## A dead endpoint beside a healthy one",
             "## Hot reload",
@@ -241,6 +247,34 @@ async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     }
     if all {
         adapter_report(&mut out, scale, &mut targets).await?;
+    }
+    if all || scenario == "postgres" {
+        let server = cluster::Server::get()?;
+        let mut rows = String::new();
+        for nodes in 1..=3 {
+            let rate = cluster::drain(
+                &server,
+                &receiver,
+                nodes,
+                scale.postgres_events,
+                scale.concurrency,
+            )
+            .await?;
+            writeln!(
+                rows,
+                "| {nodes} | {rate:.0} | {:.0}% |",
+                100.0 * rate / base.rate
+            )?;
+        }
+        writeln!(
+            out,
+            "## PostgreSQL, 1 to 3 nodes\n\n\
+             {} events preloaded into one PostgreSQL database (a local server on the same machine, `fsync` on), \
+             then drained by 1, 2 and 3 engine nodes, each a process of its own with concurrency {}, claiming with \
+             `FOR UPDATE SKIP LOCKED`. No adapter.\n\n\
+             | Nodes | Deliveries/s | vs baseline |\n|---|---|---|\n{rows}",
+            scale.postgres_events, scale.concurrency
+        )?;
     }
     if all || scenario == "dead-endpoint" {
         let (alone, beside) =

@@ -1,0 +1,119 @@
+//! The PostgreSQL mode: 1, 2 and 3 engine nodes, each a process of its own, draining one
+//! backlog from one PostgreSQL database. The server is `WASMHOOK_BENCH_DATABASE_URL`, or a
+//! throwaway cluster that `scripts/pg-cluster` starts (and installs, when missing) for the
+//! run; each point gets a fresh database in it.
+
+use std::time::Duration;
+
+use wasmhook::store::{PostgresOptions, PostgresStore, Store};
+
+use crate::harness::{ChildEngine, preload_into, subscription};
+use crate::receiver::Receiver;
+
+/// A PostgreSQL server for the run; stops the throwaway cluster when dropped.
+#[derive(Debug)]
+pub struct Server {
+    /// `postgres://…/postgres`.
+    pub url: String,
+    throwaway: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.throwaway {
+            let _ = std::process::Command::new(script())
+                .args(["stop", dir])
+                .status();
+        }
+    }
+}
+
+fn script() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster").to_owned()
+}
+
+impl Server {
+    /// `WASMHOOK_BENCH_DATABASE_URL`, or a throwaway cluster.
+    pub fn get() -> anyhow::Result<Self> {
+        if let Ok(url) = std::env::var("WASMHOOK_BENCH_DATABASE_URL") {
+            return Ok(Self {
+                url,
+                throwaway: None,
+            });
+        }
+        let out = std::process::Command::new(script()).arg("start").output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scripts/pg-cluster start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout)?;
+        let (url, dir) = line
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("unexpected pg-cluster output: {line}"))?;
+        Ok(Self {
+            url: url.to_owned(),
+            throwaway: Some(dir.to_owned()),
+        })
+    }
+
+    /// A fresh database; its URL.
+    async fn database(&self, name: &str) -> anyhow::Result<String> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        // Two statements: DROP DATABASE cannot share a transaction with anything.
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let base = self.url.split('?').next().unwrap_or(&self.url);
+        let server = &base[..base.rfind('/').unwrap_or(base.len())];
+        Ok(format!("{server}/{name}"))
+    }
+}
+
+/// Deliveries per second with `nodes` nodes draining `events` preloaded events.
+pub async fn drain(
+    server: &Server,
+    receiver: &Receiver,
+    nodes: usize,
+    events: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let url = server.database(&format!("wasmhook_bench_{nodes}")).await?;
+    let store = PostgresStore::open(
+        PostgresOptions {
+            url: url.clone(),
+            pool_size: 4,
+            node_id: "bench-preload".into(),
+            heartbeat: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+        },
+        wasmhook::event::now_ms(),
+    )
+    .await?;
+    preload_into(&store as &dyn Store, &["main"], events, 1024).await?;
+    drop(store);
+    let path = format!("/pg-{nodes}");
+    let config = format!(
+        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\n\n\
+         [delivery]\nallow_private_networks = true\nconcurrency = {}\nendpoint_concurrency = {concurrency}\n\n{}",
+        concurrency * 2,
+        subscription("main", &receiver.url(&path), "")
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..nodes)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let mut children = Vec::new();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir.path().join("plugins"))?;
+        children.push(ChildEngine::start(&config, dir.path())?);
+    }
+    let seconds = receiver.wait_for(&path, events as u64).await;
+    drop(children);
+    Ok((events - 1) as f64 / seconds)
+}
