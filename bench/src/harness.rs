@@ -82,15 +82,7 @@ impl ChildEngine {
 
     /// The child's peak RSS so far, bytes.
     pub fn peak_rss(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024)
+        vm_hwm(&format!("/proc/{}/status", self.child.id()))
     }
 }
 
@@ -173,7 +165,12 @@ pub fn micros() -> u64 {
 
 /// The process's peak resident set size so far, in bytes (`VmHWM`).
 pub fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_hwm("/proc/self/status")
+}
+
+/// `VmHWM` of a `/proc/<pid>/status` file, in bytes; 0 when unreadable.
+fn vm_hwm(status: &str) -> u64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()
