@@ -58,6 +58,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The answer when a handler panics: a bug, logged with its message, while the engine and
+/// the connection go on. Publishing is idempotent by event id, so retrying is safe whether
+/// or not the request got as far as the store.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(
+        panic = what,
+        "a request handler panicked; this is a bug, please report it"
+    );
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the engine hit a bug while answering (it is logged); the engine keeps running. \
+         Retrying is safe: an event sent with an `id` is never stored twice",
+    )
+    .into_response()
+}
+
 /// Unknown paths.
 pub async fn not_found(uri: http::Uri) -> ApiError {
     ApiError::new(

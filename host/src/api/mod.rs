@@ -95,11 +95,49 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
-    router
+    let router = router
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
-        .with_state(state)
+        .with_state(state);
+    catch_panics(router)
+}
+
+/// Turns a panicking handler into a `500 internal_error` answer instead of a dropped
+/// connection; the panic is logged.
+fn catch_panics(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        error::panic_response,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower_service::Service;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_500_with_the_error_shape() {
+        let mut app = catch_panics(Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("deliberate");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        ));
+        let req = http::Request::get("/boom").body(Body::empty()).unwrap();
+        let resp = app.call(req).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["code"], "internal_error");
+        assert!(json["message"].as_str().unwrap().contains("keeps running"));
+    }
 }
