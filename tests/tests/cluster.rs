@@ -145,20 +145,16 @@ async fn a_node_killed_mid_stream_loses_no_accepted_event() {
         .iter()
         .map(|(id, kind)| (id.clone(), format!("/{}", &kind[..1])))
         .collect();
-    let seen = |requests: &[wasmhook_tests::Received]| -> HashSet<(String, String)> {
-        requests
-            .iter()
-            .map(|r| {
-                (
-                    r.json()["id"].as_str().unwrap_or("").to_owned(),
-                    r.path.clone(),
-                )
-            })
-            .collect()
+    // A request's (event id, receiver path).
+    let key = |r: &wasmhook_tests::Received| {
+        (
+            r.json()["id"].as_str().unwrap_or("").to_owned(),
+            r.path.clone(),
+        )
     };
     receiver
         .wait_until(WAIT, "every accepted event delivered", |requests| {
-            wanted.is_subset(&seen(requests))
+            wanted.is_subset(&requests.iter().map(key).collect())
         })
         .await;
     let requests = receiver.requests();
@@ -174,13 +170,8 @@ async fn a_node_killed_mid_stream_loses_no_accepted_event() {
     // Duplicates: only what node 1 had in flight (attempts running, and records not yet
     // written) when it died can be sent twice.
     let mut counts: HashMap<(String, String), usize> = HashMap::new();
-    for key in requests.iter().map(|r| {
-        (
-            r.json()["id"].as_str().unwrap_or("").to_owned(),
-            r.path.clone(),
-        )
-    }) {
-        *counts.entry(key).or_default() += 1;
+    for k in requests.iter().map(key) {
+        *counts.entry(k).or_default() += 1;
     }
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
