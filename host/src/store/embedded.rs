@@ -159,9 +159,18 @@ impl Drop for Checkpointer {
     }
 }
 
-/// A write job: runs inside the batch transaction and returns what to do once the batch
+/// A write that runs inside the batch transaction and returns what to do once the batch
 /// has committed (or failed to).
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type DurableJob = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+/// Work for the writer thread.
+enum Job {
+    /// See [`DurableJob`].
+    Durable(DurableJob),
+    /// Reads committed rows and the in-memory leases (a claim) and answers at once: it runs
+    /// before the batch's writes and never waits for their `fsync`.
+    Immediate(Box<dyn FnOnce(&Connection) + Send>),
+}
 /// Delivers a job's result after the commit.
 type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
@@ -230,7 +239,7 @@ impl EmbeddedStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Durable(Box::new(move |conn| {
             let result = in_savepoint(conn, f);
             Box::new(move |committed| {
                 let answer = match committed {
@@ -240,14 +249,32 @@ impl EmbeddedStore {
                 // A caller that stopped waiting is fine to ignore.
                 let _ = tx.send(answer);
             })
-        });
+        }));
+        self.send(job)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the writer thread before its next batch's writes, outside any
+    /// transaction, and answers at once. For claims: they read what is committed and the
+    /// leases, which only this thread touches.
+    async fn immediate<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Immediate(Box::new(move |conn| {
+            let _ = tx.send(f(conn).map_err(StoreError::from));
+        })))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
         self.inner
             .writer
             .lock()
             .map_err(|_| StoreError::Closed)?
             .send(job)
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn read<T: Send + 'static>(
@@ -324,7 +351,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Claim, StoreError> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let leases = Arc::clone(&self.inner.leases);
-        self.write(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
+        self.immediate(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
             .await
     }
 
@@ -864,11 +891,22 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, jobs);
+        // Claims first, on committed rows, answered at once: the drain does not wait for
+        // the batch's `fsync`, however much ingest the batch carries.
+        let mut durable = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Immediate(f) => f(&conn),
+                Job::Durable(f) => durable.push(f),
+            }
+        }
+        if !durable.is_empty() {
+            run_batch(&mut conn, durable);
+        }
     }
 }
 
-fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
+fn run_batch(conn: &mut Connection, jobs: Vec<DurableJob>) {
     let mut finishers = Vec::with_capacity(jobs.len());
     let committed = (|| -> Result<(), StoreError> {
         let tx = conn.transaction()?;
