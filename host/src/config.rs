@@ -140,6 +140,9 @@ pub struct PluginsConfig {
     pub compile_cache: bool,
     /// How long the folder must be quiet after a change before it is reloaded.
     pub reload_debounce: HumanDuration,
+    /// Largest plugin file that is read, in bytes. JavaScript and Python components are
+    /// 12 to 40 MB; anything bigger is refused before it is read.
+    pub max_plugin_bytes: u64,
     /// Per-plugin limits, by plugin name: `[plugins.overrides.teams]`.
     pub overrides: BTreeMap<String, PluginOverride>,
 }
@@ -154,6 +157,7 @@ impl Default for PluginsConfig {
             instance_reuse: 0,
             compile_cache: true,
             reload_debounce: HumanDuration(Duration::from_millis(200)),
+            max_plugin_bytes: 64 << 20,
             overrides: BTreeMap::new(),
         }
     }
@@ -520,6 +524,9 @@ impl Config {
                 crate::event::MAX_TYPE_LEN
             );
         }
+        if self.plugins.max_plugin_bytes < 8 {
+            bail!("[plugins] max_plugin_bytes must be at least 8 (a component header)");
+        }
         if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
             bail!("[plugins] cpu_budget must be at least 1ms");
         }
@@ -566,6 +573,7 @@ mod tests {
         assert_eq!(c.delivery.retry_schedule[0].0, Duration::from_secs(5));
         assert!(!c.delivery.allow_private_networks);
         assert_eq!(c.limits.max_event_bytes, 256 * 1024);
+        assert_eq!(c.plugins.max_plugin_bytes, 64 << 20);
     }
 
     #[test]

@@ -178,6 +178,29 @@ impl Engine {
         self.log.lock().expect("lock").clone()
     }
 
+    /// Polls the log until `done` holds for it; panics with the log after `timeout`.
+    pub async fn wait_log(&self, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.log()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the engine did not log {what} in {timeout:?}; its log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Bytes the engine process has read through any read call so far (`rchar` of
+    /// `/proc/<pid>/io`): files, sockets and pipes alike.
+    pub fn bytes_read(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).expect("proc io");
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("rchar in /proc/<pid>/io")
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
