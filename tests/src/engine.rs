@@ -91,14 +91,34 @@ impl Drop for Engine {
     }
 }
 
+/// `wasmhook <args>`, or, with `shell`, `sh -c '<shell>; exec wasmhook <args>'` (to start
+/// it under `ulimit` limits or with signals ignored).
+fn command(args: &[&str], shell: Option<&str>) -> Command {
+    match shell {
+        None => {
+            let mut cmd = Command::new(bin());
+            cmd.args(args);
+            cmd
+        }
+        Some(shell) => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                .arg(bin())
+                .args(args);
+            cmd
+        }
+    }
+}
+
 /// Spawns `wasmhook <args>` and collects stderr into `log`; `ready` gets the listen address.
 fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
+    shell: Option<&str>,
 ) -> (Child, Arc<Mutex<String>>, mpsc::Receiver<String>) {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .env("WASMHOOK_LISTEN", "127.0.0.1:0")
+    let mut cmd = command(args, shell);
+    cmd.env("WASMHOOK_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -126,8 +146,14 @@ fn spawn(
 impl Engine {
     /// Starts `wasmhook serve --config <config>` and waits until it is healthy.
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_under(config, env, None).await
+    }
+
+    /// As [`Engine::start`], with the engine exec'd from `sh -c '<shell>; exec …'`, such as
+    /// `ulimit -n 256` to start it with a low open-file limit.
+    pub async fn start_under(config: &Path, env: &[(&str, &str)], shell: Option<&str>) -> Self {
         let config = config.to_str().expect("utf-8 path").to_owned();
-        let (mut child, log, ready) = spawn(&["serve", "--config", &config], env);
+        let (mut child, log, ready) = spawn(&["serve", "--config", &config], env, shell);
         let addr = tokio::task::spawn_blocking(move || ready.recv_timeout(START_TIMEOUT))
             .await
             .expect("join");
@@ -336,11 +362,34 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
 
 /// Starts `wasmhook serve` expecting it to fail; returns its exit status and stderr.
 pub fn serve_should_fail(config: &Path) -> (std::process::ExitStatus, String) {
-    let out = Command::new(bin())
+    serve_should_fail_with(config, &[])
+}
+
+/// As [`serve_should_fail`], with environment variables (which may override
+/// `WASMHOOK_LISTEN`). An engine that starts instead of failing is killed, and the test
+/// fails, after the start timeout.
+pub fn serve_should_fail_with(
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let child = Command::new(bin())
         .args(["serve", "--config", config.to_str().expect("utf-8")])
         .env("WASMHOOK_LISTEN", "127.0.0.1:0")
-        .output()
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run wasmhook");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(START_TIMEOUT) else {
+        send_signal(pid, 9);
+        panic!("serve was expected to fail, but it was still running after {START_TIMEOUT:?}");
+    };
+    let out = out.expect("wait for wasmhook");
     assert!(!out.status.success(), "serve was expected to fail");
     (
         out.status,

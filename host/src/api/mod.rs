@@ -3,6 +3,7 @@
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
 mod auth;
+pub mod browser;
 mod dead_letters;
 mod deliveries;
 mod endpoints;
@@ -11,6 +12,7 @@ mod events;
 mod health;
 pub mod openapi;
 mod plugins;
+pub mod serve;
 mod subscriptions;
 
 pub use error::ApiError;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub limits: LimitsConfig,
     /// The SSRF policy, to refuse internal URLs when a subscription is created.
     pub network: NetworkPolicy,
+    /// Origin, Host and content-type checks against web pages.
+    pub browser: browser::BrowserPolicy,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through
@@ -89,7 +93,9 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut document = routes().split_for_parts().1;
+    openapi::add_guard_answers(&mut document);
+    document
 }
 
 /// The whole API.
@@ -100,6 +106,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
         ))
         .with_state(state);
     catch_panics(router)
