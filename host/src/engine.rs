@@ -281,6 +281,7 @@ pub async fn run(
         limits: config.limits.clone(),
         network: policy,
         browser,
+        store_probe: Arc::default(),
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 

@@ -16,6 +16,7 @@ pub mod serve;
 mod subscriptions;
 
 pub use error::ApiError;
+pub use health::StoreProbe;
 
 use std::sync::Arc;
 
@@ -61,6 +62,8 @@ pub struct AppState {
     pub network: NetworkPolicy,
     /// Origin, Host and content-type checks against web pages.
     pub browser: browser::BrowserPolicy,
+    /// The write probe behind `/healthz`.
+    pub store_probe: Arc<StoreProbe>,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through
