@@ -1,6 +1,7 @@
 //! Runs the real `wasmhook` binary for a test: writes its config into a temporary folder,
 //! starts `wasmhook serve` on port 0, waits until `/healthz` answers, and kills it on drop.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -206,15 +207,8 @@ impl Engine {
 
     /// Polls the log until `done` holds for it; panics with the log after `timeout`.
     pub async fn wait_log(&self, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !done(&self.log()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the engine did not log {what} in {timeout:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the log, waiting for {what},");
+        poll_until(&what, timeout, || async { self.log() }, |log| done(log)).await;
     }
 
     /// Bytes the engine process has read through any read call so far (`rchar` of
@@ -283,11 +277,39 @@ impl Engine {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET path`; the JSON answer whatever the status.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.1
+    }
+
     /// Publishes an event and asserts it was accepted; returns the answer.
     pub async fn publish(&self, event: Value) -> Value {
         let (status, body) = self.post("/v1/events", &event).await;
         assert_eq!(status, 202, "publish {event} -> {body}");
         body
+    }
+
+    /// The `/v1/plugins` entry of plugin `name`, or null when the engine knows none.
+    pub async fn plugin_info(&self, name: &str) -> Value {
+        let (_, plugins) = self.get("/v1/plugins").await;
+        plugins["data"]
+            .as_array()
+            .expect("plugin list")
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls `/v1/plugins` until `done` holds for plugin `name`; panics after `timeout`.
+    pub async fn wait_plugin(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let what = format!("plugin {name}");
+        poll_until(&what, timeout, || self.plugin_info(name), done).await
     }
 
     /// The deliveries of one event.
@@ -332,18 +354,30 @@ impl Engine {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (_, body) = self.get(&format!("/v1/deliveries/{id}")).await;
-            if done(&body) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "delivery {id} did not reach the expected state in {timeout:?}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let (what, path) = (format!("delivery {id}"), format!("/v1/deliveries/{id}"));
+        poll_until(&what, timeout, || self.get_json(&path), done).await
+    }
+}
+
+/// Calls `probe` every 20 ms until `done` holds for its answer, and returns that answer;
+/// panics with `what` and the last answer after `timeout`.
+async fn poll_until<T: std::fmt::Display, F: Future<Output = T>>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answer = probe().await;
+        if done(&answer) {
+            return answer;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not reach the expected state in {timeout:?}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

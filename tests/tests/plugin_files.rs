@@ -5,38 +5,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-use wasmhook_tests::{Engine, VERSIONED, Workdir, base_config};
+use wasmhook_tests::{VERSIONED, Workdir, base_config};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// `/v1/plugins` entry of `name`, or null.
-async fn plugin_info(engine: &Engine, name: &str) -> Value {
-    let (_, plugins) = engine.get("/v1/plugins").await;
-    plugins["data"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Polls `/v1/plugins` until `done` holds for plugin `name`.
-async fn wait_plugin(engine: &Engine, name: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let info = plugin_info(engine, name).await;
-        if done(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "plugin {name}: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn rejections_of(log: &str, name: &str) -> usize {
     log.lines()
@@ -60,7 +31,9 @@ async fn a_junk_plugin_is_rejected_once_and_real_changes_still_reload() {
     let aside = work.plugins().join(".junk.wasm.partial");
     std::fs::write(&aside, &junk).expect("write junk");
     std::fs::rename(&aside, work.plugins().join("junk.wasm")).expect("rename junk");
-    let info = wait_plugin(&engine, "junk", |p| !p["last_error"].is_null()).await;
+    let info = engine
+        .wait_plugin("junk", WAIT, |p| !p["last_error"].is_null())
+        .await;
     assert!(
         info["last_error"]
             .as_str()
@@ -79,7 +52,9 @@ async fn a_junk_plugin_is_rejected_once_and_real_changes_still_reload() {
             std::fs::read(VERSIONED[*version]).expect("read guest"),
         )
         .expect("write shaper");
-        wait_plugin(&engine, "shaper", |p| p["version"] == n as u64 + 1).await;
+        engine
+            .wait_plugin("shaper", WAIT, |p| p["version"] == n as u64 + 1)
+            .await;
     }
 
     let log = engine.log();
@@ -104,10 +79,9 @@ async fn a_junk_plugin_is_rejected_once_and_real_changes_still_reload() {
         std::fs::read(VERSIONED[1]).expect("read guest"),
     )
     .expect("write shaper");
-    wait_plugin(&engine, "shaper", |p| {
-        p["version"] == changes.len() as u64 + 1
-    })
-    .await;
+    engine
+        .wait_plugin("shaper", WAIT, |p| p["version"] == changes.len() as u64 + 1)
+        .await;
     assert_eq!(rejections_of(&engine.log(), "junk"), 1, "{}", engine.log());
 
     // Different junk is a real change: rejected (and logged) once more.
@@ -145,13 +119,13 @@ async fn special_files_in_the_plugins_folder_neither_block_nor_flood_startup() {
     let engine = work.start().await;
     let read_at_start = engine.bytes_read();
 
-    assert_eq!(plugin_info(&engine, "shaper").await["version"], 1);
+    assert_eq!(engine.plugin_info("shaper").await["version"], 1);
     for (name, want) in [
         ("x", "is a FIFO, not a regular file"),
         ("zero", "is a character device, not a regular file"),
         ("big", "is 1048577 bytes, over the 1048576-byte limit"),
     ] {
-        let info = plugin_info(&engine, name).await;
+        let info = engine.plugin_info(name).await;
         let error = info["last_error"].as_str().unwrap_or_default();
         assert!(error.contains(want), "{name}: {info}");
         assert!(info["version"].is_null(), "{name}: {info}");

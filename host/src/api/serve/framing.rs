@@ -78,11 +78,12 @@ impl Framing {
                     data = self.head(data, seen);
                 }
                 State::Body(left) => {
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                    data = &data[take..];
-                    self.state = match left - take as u64 {
-                        0 => State::Head,
-                        left => State::Body(left),
+                    let (left, rest) = skip(left, data);
+                    data = rest;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
                     };
                 }
                 State::ChunkSize => {
@@ -97,11 +98,12 @@ impl Framing {
                     };
                 }
                 State::ChunkData(left) => {
-                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                    data = &data[take..];
-                    self.state = match left - take as u64 {
-                        0 => State::ChunkEnd(2),
-                        left => State::ChunkData(left),
+                    let (left, rest) = skip(left, data);
+                    data = rest;
+                    self.state = if left == 0 {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(left)
                     };
                 }
                 State::ChunkEnd(left) => {
@@ -206,6 +208,12 @@ impl Framing {
         };
         &data[after..]
     }
+}
+
+/// Skips up to `left` bytes of `data`; returns how many are still to skip, and the rest.
+fn skip(left: u64, data: &[u8]) -> (u64, &[u8]) {
+    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+    (left - take as u64, &data[take..])
 }
 
 #[cfg(test)]
