@@ -3,6 +3,7 @@
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
 mod auth;
+mod body;
 pub mod browser;
 mod dead_letters;
 mod deliveries;
@@ -12,6 +13,7 @@ mod events;
 mod health;
 pub mod openapi;
 mod plugins;
+mod query;
 pub mod serve;
 mod subscriptions;
 
@@ -29,7 +31,9 @@ use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::ops::OpsEmitter;
 use crate::plugins::Registry;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -40,6 +44,8 @@ use crate::subscription::Subscriptions;
 pub struct AppState {
     /// Durable state.
     pub store: Arc<dyn Store>,
+    /// Where every published event goes.
+    pub ingest: Arc<Ingest>,
     /// Subscriptions.
     pub subscriptions: Arc<Subscriptions>,
     /// Loaded plugins.
@@ -64,6 +70,8 @@ pub struct AppState {
     pub browser: browser::BrowserPolicy,
     /// The write probe behind `/healthz`.
     pub store_probe: Arc<StoreProbe>,
+    /// Where operational events go (an operator disabling a subscription).
+    pub ops: OpsEmitter,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through

@@ -17,9 +17,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::CompileCache;
+use super::gate::CallGate;
 use super::{CallLimits, PluginLabel, PrepareError, Prepared, Sandbox};
+use crate::clock::{now_ms, rfc3339};
 use crate::config::PluginsConfig;
-use crate::event::{now_ms, rfc3339};
 use crate::subscription::validate_plugin_name;
 
 /// One loaded version of a plugin.
@@ -43,6 +44,8 @@ pub struct LoadedPlugin {
     pub prepared: Prepared,
     /// Call counters.
     pub stats: PluginStats,
+    /// Calls running and queued for this version.
+    pub gate: CallGate,
 }
 
 /// Counters for one loaded version.
@@ -227,22 +230,23 @@ impl Registry {
         let Some(name) = plugin_name(path) else {
             return Ok(None);
         };
-        let (result, sha256) = match validate_plugin_name(&name).map_err(LoadError::BadName) {
-            Err(e) => (Err(e), None),
-            Ok(()) => match read_plugin_file(path, self.config.max_plugin_bytes) {
+        let (result, sha256) =
+            match validate_plugin_name(&name).map_err(|e| LoadError::BadName(e.to_string())) {
                 Err(e) => (Err(e), None),
-                Ok(bytes) => {
-                    let sha256 = format!("{:x}", Sha256::digest(&bytes));
-                    if self.get(&name).is_some_and(|p| p.sha256 == sha256)
-                        || self.errors().get(&name).and_then(|r| r.sha256.as_deref())
-                            == Some(sha256.as_str())
-                    {
-                        return Ok(None); // unchanged: a touch or a duplicate file event
+                Ok(()) => match read_plugin_file(path, self.config.max_plugin_bytes) {
+                    Err(e) => (Err(e), None),
+                    Ok(bytes) => {
+                        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+                        if self.get(&name).is_some_and(|p| p.sha256 == sha256)
+                            || self.errors().get(&name).and_then(|r| r.sha256.as_deref())
+                                == Some(sha256.as_str())
+                        {
+                            return Ok(None); // unchanged: a touch or a duplicate file event
+                        }
+                        (self.install(&name, &bytes, sha256.clone()), Some(sha256))
                     }
-                    (self.install(&name, &bytes, sha256.clone()), Some(sha256))
-                }
-            },
-        };
+                },
+            };
         match &result {
             Ok(plugin) => {
                 tracing::info!(
@@ -303,6 +307,7 @@ impl Registry {
             from_cache,
             prepared,
             stats: PluginStats::default(),
+            gate: CallGate::new(self.limits_for(name).max_concurrent_calls),
         });
         let previous = self.loaded.rcu(|current| {
             let mut next = HashMap::clone(current);
