@@ -4,8 +4,10 @@
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
 //! - `raw`: raw HTTP/1.1 over TCP, for requests a client library will not send.
+//! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
+pub mod openapi;
 pub mod raw;
 pub mod receiver;
 
