@@ -139,3 +139,38 @@ async fn special_files_in_the_plugins_folder_neither_block_nor_flood_startup() {
         assert_eq!(rejections_of(&log, name), 1, "{log}");
     }
 }
+
+#[test]
+fn plugin_check_refuses_a_fifo_instead_of_waiting_for_a_writer() {
+    let work = Workdir::new();
+    let fifo = work.path().join("x.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let mut child = std::process::Command::new(wasmhook_tests::engine::bin())
+        .args(["plugin", "check"])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wasmhook plugin check");
+    // A blocking open never returns: fail the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    let mut stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send((child.wait(), text));
+    });
+    let Ok((status, stderr)) = rx.recv_timeout(WAIT) else {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("`wasmhook plugin check` on a FIFO did not finish: it is waiting for a writer");
+    };
+    assert!(!status.expect("wait").success(), "{stderr}");
+    assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+}
