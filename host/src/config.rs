@@ -48,6 +48,19 @@ pub struct ServerConfig {
     pub api_tokens: Vec<Secret>,
     /// Whether `/metrics` needs a token too. `/healthz` and `/openapi.json` never do.
     pub metrics_require_token: bool,
+    /// Origins (`https://hooks.example.com`) whose pages may send state-changing requests,
+    /// besides the engine's own origin; for a console behind a proxy that rewrites `Host`.
+    pub allowed_origins: Vec<String>,
+    /// How long a client may take to send a request's headers, from the connection's
+    /// start or from the first byte of a later request.
+    pub header_read_timeout: HumanDuration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: HumanDuration,
+    /// How long a client may take to send a request's whole body.
+    pub body_read_timeout: HumanDuration,
+    /// Most connections at once; default: 1,024, or half the open-file limit if that is
+    /// lower. At the cap, the connection idle the longest is closed for a new one.
+    pub max_connections: Option<usize>,
 }
 
 impl ServerConfig {
@@ -59,6 +72,24 @@ impl ServerConfig {
             .cloned()
             .collect()
     }
+
+    /// Whether no token is configured, leaving the API open to whoever reaches it.
+    pub fn is_open(&self) -> bool {
+        self.admin_tokens().is_empty()
+    }
+
+    /// Refuses a non-loopback listen address when no token is set: the API would be open
+    /// to the network.
+    pub fn check_listen(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        if self.is_open() && !addr.ip().to_canonical().is_loopback() {
+            bail!(
+                "[server] listen = \"{addr}\" is reachable from other machines, and no [server] api_token is \
+                 set: anyone who can reach it could publish events and create subscriptions. Set [server] \
+                 api_token (or WASMHOOK_API_TOKEN), or listen on 127.0.0.1"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -68,6 +99,11 @@ impl Default for ServerConfig {
             api_token: None,
             api_tokens: Vec::new(),
             metrics_require_token: false,
+            allowed_origins: Vec::new(),
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            body_read_timeout: HumanDuration(Duration::from_secs(60)),
+            max_connections: None,
         }
     }
 }
@@ -152,6 +188,9 @@ pub struct PluginsConfig {
     pub compile_cache: bool,
     /// How long the folder must be quiet after a change before it is reloaded.
     pub reload_debounce: HumanDuration,
+    /// Largest plugin file that is read, in bytes. JavaScript and Python components are
+    /// 12 to 40 MB; anything bigger is refused before it is read.
+    pub max_plugin_bytes: u64,
     /// Per-plugin limits, by plugin name: `[plugins.overrides.teams]`.
     pub overrides: BTreeMap<String, PluginOverride>,
 }
@@ -169,6 +208,7 @@ impl Default for PluginsConfig {
             instance_reuse: 0,
             compile_cache: true,
             reload_debounce: HumanDuration(Duration::from_millis(200)),
+            max_plugin_bytes: 64 << 20,
             overrides: BTreeMap::new(),
         }
     }
@@ -635,6 +675,19 @@ impl Config {
     /// Checks what types cannot: limits that must be positive. Subscriptions are checked
     /// when they are built (`subscription::Subscription::from_config`).
     fn validate(&self) -> anyhow::Result<()> {
+        self.server.check_listen(self.server.listen)?;
+        for (key, value) in [
+            ("header_read_timeout", self.server.header_read_timeout),
+            ("idle_timeout", self.server.idle_timeout),
+            ("body_read_timeout", self.server.body_read_timeout),
+        ] {
+            if value.0 < Duration::from_millis(100) {
+                bail!("[server] {key} must be at least 100ms");
+            }
+        }
+        if self.server.max_connections == Some(0) {
+            bail!("[server] max_connections must be at least 1");
+        }
         if self.delivery.concurrency == 0 {
             bail!("[delivery] concurrency must be at least 1");
         }
@@ -687,6 +740,9 @@ impl Config {
         if self.plugins.max_concurrent_calls == 0 {
             bail!("[plugins] max_concurrent_calls must be at least 1");
         }
+        if self.plugins.max_plugin_bytes < 8 {
+            bail!("[plugins] max_plugin_bytes must be at least 8 (a component header)");
+        }
         if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
             bail!("[plugins] cpu_budget must be at least 1ms");
         }
@@ -733,6 +789,37 @@ mod tests {
         assert_eq!(c.delivery.retry_schedule[0].0, Duration::from_secs(5));
         assert!(!c.delivery.allow_private_networks);
         assert_eq!(c.limits.max_event_bytes, 256 * 1024);
+        assert_eq!(c.server.header_read_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.plugins.max_plugin_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_may_be_listened_on() {
+        let open = ServerConfig::default();
+        for addr in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "127.0.0.2:0",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            open.check_listen(addr.parse().unwrap()).unwrap();
+        }
+        for addr in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:80"] {
+            let err = open.check_listen(addr.parse().unwrap()).unwrap_err();
+            assert!(err.to_string().contains("[server] api_token"), "{err}");
+        }
+        let guarded = ServerConfig {
+            api_token: Some(Secret::new("t")),
+            ..ServerConfig::default()
+        };
+        guarded
+            .check_listen("0.0.0.0:8080".parse().unwrap())
+            .unwrap();
+        let err = Config::parse("[server]\nlisten = \"0.0.0.0:8080\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("no [server] api_token"), "{err}");
     }
 
     #[test]

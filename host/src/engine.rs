@@ -203,6 +203,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.server.check_listen(listener.local_addr()?)?;
+    let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|&soft| soft != rlimit::INFINITY);
+    let serve_limits =
+        api::serve::ServeLimits::new(&config.server, open_files).map_err(anyhow::Error::msg)?;
+    let browser = api::browser::BrowserPolicy::new(&config.server).map_err(anyhow::Error::msg)?;
     let policy = NetworkPolicy {
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
@@ -338,19 +346,30 @@ pub async fn run(
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,
+        browser,
+        store_probe: Arc::default(),
         ops,
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let addr = listener.local_addr()?;
+    if config.server.is_open() {
+        tracing::warn!(
+            "no [server] api_token: the API is open to every process on this machine, so it listens on \
+             loopback only and answers only loopback host names; set api_token to serve the network"
+        );
+    }
+    tracing::info!(
+        max_connections = serve_limits.max_connections,
+        open_file_limit = open_files.map_or("unlimited".to_owned(), |n| n.to_string()),
+        "API connection cap"
+    );
     tracing::info!("wasmhook listening on http://{addr}");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new events are accepted");
-        })
-        .await
-        .context("the API server failed")?;
+    api::serve::serve(listener, api::router(state), serve_limits, async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new events are accepted");
+    })
+    .await;
     let _ = stop_tx.send(true);
     scheduler.await.context("the scheduler panicked")?;
     let _ = tokio::join!(heartbeat, follower, purger, disabler);

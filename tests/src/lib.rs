@@ -3,13 +3,15 @@
 //!
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
+//! - `raw`: raw HTTP/1.1 over TCP, for requests a client library will not send.
 //! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
 pub mod openapi;
+pub mod raw;
 pub mod receiver;
 
-pub use engine::{Engine, Workdir, run_cli, serve_should_fail};
+pub use engine::{Engine, Workdir, run_cli, serve_should_fail, serve_should_fail_with};
 pub use receiver::{Received, Receiver, Reply};
 
 /// The bundled Slack adapter, built by build.rs.

@@ -32,7 +32,7 @@ pub async fn require_token(
     let given = request
         .headers()
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .and_then(|v| bearer_token(v.as_bytes()));
     match given {
         Some(token)
             if state
@@ -54,6 +54,49 @@ pub async fn require_token(
                 http::HeaderValue::from_static("Bearer"),
             );
             response
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110, section 11.1: `bearer`, `BEARER`), and one or more spaces may follow it.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer t0ken",
+            "bearer t0ken",
+            "BEARER t0ken",
+            "bEaReR t0ken",
+            "Bearer   t0ken",
+        ] {
+            assert_eq!(
+                bearer_token(header.as_bytes()),
+                Some(&b"t0ken"[..]),
+                "{header}"
+            );
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Bearert0ken",
+            "Basic dTpw",
+            "Bear t0ken",
+            "",
+        ] {
+            assert_eq!(bearer_token(header.as_bytes()), None, "{header}");
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+pub mod browser;
 mod dead_letters;
 mod deliveries;
 mod endpoints;
@@ -13,9 +14,11 @@ mod health;
 pub mod openapi;
 mod plugins;
 mod query;
+pub mod serve;
 mod subscriptions;
 
 pub use error::ApiError;
+pub use health::StoreProbe;
 
 use std::sync::Arc;
 
@@ -63,6 +66,10 @@ pub struct AppState {
     pub limits: LimitsConfig,
     /// The SSRF policy, to refuse internal URLs when a subscription is created.
     pub network: NetworkPolicy,
+    /// Origin, Host and content-type checks against web pages.
+    pub browser: browser::BrowserPolicy,
+    /// The write probe behind `/healthz`.
+    pub store_probe: Arc<StoreProbe>,
     /// Where operational events go (an operator disabling a subscription).
     pub ops: OpsEmitter,
 }
@@ -97,7 +104,9 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut document = routes().split_for_parts().1;
+    openapi::add_guard_answers(&mut document);
+    document
 }
 
 /// The whole API.
@@ -108,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
         ))
         .with_state(state);
     catch_panics(router)

@@ -12,8 +12,8 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, Para
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    AllOfBuilder, ContentBuilder, ObjectBuilder, OpenApi, PathItem, PathsBuilder, Ref, Required,
-    ResponseBuilder, Type,
+    AllOfBuilder, ContentBuilder, ObjectBuilder, OpenApi, PathItem, PathsBuilder, Ref, RefOr,
+    Required, ResponseBuilder, Type,
 };
 use utoipa::{Modify, OpenApi as _, ToSchema};
 
@@ -94,6 +94,56 @@ pub fn document_json() -> String {
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the document: {e}\"}}"))
     });
     JSON.clone()
+}
+
+/// Adds the answers that the checks in front of every handler give (`browser`,
+/// `read_body`), where an operation does not list them itself: `403` to every operation,
+/// `408` and `415` to those with a request body.
+pub fn add_guard_answers(doc: &mut OpenApi) {
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for (operation, changes_state) in [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let forbidden = if changes_state {
+                "Sent by a web page of another origin (`cross_origin`), or, with no token configured, \
+                 addressed to a name other than a loopback one (`host_not_allowed`)"
+            } else {
+                "With no token configured, addressed to a name other than a loopback one (`host_not_allowed`)"
+            };
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("403".into())
+                .or_insert_with(|| error(forbidden));
+            if operation.request_body.is_some() {
+                responses.entry("408".into()).or_insert_with(|| {
+                    error("The body did not arrive within `[server] body_read_timeout` (`body_timeout`)")
+                });
+                responses.entry("415".into()).or_insert_with(|| {
+                    error("A body not sent as `Content-Type: application/json` (`unsupported_media_type`)")
+                });
+            }
+        }
+    }
 }
 
 struct Security;

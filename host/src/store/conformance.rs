@@ -676,6 +676,25 @@ pub async fn concurrent_writers(open: Opener) {
     assert_eq!(claim.deliveries.len(), 200);
 }
 
+/// The write probe behind `/healthz` commits on a fresh store and again and again.
+pub async fn write_probe(open: Opener) {
+    let store = open(0).await;
+    for now in [1, 2, 2] {
+        store.check_writable(now).await.unwrap();
+    }
+    // Nothing it writes shows anywhere else.
+    assert_eq!(store.subscriptions().await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .claim_due(1_000, 10, LEASE)
+            .await
+            .unwrap()
+            .deliveries
+            .len(),
+        0
+    );
+}
+
 /// Instantiates the suite for one backend: `store_conformance!(embedded, opener_fn)`. The
 /// opener returns `None` when the backend cannot run here (no server); it then says so.
 #[macro_export]
@@ -688,7 +707,7 @@ macro_rules! store_conformance {
                 ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
                 replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
-                concurrent_writers);
+                concurrent_writers, write_probe);
         }
     };
     (@tests $opener:expr; $($name:ident),*) => {

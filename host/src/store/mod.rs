@@ -207,4 +207,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// This node's id in the store (`heartbeat`, `claimed_by`).
     fn node_id(&self) -> &str;
+
+    /// Writes one tiny row and commits it, to tell `/healthz` whether the store can take
+    /// writes (a full disk, a file-size limit or a read-only database fail it).
+    async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError>;
 }

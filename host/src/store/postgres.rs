@@ -1288,6 +1288,21 @@ impl Store for PostgresStore {
     fn node_id(&self) -> &str {
         &self.node_id
     }
+
+    async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        // Writes this node's own row: a new row version even when nothing changes, which a
+        // read-only or full database refuses. Its heartbeat time is left to the heartbeat
+        // (a node not yet reported is added as the heartbeat would add it).
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO nodes (id, started_at, heartbeat_at, plugins) VALUES ($1, $2, $2, '{}')
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = nodes.heartbeat_at",
+                &[&self.node_id, &now_ms],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
