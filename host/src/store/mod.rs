@@ -209,6 +209,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> &str;
 
     /// Writes one tiny row and commits it, to tell `/healthz` whether the store can take
-    /// writes (a full disk, a file-size limit or a read-only database fail it).
+    /// writes (a full disk, a file-size limit or a read-only database fail it). The
+    /// embedded store also fails it for 30 s after any write the disk refused, since a
+    /// tiny row may still fit where an event does not.
     async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError>;
 }
