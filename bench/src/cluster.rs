@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use wasmhook::store::{PostgresOptions, PostgresStore, Store};
+use wasmhook::store::{PgTls, PostgresOptions, PostgresStore, Store};
 
 use crate::harness::{ChildEngine, preload_into, subscription};
 use crate::receiver::Receiver;
@@ -92,6 +92,7 @@ pub async fn drain(
             node_id: "bench-preload".into(),
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(30),
+            tls: PgTls::default(),
         },
         wasmhook::event::now_ms(),
     )
@@ -99,9 +100,14 @@ pub async fn drain(
     preload_into(&store as &dyn Store, &["main"], events, 1024).await?;
     drop(store);
     let path = format!("/pg-{nodes}");
+    // Every node needs the same storage key.
+    let key_dir = tempfile::tempdir()?;
+    let key_file = key_dir.path().join("storage.key");
+    std::fs::write(&key_file, wasmhook::keyring::generate_key())?;
     let config = format!(
-        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\n\n\
+        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\nencryption_key_files = [\"{}\"]\n\n\
          [delivery]\nallow_private_networks = true\nconcurrency = {}\nendpoint_concurrency = {concurrency}\n\n{}",
+        key_file.display(),
         concurrency * 2,
         subscription("main", &receiver.url(&path), "")
     );

@@ -92,6 +92,64 @@ pub struct StorageConfig {
     /// This node's id (`postgres`); default `<hostname>-<pid>-<random>`. A fixed id lets a
     /// restarted node take back its own leases at once instead of waiting for them to end.
     pub node_id: Option<String>,
+    /// Files each holding a 32-byte key (base64) that encrypts secrets at rest. The first
+    /// encrypts; all decrypt, so a new key can be put first while old rows still open.
+    /// Relative paths are relative to the config file.
+    pub encryption_key_files: Vec<PathBuf>,
+    /// Keys from `WASMHOOK_ENCRYPTION_KEYS` (comma-separated base64); they come before the
+    /// files' keys. Never read from the file.
+    #[serde(skip)]
+    pub encryption_keys: Vec<Secret>,
+    /// TLS to PostgreSQL: `disable`, `prefer`, `require` or `verify-full`. Overrides the
+    /// URL's `sslmode`; default `prefer` as in libpq.
+    pub sslmode: Option<SslMode>,
+    /// PEM CA certificates that sign the PostgreSQL server's certificate (`verify-full`);
+    /// without it, the system roots. Relative paths are relative to the config file.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How the PostgreSQL connection uses TLS (libpq's `sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate; plain otherwise.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (protects against passive
+    /// listening only).
+    Require,
+    /// TLS or no connection, with the server's certificate checked against the CA and the
+    /// URL's host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's spelling.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-full" => Ok(Self::VerifyFull),
+            "allow" | "verify-ca" => Err(format!(
+                "sslmode `{text}` is not supported: use `verify-full` (checks the CA and the host name), `require` or `disable`"
+            )),
+            _ => Err(format!(
+                "unknown sslmode `{text}`: use `disable`, `prefer`, `require` or `verify-full`"
+            )),
+        }
+    }
+
+    /// libpq's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// Where the engine keeps its state.
@@ -115,6 +173,10 @@ impl Default for StorageConfig {
             lease: HumanDuration(Duration::from_secs(30)),
             heartbeat: HumanDuration(Duration::from_secs(5)),
             node_id: None,
+            encryption_key_files: Vec::new(),
+            encryption_keys: Vec::new(),
+            sslmode: None,
+            ca_file: None,
         }
     }
 }
@@ -328,6 +390,12 @@ impl fmt::Debug for SubscriptionConfig {
     }
 }
 
+impl<'de> Deserialize<'de> for SslMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)
+    }
+}
+
 /// A duration written the human way: `500ms`, `5s`, `30m`, `2h`, `1day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -447,6 +515,10 @@ impl Config {
         config.storage.path = base.join(&config.storage.path);
         config.plugins.dir = base.join(&config.plugins.dir);
         config.delivery.tls_ca_file = config.delivery.tls_ca_file.map(|f| base.join(f));
+        config.storage.ca_file = config.storage.ca_file.map(|f| base.join(f));
+        for file in &mut config.storage.encryption_key_files {
+            *file = base.join(&*file);
+        }
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)
@@ -460,6 +532,14 @@ impl Config {
     fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
         if let Some(token) = env.var("WASMHOOK_API_TOKEN") {
             self.server.api_token = Some(Secret::new(token));
+        }
+        if let Some(keys) = env.var("WASMHOOK_ENCRYPTION_KEYS") {
+            self.storage.encryption_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect();
         }
         if let Some(listen) = env.var("WASMHOOK_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
@@ -649,5 +729,41 @@ mod tests {
                 .to_string()
                 .contains("`a` appears twice")
         );
+    }
+
+    #[test]
+    fn sslmode_takes_libpq_spellings_and_names_the_unsupported() {
+        let c = Config::parse("[storage]\nsslmode = \"verify-full\"\n").unwrap();
+        assert_eq!(c.storage.sslmode, Some(SslMode::VerifyFull));
+        let err = Config::parse("[storage]\nsslmode = \"verify-ca\"\n").unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        let err = Config::parse("[storage]\nsslmode = \"on\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown sslmode `on`"), "{err}");
+    }
+
+    #[test]
+    fn encryption_keys_come_from_files_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wasmhook.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nencryption_key_files = [\"keys/new.key\", \"/abs/old.key\"]\n",
+        )
+        .unwrap();
+        let env = FakeEnv(vec![("WASMHOOK_ENCRYPTION_KEYS", "k1, k2")]);
+        let c = Config::load(Some(&file), &env).unwrap();
+        assert_eq!(
+            c.storage.encryption_key_files,
+            [dir.join("keys/new.key"), PathBuf::from("/abs/old.key")]
+        );
+        let keys: Vec<&str> = c
+            .storage
+            .encryption_keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(keys, ["k1", "k2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,6 +21,7 @@
 //! - [`api`]: the HTTP API and its generated OpenAPI document.
 //! - [`engine`]: wires everything together for `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
+//! - [`keyring`]: the keys that encrypt secrets at rest, and sealing with them.
 //! - [`secret`], [`text`]: small shared helpers.
 
 pub mod api;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod keyring;
 pub mod metrics;
 pub mod plugins;
 pub mod router;

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
-    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
 use crate::event::{Event, rfc3339, rfc3339_millis};
@@ -434,6 +434,31 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError> {
+        let changed = self
+            .write(move |conn| {
+                // Zero the old text's bytes instead of leaving them in the page's free space.
+                conn.pragma_update(None, "secure_delete", true)?;
+                let mut changed = 0;
+                for r in &rewrites {
+                    changed += conn.execute(
+                        "UPDATE subscriptions SET spec = ?3 WHERE id = ?1 AND spec = ?2",
+                        params![r.id, r.old, r.new],
+                    )? as u64;
+                }
+                conn.pragma_update(None, "secure_delete", false)?;
+                Ok(changed)
+            })
+            .await?;
+        if changed > 0 {
+            // Copy the new pages into the file and empty the WAL, which still holds the
+            // old ones.
+            self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+                .await?;
+        }
+        Ok(changed)
     }
 
     async fn set_subscription_enabled(

@@ -290,6 +290,17 @@ pub struct StoredSubscription {
     pub updated_at_ms: i64,
 }
 
+/// One spec to rewrite in place (see `Store::rewrite_specs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecRewrite {
+    /// The subscription.
+    pub id: String,
+    /// The stored text expected now; the row is left alone if it differs.
+    pub old: String,
+    /// The text to store.
+    pub new: String,
+}
+
 /// Pending deliveries, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueDepth {
