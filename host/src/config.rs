@@ -44,18 +44,133 @@ pub struct ServerConfig {
     /// More admin tokens, each as good as `api_token` (for example one per operator or
     /// tool, so one can be revoked without the others).
     pub api_tokens: Vec<Secret>,
+    /// Named tokens, each with a scope: `[[server.tokens]]`.
+    pub tokens: Vec<TokenConfig>,
     /// Whether `/metrics` needs a token too. `/healthz` and `/openapi.json` never do.
     pub metrics_require_token: bool,
+    /// Set from `WASMHOOK_API_TOKEN`, which replaces `api_token`; kept apart so the
+    /// token's name in logs says where it came from.
+    #[serde(skip)]
+    pub env_api_token: Option<Secret>,
+}
+
+/// One `[[server.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in the logs of what the token changed; unique.
+    pub name: String,
+    /// What the token may do.
+    pub scope: Scope,
+    /// The token itself.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Name of an environment variable holding the token, instead of `token`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// What a token may do. Each scope is a set of routes; `admin` holds them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `POST /v1/events` and `POST /v1/events/batch`: for producers.
+    Publish,
+    /// Every `GET` (and `/metrics`): for dashboards.
+    Read,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    /// The config and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// An accepted token with its name and scope, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// `[[server.tokens]] name`, or where a legacy admin token came from (`api_token`,
+    /// `api_tokens[1]`, `WASMHOOK_API_TOKEN`).
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// The token.
+    pub secret: Secret,
 }
 
 impl ServerConfig {
-    /// Every accepted admin token; empty means the API is open.
-    pub fn admin_tokens(&self) -> Vec<Secret> {
-        self.api_token
-            .iter()
-            .chain(&self.api_tokens)
-            .cloned()
-            .collect()
+    /// Whether no token of any kind is configured, leaving the API open to whoever
+    /// reaches it.
+    pub fn is_open(&self) -> bool {
+        self.api_token.is_none()
+            && self.env_api_token.is_none()
+            && self.api_tokens.is_empty()
+            && self.tokens.is_empty()
+    }
+
+    /// Every accepted token, with its name and scope; empty means the API is open.
+    /// `api_token`, `api_tokens` and `WASMHOOK_API_TOKEN` are admin tokens. Environment
+    /// variables named by `token_env` are read here, so call it once, at load.
+    pub fn api_tokens(&self, env: &dyn Env) -> anyhow::Result<Vec<ApiToken>> {
+        let admin = |name: String, secret: &Secret| ApiToken {
+            name,
+            scope: Scope::Admin,
+            secret: secret.clone(),
+        };
+        let mut tokens: Vec<ApiToken> = match (&self.env_api_token, &self.api_token) {
+            (Some(secret), _) => vec![admin("WASMHOOK_API_TOKEN".into(), secret)],
+            (None, Some(secret)) => vec![admin("api_token".into(), secret)],
+            (None, None) => Vec::new(),
+        };
+        for (i, secret) in self.api_tokens.iter().enumerate() {
+            tokens.push(admin(format!("api_tokens[{i}]"), secret));
+        }
+        for t in &self.tokens {
+            let secret = match (&t.token, &t.token_env) {
+                (Some(secret), None) => secret.clone(),
+                (None, Some(var)) => Secret::new(env.var(var).with_context(|| {
+                    format!(
+                        "[[server.tokens]] `{}`: environment variable {var} (token_env) is not set",
+                        t.name
+                    )
+                })?),
+                _ => bail!(
+                    "[[server.tokens]] `{}`: set exactly one of `token` and `token_env`",
+                    t.name
+                ),
+            };
+            tokens.push(ApiToken {
+                name: t.name.clone(),
+                scope: t.scope,
+                secret,
+            });
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            if t.secret.expose().is_empty() {
+                bail!("token `{}` is empty", t.name);
+            }
+            if let Some(other) = tokens[..i].iter().find(|o| o.name == t.name) {
+                bail!(
+                    "[[server.tokens]] name `{}` appears twice; names must be unique",
+                    other.name
+                );
+            }
+            if let Some(other) = tokens[..i].iter().find(|o| o.secret == t.secret) {
+                bail!(
+                    "tokens `{}` and `{}` have the same value; give each its own, so its name and scope are clear",
+                    other.name,
+                    t.name
+                );
+            }
+        }
+        Ok(tokens)
     }
 }
 
@@ -65,7 +180,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
             api_tokens: Vec::new(),
+            tokens: Vec::new(),
             metrics_require_token: false,
+            env_api_token: None,
         }
     }
 }
@@ -521,6 +638,7 @@ impl Config {
         }
         config.apply_env(env)?;
         config.validate()?;
+        config.server.api_tokens(env)?;
         Ok(config)
     }
 
@@ -531,7 +649,7 @@ impl Config {
 
     fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
         if let Some(token) = env.var("WASMHOOK_API_TOKEN") {
-            self.server.api_token = Some(Secret::new(token));
+            self.server.env_api_token = Some(Secret::new(token));
         }
         if let Some(keys) = env.var("WASMHOOK_ENCRYPTION_KEYS") {
             self.storage.encryption_keys = keys
@@ -713,7 +831,11 @@ mod tests {
             ("WASMHOOK_LISTEN", "127.0.0.1:0"),
         ]);
         let c = Config::load(Some(&file), &env).unwrap();
-        assert_eq!(c.server.api_token.unwrap().expose(), "from-env");
+        let tokens = c.server.api_tokens(&env).unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].secret.expose(), "from-env");
+        assert_eq!(tokens[0].name, "WASMHOOK_API_TOKEN");
+        assert_eq!(tokens[0].scope, Scope::Admin);
         assert_eq!(c.server.listen.port(), 0);
         assert_eq!(c.storage.path, dir.join("./data"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -729,6 +851,68 @@ mod tests {
                 .to_string()
                 .contains("`a` appears twice")
         );
+    }
+
+    #[test]
+    fn tokens_have_names_and_scopes_and_legacy_ones_are_admin() {
+        let c = Config::parse(
+            r#"
+            [server]
+            api_token = "a"
+            api_tokens = ["b"]
+            [[server.tokens]]
+            name = "ci"
+            scope = "publish"
+            token = "c"
+            [[server.tokens]]
+            name = "grafana"
+            scope = "read"
+            token_env = "GRAFANA_TOKEN"
+            "#,
+        )
+        .unwrap();
+        let env = FakeEnv(vec![("GRAFANA_TOKEN", "d")]);
+        let tokens = c.server.api_tokens(&env).unwrap();
+        let seen: Vec<(&str, Scope, &str)> = tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.scope, t.secret.expose()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("api_token", Scope::Admin, "a"),
+                ("api_tokens[0]", Scope::Admin, "b"),
+                ("ci", Scope::Publish, "c"),
+                ("grafana", Scope::Read, "d"),
+            ]
+        );
+        let err = c.server.api_tokens(&FakeEnv(vec![])).unwrap_err();
+        assert!(err.to_string().contains("GRAFANA_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_at_load() {
+        let err =
+            Config::parse("[[server.tokens]]\nname = \"x\"\nscope = \"owner\"\ntoken = \"t\"\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `owner`"), "{err}");
+        let refusal = |text: &str| {
+            Config::parse(text)
+                .unwrap()
+                .server
+                .api_tokens(&FakeEnv(vec![]))
+                .unwrap_err()
+                .to_string()
+        };
+        let token = "[[server.tokens]]\nname = \"x\"\nscope = \"read\"\n";
+        let err = refusal(&format!("{token}token = \"t\"\n").repeat(2));
+        assert!(err.contains("`x` appears twice"), "{err}");
+        let err = refusal(&format!(
+            "[server]\napi_token = \"t\"\n{token}token = \"t\"\n"
+        ));
+        assert!(err.contains("same value"), "{err}");
+        let err = refusal(token);
+        assert!(err.contains("exactly one of"), "{err}");
     }
 
     #[test]

@@ -286,7 +286,7 @@ pub async fn run(
         endpoints,
         metrics,
         wake,
-        api_tokens: config.server.admin_tokens(),
+        api_tokens: config.server.api_tokens(env)?,
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,

@@ -1,4 +1,6 @@
 //! Least privilege, against the real binary and the real stores:
+//! - scoped tokens: a publish token only publishes, a read token only reads, an admin
+//!   token does everything, and the logs name the token behind each change;
 //! - secrets at rest: the SQLite file (with its WAL) and the PostgreSQL table never hold a
 //!   subscription's signing secret, secret settings or secret headers in plain text, the
 //!   engine still signs correctly after a restart, rows from before encryption are
@@ -10,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use wasmhook_tests::postgres::{connect, database, server_url};
 use wasmhook_tests::{Engine, Receiver, SECRET, Workdir, serve_should_fail};
 
@@ -202,6 +204,262 @@ async fn rows_from_before_encryption_are_encrypted_at_start_and_keys_rotate() {
     let engine = start_with_key_files(&work, &["new.key"]).await;
     delivers_signed(&engine, &receiver, 2).await;
     assert_no_plaintext(&embedded_files(&work));
+}
+
+// --- Scoped tokens --------------------------------------------------------------------
+
+/// An engine with a publish, a read and an admin token, plus the legacy `api_token`.
+async fn scoped_engine(work: &Workdir) -> Engine {
+    work.write_config(&format!(
+        "[server]\napi_token = \"legacy-admin\"\nmetrics_require_token = true\n\
+         [[server.tokens]]\nname = \"producer\"\nscope = \"publish\"\ntoken = \"pub-token\"\n\
+         [[server.tokens]]\nname = \"grafana\"\nscope = \"read\"\ntoken_env = \"GRAFANA_TOKEN\"\n\
+         [[server.tokens]]\nname = \"ops\"\nscope = \"admin\"\ntoken = \"ops-token\"\n\
+         {}",
+        wasmhook_tests::base_config()
+    ));
+    Engine::start(
+        &work.path().join("wasmhook.toml"),
+        &[("GRAFANA_TOKEN", "read-token")],
+    )
+    .await
+}
+
+/// `method path` with `token`; returns status and JSON answer.
+async fn call(
+    engine: &Engine,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client.request(method, format!("{}{path}", engine.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts a `403 insufficient_scope` that names the scope needed.
+fn assert_forbidden((status, body): (u16, Value), scope: &str) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "insufficient_scope", "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(message.contains(&format!("scope `{scope}`")), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_token_does_what_its_scope_allows_and_changes_are_logged_with_its_name() {
+    let receiver = Receiver::start().await;
+    let work = Workdir::new();
+    let engine = scoped_engine(&work).await;
+    let sub = json!({"id": "s", "url": receiver.url("/s"), "events": ["s.*"], "secret": SECRET});
+    let event = json!({"type": "s.x"});
+
+    // Publish token: publishes, and nothing else.
+    let pub_token = Some("pub-token");
+    assert_eq!(
+        call(
+            &engine,
+            pub_token,
+            "POST",
+            "/v1/events",
+            Some(event.clone())
+        )
+        .await
+        .0,
+        202
+    );
+    assert_eq!(
+        call(
+            &engine,
+            pub_token,
+            "POST",
+            "/v1/events/batch",
+            Some(json!([event]))
+        )
+        .await
+        .0,
+        202
+    );
+    assert_forbidden(
+        call(&engine, pub_token, "GET", "/v1/subscriptions", None).await,
+        "read",
+    );
+    assert_forbidden(
+        call(
+            &engine,
+            pub_token,
+            "POST",
+            "/v1/subscriptions",
+            Some(sub.clone()),
+        )
+        .await,
+        "admin",
+    );
+    assert_forbidden(
+        call(&engine, pub_token, "GET", "/metrics", None).await,
+        "read",
+    );
+
+    // Admin token: creates (logged with its name).
+    let (status, body) = call(
+        &engine,
+        Some("ops-token"),
+        "POST",
+        "/v1/subscriptions",
+        Some(sub.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Read token: reads everything, changes nothing.
+    let read_token = Some("read-token");
+    for path in [
+        "/v1/subscriptions",
+        "/v1/subscriptions/s",
+        "/v1/deliveries",
+        "/v1/dead-letters",
+        "/v1/endpoints",
+        "/v1/plugins",
+    ] {
+        let (status, body) = call(&engine, read_token, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", engine.base))
+        .bearer_auth("read-token")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    assert_forbidden(
+        call(
+            &engine,
+            read_token,
+            "POST",
+            "/v1/events",
+            Some(json!({"type": "s.x"})),
+        )
+        .await,
+        "publish",
+    );
+    assert_forbidden(
+        call(&engine, read_token, "DELETE", "/v1/subscriptions/s", None).await,
+        "admin",
+    );
+    assert_forbidden(
+        call(
+            &engine,
+            read_token,
+            "POST",
+            "/v1/dead-letters/replay",
+            Some(json!({})),
+        )
+        .await,
+        "admin",
+    );
+
+    // No token, or a wrong one: 401, whatever the route.
+    for token in [None, Some("pub-token2"), Some("ops-toke")] {
+        let (status, body) = call(&engine, token, "GET", "/v1/subscriptions", None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["code"], "unauthorized");
+    }
+    // Open paths stay open.
+    assert_eq!(call(&engine, None, "GET", "/healthz", None).await.0, 200);
+
+    // Every change names the token that made it.
+    let ops = Some("ops-token");
+    let (status, body) = call(
+        &engine,
+        ops,
+        "PATCH",
+        "/v1/subscriptions/s",
+        Some(json!({"name": "renamed"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &engine,
+        ops,
+        "POST",
+        "/v1/subscriptions/s/rotate-secret",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &engine,
+        Some("pub-token"),
+        "POST",
+        "/v1/events",
+        Some(json!({"type": "s.y"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    receiver.wait_for("/s", 1, WAIT).await;
+    let (_, deliveries) = call(
+        &engine,
+        ops,
+        "GET",
+        "/v1/deliveries?subscription_id=s",
+        None,
+    )
+    .await;
+    let id = deliveries["data"][0]["id"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    engine
+        .wait_delivery(&id, WAIT, |d| d["status"] != "pending")
+        .await;
+    let (status, body) = call(
+        &engine,
+        Some("legacy-admin"),
+        "POST",
+        &format!("/v1/deliveries/{id}/retry"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = call(
+        &engine,
+        ops,
+        "POST",
+        "/v1/dead-letters/replay",
+        Some(json!({"subscription_id": "s"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = call(
+        &engine,
+        Some("legacy-admin"),
+        "DELETE",
+        "/v1/subscriptions/s",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+
+    let log = engine.log();
+    for (what, token) in [
+        ("delivery retried", "api_token"),
+        ("dead letters replayed", "ops"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(what) && l.contains(&format!("token={token}"))),
+            "no `{what}` line naming token {token}:\n{log}"
+        );
+    }
 }
 
 // --- PostgreSQL: secrets at rest ------------------------------------------------------
