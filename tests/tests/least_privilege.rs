@@ -247,11 +247,32 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Asserts a `403 insufficient_scope` that names the scope needed.
-fn assert_forbidden((status, body): (u16, Value), scope: &str) {
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["code"], "insufficient_scope", "{body}");
-    let message = body["message"].as_str().expect("message");
+/// `method path` with `token`, asserting the status; returns the JSON answer.
+async fn expect(
+    engine: &Engine,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let (got, answer) = call(engine, token, method, path, body).await;
+    assert_eq!(got, status, "{method} {path}: {answer}");
+    answer
+}
+
+/// `method path` with `token`, asserting a `403 insufficient_scope` that names `scope`.
+async fn forbidden(
+    engine: &Engine,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    scope: &str,
+) {
+    let answer = expect(engine, token, method, path, body, 403).await;
+    assert_eq!(answer["code"], "insufficient_scope", "{answer}");
+    let message = answer["message"].as_str().expect("message");
     assert!(message.contains(&format!("scope `{scope}`")), "{message}");
 }
 
@@ -262,66 +283,51 @@ async fn each_token_does_what_its_scope_allows_and_changes_are_logged_with_its_n
     let engine = scoped_engine(&work).await;
     let sub = json!({"id": "s", "url": receiver.url("/s"), "events": ["s.*"], "secret": SECRET});
     let event = json!({"type": "s.x"});
+    let (pub_token, read_token) = (Some("pub-token"), Some("read-token"));
 
     // Publish token: publishes, and nothing else.
-    let pub_token = Some("pub-token");
-    assert_eq!(
-        call(
-            &engine,
-            pub_token,
-            "POST",
-            "/v1/events",
-            Some(event.clone())
-        )
-        .await
-        .0,
-        202
-    );
-    assert_eq!(
-        call(
-            &engine,
-            pub_token,
-            "POST",
-            "/v1/events/batch",
-            Some(json!([event]))
-        )
-        .await
-        .0,
-        202
-    );
-    assert_forbidden(
-        call(&engine, pub_token, "GET", "/v1/subscriptions", None).await,
-        "read",
-    );
-    assert_forbidden(
-        call(
-            &engine,
-            pub_token,
-            "POST",
-            "/v1/subscriptions",
-            Some(sub.clone()),
-        )
-        .await,
+    expect(
+        &engine,
+        pub_token,
+        "POST",
+        "/v1/events",
+        Some(event.clone()),
+        202,
+    )
+    .await;
+    expect(
+        &engine,
+        pub_token,
+        "POST",
+        "/v1/events/batch",
+        Some(json!([event])),
+        202,
+    )
+    .await;
+    forbidden(&engine, pub_token, "GET", "/v1/subscriptions", None, "read").await;
+    forbidden(
+        &engine,
+        pub_token,
+        "POST",
+        "/v1/subscriptions",
+        Some(sub.clone()),
         "admin",
-    );
-    assert_forbidden(
-        call(&engine, pub_token, "GET", "/metrics", None).await,
-        "read",
-    );
+    )
+    .await;
+    forbidden(&engine, pub_token, "GET", "/metrics", None, "read").await;
 
-    // Admin token: creates (logged with its name).
-    let (status, body) = call(
+    // Admin token: creates.
+    expect(
         &engine,
         Some("ops-token"),
         "POST",
         "/v1/subscriptions",
-        Some(sub.clone()),
+        Some(sub),
+        201,
     )
     .await;
-    assert_eq!(status, 201, "{body}");
 
     // Read token: reads everything, changes nothing.
-    let read_token = Some("read-token");
     for path in [
         "/v1/subscriptions",
         "/v1/subscriptions/s",
@@ -330,8 +336,7 @@ async fn each_token_does_what_its_scope_allows_and_changes_are_logged_with_its_n
         "/v1/endpoints",
         "/v1/plugins",
     ] {
-        let (status, body) = call(&engine, read_token, "GET", path, None).await;
-        assert_eq!(status, 200, "{path}: {body}");
+        expect(&engine, read_token, "GET", path, None, 200).await;
     }
     let metrics = reqwest::Client::new()
         .get(format!("{}/metrics", engine.base))
@@ -340,115 +345,90 @@ async fn each_token_does_what_its_scope_allows_and_changes_are_logged_with_its_n
         .await
         .expect("metrics");
     assert_eq!(metrics.status(), 200);
-    assert_forbidden(
-        call(
-            &engine,
-            read_token,
-            "POST",
-            "/v1/events",
-            Some(json!({"type": "s.x"})),
-        )
-        .await,
+    let event = json!({"type": "s.x"});
+    forbidden(
+        &engine,
+        read_token,
+        "POST",
+        "/v1/events",
+        Some(event),
         "publish",
-    );
-    assert_forbidden(
-        call(&engine, read_token, "DELETE", "/v1/subscriptions/s", None).await,
+    )
+    .await;
+    forbidden(
+        &engine,
+        read_token,
+        "DELETE",
+        "/v1/subscriptions/s",
+        None,
         "admin",
-    );
-    assert_forbidden(
-        call(
-            &engine,
-            read_token,
-            "POST",
-            "/v1/dead-letters/replay",
-            Some(json!({})),
-        )
-        .await,
+    )
+    .await;
+    let replay = "/v1/dead-letters/replay";
+    forbidden(
+        &engine,
+        read_token,
+        "POST",
+        replay,
+        Some(json!({})),
         "admin",
-    );
+    )
+    .await;
 
     // No token, or a wrong one: 401, whatever the route.
     for token in [None, Some("pub-token2"), Some("ops-toke")] {
-        let (status, body) = call(&engine, token, "GET", "/v1/subscriptions", None).await;
-        assert_eq!(status, 401, "{body}");
+        let body = expect(&engine, token, "GET", "/v1/subscriptions", None, 401).await;
         assert_eq!(body["code"], "unauthorized");
     }
     // Open paths stay open.
-    assert_eq!(call(&engine, None, "GET", "/healthz", None).await.0, 200);
+    expect(&engine, None, "GET", "/healthz", None, 200).await;
 
     // Every change names the token that made it.
-    let ops = Some("ops-token");
-    let (status, body) = call(
+    let (ops, legacy) = (Some("ops-token"), Some("legacy-admin"));
+    let patch = json!({"name": "renamed"});
+    expect(
         &engine,
         ops,
         "PATCH",
         "/v1/subscriptions/s",
-        Some(json!({"name": "renamed"})),
+        Some(patch),
+        200,
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &engine,
-        ops,
-        "POST",
-        "/v1/subscriptions/s/rotate-secret",
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        &engine,
-        Some("pub-token"),
-        "POST",
-        "/v1/events",
-        Some(json!({"type": "s.y"})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
+    let rotate = "/v1/subscriptions/s/rotate-secret";
+    expect(&engine, ops, "POST", rotate, Some(json!({})), 200).await;
+    let event = json!({"type": "s.y"});
+    expect(&engine, pub_token, "POST", "/v1/events", Some(event), 202).await;
     receiver.wait_for("/s", 1, WAIT).await;
-    let (_, deliveries) = call(
+    let page = expect(
         &engine,
         ops,
         "GET",
         "/v1/deliveries?subscription_id=s",
         None,
+        200,
     )
     .await;
-    let id = deliveries["data"][0]["id"]
+    let id = page["data"][0]["id"]
         .as_str()
         .expect("a delivery")
         .to_owned();
     engine
         .wait_delivery(&id, WAIT, |d| d["status"] != "pending")
         .await;
-    let (status, body) = call(
-        &engine,
-        Some("legacy-admin"),
-        "POST",
-        &format!("/v1/deliveries/{id}/retry"),
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let (status, body) = call(
+    let retry = format!("/v1/deliveries/{id}/retry");
+    expect(&engine, legacy, "POST", &retry, Some(json!({})), 202).await;
+    let replay = json!({"subscription_id": "s"});
+    expect(
         &engine,
         ops,
         "POST",
         "/v1/dead-letters/replay",
-        Some(json!({"subscription_id": "s"})),
+        Some(replay),
+        202,
     )
     .await;
-    assert_eq!(status, 202, "{body}");
-    let (status, body) = call(
-        &engine,
-        Some("legacy-admin"),
-        "DELETE",
-        "/v1/subscriptions/s",
-        None,
-    )
-    .await;
-    assert_eq!(status, 204, "{body}");
-
+    expect(&engine, legacy, "DELETE", "/v1/subscriptions/s", None, 204).await;
     let log = engine.log();
     for (what, token) in [
         ("delivery retried", "api_token"),

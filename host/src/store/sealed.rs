@@ -266,13 +266,18 @@ mod tests {
         Arc::new(EmbeddedStore::open(dir, 0).unwrap())
     }
 
+    /// `raw` behind a `SealedStore` with the keys numbered `keys`.
+    async fn sealed_over(raw: &Arc<dyn Store>, keys: &[u8]) -> SealedStore {
+        SealedStore::open(Arc::clone(raw), ring(keys))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn the_backend_holds_only_sealed_specs_and_reads_give_them_back() {
         let dir = temp_dir();
         let raw = embedded(&dir);
-        let sealed = SealedStore::open(Arc::clone(&raw), ring(&[1]))
-            .await
-            .unwrap();
+        let sealed = sealed_over(&raw, &[1]).await;
         sealed.put_subscription(sub("a", SPEC)).await.unwrap();
         sealed
             .sync_config_subscriptions(vec![sub("c", SPEC)])
@@ -293,15 +298,11 @@ mod tests {
         let dir = temp_dir();
         let raw = embedded(&dir);
         raw.put_subscription(sub("legacy", SPEC)).await.unwrap();
-        let old = SealedStore::open(Arc::clone(&raw), ring(&[1]))
-            .await
-            .unwrap();
+        let old = sealed_over(&raw, &[1]).await;
         old.put_subscription(sub("old", SPEC)).await.unwrap();
         let old_id = old.keys().primary_id().to_owned();
 
-        let rotated = SealedStore::open(Arc::clone(&raw), ring(&[2, 1]))
-            .await
-            .unwrap();
+        let rotated = sealed_over(&raw, &[2, 1]).await;
         let new_id = rotated.keys().primary_id().to_owned();
         for row in raw.subscriptions().await.unwrap() {
             assert!(
@@ -312,9 +313,7 @@ mod tests {
             );
         }
         // Now only the new key is needed.
-        let new_only = SealedStore::open(Arc::clone(&raw), ring(&[2]))
-            .await
-            .unwrap();
+        let new_only = sealed_over(&raw, &[2]).await;
         let read = new_only.subscriptions().await.unwrap();
         assert_eq!(read.len(), 2);
         assert!(read.iter().all(|r| r.spec == SPEC));
@@ -326,9 +325,7 @@ mod tests {
     async fn a_missing_key_stops_the_open_naming_the_subscription_and_the_key() {
         let dir = temp_dir();
         let raw = embedded(&dir);
-        let first = SealedStore::open(Arc::clone(&raw), ring(&[1]))
-            .await
-            .unwrap();
+        let first = sealed_over(&raw, &[1]).await;
         first.put_subscription(sub("a", SPEC)).await.unwrap();
         let needed = first.keys().primary_id().to_owned();
         let err = SealedStore::open(Arc::clone(&raw), ring(&[3]))
@@ -345,9 +342,7 @@ mod tests {
     async fn a_spec_copied_to_another_row_does_not_open() {
         let dir = temp_dir();
         let raw = embedded(&dir);
-        let sealed = SealedStore::open(Arc::clone(&raw), ring(&[1]))
-            .await
-            .unwrap();
+        let sealed = sealed_over(&raw, &[1]).await;
         sealed.put_subscription(sub("a", SPEC)).await.unwrap();
         let a = raw.subscriptions().await.unwrap().remove(0);
         raw.put_subscription(sub("b", &a.spec)).await.unwrap();
