@@ -429,17 +429,31 @@ async fn each_token_does_what_its_scope_allows_and_changes_are_logged_with_its_n
     )
     .await;
     expect(&engine, legacy, "DELETE", "/v1/subscriptions/s", None, 204).await;
+    // One audit line per change, naming the token; none for publishing or reading.
     let log = engine.log();
-    for (what, token) in [
-        ("delivery retried", "api_token"),
-        ("dead letters replayed", "ops"),
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("api change")).collect();
+    for (method, path, status, token) in [
+        ("POST", "/v1/subscriptions", 201, "ops"),
+        ("PATCH", "/v1/subscriptions/s", 200, "ops"),
+        ("POST", "/v1/subscriptions/s/rotate-secret", 200, "ops"),
+        ("POST", retry.as_str(), 202, "api_token"),
+        ("POST", "/v1/dead-letters/replay", 202, "ops"),
+        ("DELETE", "/v1/subscriptions/s", 204, "api_token"),
     ] {
+        let expected = format!("method={method} path={path} status={status} token={token}");
         assert!(
-            log.lines()
-                .any(|l| l.contains(what) && l.contains(&format!("token={token}"))),
-            "no `{what}` line naming token {token}:\n{log}"
+            audit.iter().any(|l| l.ends_with(&expected)),
+            "no audit line `{expected}`:\n{log}"
         );
     }
+    assert_eq!(audit.len(), 6, "{log}");
+    // A refusal is logged too, with the scope it lacked.
+    assert!(
+        log.lines().any(|l| l.contains("api request refused")
+            && l.contains("token=grafana")
+            && l.contains("needed=admin")),
+        "{log}"
+    );
 }
 
 // --- PostgreSQL: secrets at rest ------------------------------------------------------

@@ -3,8 +3,10 @@
 //!
 //! Each token has a name and a scope (`publish`, `read` or `admin`, see
 //! [`crate::config::Scope`]). The decision is [`decide`], a pure function of the tokens, the
-//! `Authorization` header, the method and the path; the middleware only applies it and
-//! hands the handlers a [`Caller`] naming the token, for their logs.
+//! `Authorization` header, the method and the path; the middleware only applies it. It also
+//! writes the audit log: one `api change` line, naming the token, for every request to an
+//! `admin` route (whatever changes state: subscriptions, secret rotations, test pings,
+//! retries, replays), so a route added later is audited without anyone remembering to.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
@@ -14,20 +16,6 @@ use subtle::{Choice, ConditionallySelectable as _};
 
 use super::{ApiError, AppState};
 use crate::config::{ApiToken, Scope};
-
-/// Who made a request, for the logs of what it changed.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The token's name; `None` when no token is configured and the API is open.
-    token: Option<String>,
-}
-
-impl Caller {
-    /// The token's name, or `(no token)` when the API is open.
-    pub fn token(&self) -> &str {
-        self.token.as_deref().unwrap_or("(no token)")
-    }
-}
 
 /// What the auth layer does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +52,13 @@ pub fn required_scope(method: &Method, path: &str, metrics_require_token: bool) 
         Method::POST if matches!(path, "/v1/events" | "/v1/events/batch") => Scope::Publish,
         _ => Scope::Admin,
     })
+}
+
+/// Whether a request goes to the audit log: it is for an `admin` route, which is every
+/// route that changes state except publishing (too frequent to log one by one, and
+/// recorded as events anyway).
+pub fn audited(method: &Method, path: &str) -> bool {
+    required_scope(method, path, false) == Some(Scope::Admin)
 }
 
 /// Whether a token of scope `granted` may use a route that needs `needed`.
@@ -109,12 +104,12 @@ pub fn decide(
     }
 }
 
-/// Applies [`decide`]: lets the request through with a [`Caller`], or answers `401`
-/// (the same for a missing and a wrong token, with no hint which) or `403
+/// Applies [`decide`]: lets the request through (logging it when [`audited`]), or answers
+/// `401` (the same for a missing and a wrong token, with no hint which) or `403
 /// insufficient_scope` naming the scope needed.
 pub async fn require_token(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let given = request
@@ -130,8 +125,19 @@ pub async fn require_token(
     );
     match decision {
         Decision::Allow(token) => {
-            request.extensions_mut().insert(Caller { token });
-            next.run(request).await
+            if !audited(request.method(), request.uri().path()) {
+                return next.run(request).await;
+            }
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let response = next.run(request).await;
+            tracing::info!(
+                method = %method,
+                path = %path,
+                status = response.status().as_u16(),
+                token = %token.as_deref().unwrap_or("(no token)"),
+                "api change"
+            );
+            response
         }
         Decision::Unauthorized => {
             let mut response = ApiError::new(
@@ -146,23 +152,35 @@ pub async fn require_token(
             );
             response
         }
-        Decision::Forbidden { token, needed } => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            format!(
-                "token `{token}` may not do this: {} {} needs a token with scope `{}`{}",
-                request.method(),
-                request.uri().path(),
-                needed.as_str(),
-                if needed == Scope::Admin {
-                    ""
-                } else {
-                    " or `admin`"
-                }
-            ),
-        )
-        .into_response(),
+        Decision::Forbidden { token, needed } => {
+            tracing::warn!(
+                method = %request.method(),
+                path = %request.uri().path(),
+                token = %token,
+                needed = %needed.as_str(),
+                "api request refused: the token lacks the scope"
+            );
+            forbidden(&token, needed, request.method(), request.uri().path())
+        }
     }
+}
+
+/// The `403 insufficient_scope` answer.
+fn forbidden(token: &str, needed: Scope, method: &Method, path: &str) -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!(
+            "token `{token}` may not do this: {method} {path} needs a token with scope `{}`{}",
+            needed.as_str(),
+            if needed == Scope::Admin {
+                ""
+            } else {
+                " or `admin`"
+            }
+        ),
+    )
+    .into_response()
 }
 
 #[cfg(test)]
@@ -240,6 +258,16 @@ mod tests {
             required_scope(&Method::GET, "/metrics", true),
             Some(Scope::Read)
         );
+    }
+
+    #[test]
+    fn every_change_but_publishing_is_audited() {
+        assert!(audited(&Method::POST, "/v1/subscriptions"));
+        assert!(audited(&Method::DELETE, "/v1/subscriptions/a"));
+        assert!(audited(&Method::POST, "/v1/deliveries/msg_1/retry"));
+        assert!(!audited(&Method::POST, "/v1/events"));
+        assert!(!audited(&Method::GET, "/v1/subscriptions"));
+        assert!(!audited(&Method::GET, "/healthz"));
     }
 
     #[test]

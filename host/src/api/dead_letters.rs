@@ -4,14 +4,13 @@
 // utoipa's expansion of `params(ListQuery)` qualifies the type needlessly.
 #![allow(unused_qualifications)]
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::deliveries::{DeliveryPage, page};
 use super::error::{page_limit, parse_time, query_error, read_body};
 use super::openapi::ErrorBody;
@@ -106,7 +105,6 @@ pub struct Replayed {
 )]
 pub async fn replay(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let bytes = read_body(body, 64 << 10).await?;
@@ -122,9 +120,7 @@ pub async fn replay(
         since_ms: parse_time("since", request.since.as_deref())?,
         until_ms: parse_time("until", request.until.as_deref())?,
     };
-    let subscription = filter.subscription_id.clone();
     let replayed = state.store.replay_dead_letters(filter, now_ms()).await?;
-    tracing::info!(replayed, subscription = ?subscription, token = %caller.token(), "dead letters replayed");
     state.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Replayed { replayed })))
 }

@@ -3,14 +3,13 @@
 // utoipa's expansion of `params(ListQuery)` qualifies the type needlessly.
 #![allow(unused_qualifications)]
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::error::{page_limit, parse_time, query_error};
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
@@ -145,12 +144,10 @@ pub async fn get(
 )]
 pub async fn retry(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliverySummary>), ApiError> {
     match state.store.retry_delivery(&id, now_ms()).await? {
         RetryOutcome::Scheduled(delivery) => {
-            tracing::info!(delivery = %id, token = %caller.token(), "delivery retried");
             state.wake.notify_one();
             Ok((StatusCode::ACCEPTED, Json(*delivery)))
         }
