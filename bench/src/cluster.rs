@@ -3,9 +3,10 @@
 //! throwaway cluster that `scripts/pg-cluster` starts (and installs, when missing) for the
 //! run; each point gets a fresh database in it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmhook::store::{PgTls, PostgresOptions, PostgresStore, Store};
+use wasmhook::store::{PgTls, PostgresOptions, PostgresStore};
 
 use crate::harness::{ChildEngine, preload_into, subscription};
 use crate::receiver::Receiver;
@@ -94,11 +95,10 @@ pub async fn drain(
             lease: Duration::from_secs(30),
             tls: PgTls::default(),
         },
-        wasmhook::event::now_ms(),
+        wasmhook::clock::now_ms(),
     )
     .await?;
-    preload_into(&store as &dyn Store, &["main"], events, 1024).await?;
-    drop(store);
+    preload_into(Arc::new(store), &["main"], events, 1024).await?;
     let path = format!("/pg-{nodes}");
     // Every node needs the same storage key.
     let key_dir = tempfile::tempdir()?;

@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Secret => {
-            println!("{}", crate::delivery::signing::generate_secret().expose());
+            println!("{}", crate::signing::generate_secret().expose());
             Ok(ExitCode::SUCCESS)
         }
         Command::MigrateStore(args) => migrate::run(args),

@@ -11,6 +11,7 @@
 //! or one sealed with an older key) is sealed again in place. A row that no configured key
 //! opens stops the start, naming the subscription and the key it needs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,8 @@ use async_trait::async_trait;
 
 use super::{
     Claim, DeliveryDetail, DeliveryFilter, DeliverySummary, IngestResult, NewEvent, NodeReport,
-    NodeStatus, QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError,
-    StoredSubscription,
+    NodeStatus, PurgeCutoffs, Purged, QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store,
+    StoreError, StoredHealth, StoredSubscription,
 };
 use crate::keyring::{Keyring, is_sealed};
 
@@ -131,6 +132,15 @@ impl Store for SealedStore {
         self.inner.put_subscription(self.seal(subscription)).await
     }
 
+    async fn create_subscription(
+        &self,
+        subscription: StoredSubscription,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .create_subscription(self.seal(subscription))
+            .await
+    }
+
     async fn sync_config_subscriptions(
         &self,
         subscriptions: Vec<StoredSubscription>,
@@ -194,8 +204,38 @@ impl Store for SealedStore {
         self.inner.queue_depth(now_ms).await
     }
 
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_subscription(id).await
+    async fn delete_subscription(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.inner.delete_subscription(id, now_ms).await
+    }
+
+    async fn subscription_health(
+        &self,
+        id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<HashMap<String, StoredHealth>, StoreError> {
+        self.inner.subscription_health(id, now_ms).await
+    }
+
+    async fn purge_deliveries(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        self.inner.purge_deliveries(cutoffs, cursor, limit).await
+    }
+
+    async fn purge_events(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        self.inner.purge_events(cutoffs, cursor, limit).await
+    }
+
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        self.inner.reclaim().await
     }
 
     async fn set_subscription_enabled(
@@ -283,12 +323,13 @@ mod tests {
             .sync_config_subscriptions(vec![sub("c", SPEC)])
             .await
             .unwrap();
+        assert!(sealed.create_subscription(sub("n", SPEC)).await.unwrap());
         for row in raw.subscriptions().await.unwrap() {
             assert!(row.spec.starts_with("whsealed:v1:"), "{}", row.spec);
             assert!(!row.spec.contains("canary"));
         }
         let read = sealed.subscriptions().await.unwrap();
-        assert_eq!(read.len(), 2);
+        assert_eq!(read.len(), 3);
         assert!(read.iter().all(|r| r.spec == SPEC));
         std::fs::remove_dir_all(&dir).unwrap();
     }
