@@ -276,26 +276,27 @@ pub async fn run(
     };
     let cluster = Arc::new(Cluster::default());
     cluster.beat(store.as_ref(), &registry, now_ms()).await;
+    let deliverer = Arc::new(Deliverer {
+        subscriptions: Arc::clone(&subscriptions),
+        endpoints: Arc::clone(&endpoints),
+        adapter_breakers: AdapterBreakers::new(breaker),
+        ops: ops.clone(),
+        response_body_bytes: config.retention.response_body_bytes,
+        disable_policy: DisablePolicy {
+            after_ms: i64::try_from(config.delivery.disable_after.0.as_millis())
+                .unwrap_or(i64::MAX),
+            min_failures: config.delivery.disable_after_failures,
+        },
+        registry: Arc::clone(&registry),
+        rate_limits: RateLimits::default(),
+        cluster: Arc::clone(&cluster),
+        client,
+        metrics: metrics.clone(),
+        user_agent: http::HeaderValue::from_static(USER_AGENT),
+    });
     let scheduler = Scheduler {
         store: Arc::clone(&store),
-        deliverer: Arc::new(Deliverer {
-            subscriptions: Arc::clone(&subscriptions),
-            endpoints: Arc::clone(&endpoints),
-            adapter_breakers: AdapterBreakers::new(breaker),
-            ops: ops.clone(),
-            response_body_bytes: config.retention.response_body_bytes,
-            disable_policy: DisablePolicy {
-                after_ms: i64::try_from(config.delivery.disable_after.0.as_millis())
-                    .unwrap_or(i64::MAX),
-                min_failures: config.delivery.disable_after_failures,
-            },
-            registry: Arc::clone(&registry),
-            rate_limits: RateLimits::default(),
-            cluster: Arc::clone(&cluster),
-            client,
-            metrics: metrics.clone(),
-            user_agent: http::HeaderValue::from_static(USER_AGENT),
-        }),
+        deliverer: Arc::clone(&deliverer),
         wake: Arc::clone(&wake),
         metrics: metrics.clone(),
         concurrency: config.delivery.concurrency,
@@ -311,6 +312,8 @@ pub async fn run(
         config.storage.heartbeat.0,
         stop_rx.clone(),
     ));
+    let disabler =
+        tokio::spawn(deliverer.disable_failing_loop(Arc::clone(&store), stop_rx.clone()));
     let purger = tokio::spawn(crate::retention::run(
         Arc::clone(&store),
         config.retention.clone(),
@@ -368,7 +371,7 @@ pub async fn run(
         .context("the API server failed")?;
     let _ = stop_tx.send(true);
     scheduler.await.context("the scheduler panicked")?;
-    let _ = tokio::join!(heartbeat, follower, purger);
+    let _ = tokio::join!(heartbeat, follower, purger, disabler);
     // Every emitter is gone with the scheduler and the API; what they reported is published.
     drop(_watch);
     let _ = publisher.await;

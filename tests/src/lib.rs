@@ -4,8 +4,10 @@
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
 //! - `postgres`: the test PostgreSQL server and a fresh database on it.
+//! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
+pub mod openapi;
 pub mod postgres;
 pub mod receiver;
 

@@ -327,38 +327,53 @@ impl Deliverer {
         }));
     }
 
-    /// After a batch of records is durable: disables the subscriptions whose attempts have
-    /// all failed for `[delivery] disable_after`.
-    pub async fn after_record(&self, store: &dyn Store, records: &[AttemptRecord]) {
+    /// Disables the enabled subscriptions whose attempts have all failed for `[delivery]
+    /// disable_after`, judging from the health the store keeps. Run periodically, so a
+    /// subscription whose circuit is open (no new failures recorded) is judged too.
+    pub async fn disable_failing(&self, store: &dyn Store) {
         if self.disable_policy.after_ms <= 0 {
             return;
         }
-        let mut failing: Vec<&str> = records
-            .iter()
-            .filter(|r| r.receiver == Some(false))
-            .map(|r| r.subscription_id.as_str())
-            .collect();
-        failing.sort_unstable();
-        failing.dedup();
-        for id in failing {
+        let now = now_ms();
+        let health = match store.subscription_health(None, now).await {
+            Ok(health) => health,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read subscription health; auto-disable waits");
+                return;
+            }
+        };
+        for (id, health) in health {
             let enabled = self
                 .subscriptions
                 .catalog()
-                .get(id)
+                .get(&id)
                 .is_some_and(|s| s.enabled);
             if !enabled {
                 continue;
             }
-            let now = now_ms();
-            let health = match store.subscription_health(Some(id), now).await {
-                Ok(mut all) => all.remove(id).unwrap_or_default(),
-                Err(e) => {
-                    tracing::error!(subscription = id, error = %e, "cannot read subscription health");
-                    continue;
-                }
-            };
             if let Some(detail) = self.disable_policy.verdict(&health, now) {
-                self.disable(id, "failing", detail).await;
+                self.disable(&id, "failing", detail).await;
+            }
+        }
+    }
+
+    /// Runs `disable_failing` a few times per `disable_after` window (at least every
+    /// minute, at most every 100 ms) until `stop` flips.
+    pub async fn disable_failing_loop(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.disable_policy.after_ms <= 0 {
+            return;
+        }
+        let every = Duration::from_millis((self.disable_policy.after_ms / 4) as u64)
+            .clamp(Duration::from_millis(100), Duration::from_secs(60));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.disable_failing(store.as_ref()).await,
+                _ = stop.changed() => return,
             }
         }
     }

@@ -60,7 +60,6 @@ impl Scheduler {
             Arc::clone(&self.store),
             queue,
             Arc::clone(&self.wake),
-            Arc::clone(&self.deliverer),
         ));
         loop {
             if *shutdown.borrow() {
@@ -185,7 +184,6 @@ async fn record_loop(
     store: Arc<dyn Store>,
     mut queue: mpsc::Receiver<AttemptRecord>,
     wake: Arc<Notify>,
-    deliverer: Arc<Deliverer>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
@@ -194,7 +192,6 @@ async fn record_loop(
             .any(|r| matches!(r.next, NextState::RetryAt(_) | NextState::WaitUntil(_)));
         let records = std::mem::replace(&mut batch, Vec::with_capacity(RECORD_BATCH));
         write_records(store.as_ref(), &records, &queue).await;
-        deliverer.after_record(store.as_ref(), &records).await;
         if rescheduled {
             wake.notify_one();
         }
