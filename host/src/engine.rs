@@ -28,8 +28,8 @@ use crate::outbound::parse_target_url;
 use crate::plugins::watcher::{self, Change, Watch};
 use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits};
 use crate::store::{
-    DisablePolicy, EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription,
-    SubscriptionSource, default_node_id,
+    DisablePolicy, EmbeddedStore, PgTls, PostgresOptions, PostgresStore, SealedStore, Store,
+    StoredSubscription, SubscriptionSource, default_node_id,
 };
 use crate::subscription::{SubscriptionSpec, Subscriptions};
 
@@ -171,8 +171,22 @@ async fn vet_config_destinations(config: &Config, policy: &NetworkPolicy) -> any
     Ok(())
 }
 
-/// Opens the store `[storage]` names.
+/// Opens the store `[storage]` names, with subscription specs encrypted by the keys it
+/// configures (see `keyring::for_storage`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let keys = crate::keyring::for_storage(&config.storage)?;
+    let backend = open_backend(config).await?;
+    let store = SealedStore::open(backend, keys).await?;
+    tracing::info!(
+        key = store.keys().primary_id(),
+        keys = store.keys().ids().len(),
+        "subscription secrets are encrypted at rest"
+    );
+    Ok(Arc::new(store))
+}
+
+/// Opens the backend `[storage]` names, as it is (specs as the backend holds them).
+async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let storage = &config.storage;
     Ok(match storage.backend {
         Backend::Embedded => Arc::new(EmbeddedStore::open(&storage.path, now_ms())?),
@@ -187,6 +201,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 node_id: storage.node_id.clone().unwrap_or_else(default_node_id),
                 heartbeat: storage.heartbeat.0,
                 lease: storage.lease.0,
+                tls: PgTls {
+                    sslmode: storage.sslmode,
+                    ca_file: storage.ca_file.clone(),
+                },
             };
             let store = PostgresStore::open(options, now_ms()).await?;
             tracing::info!(node = store.node_id(), "using the PostgreSQL store");
@@ -342,7 +360,7 @@ pub async fn run(
         endpoints,
         metrics,
         wake,
-        api_tokens: config.server.admin_tokens(),
+        api_tokens: config.server.api_tokens(env)?,
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,

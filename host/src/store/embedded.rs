@@ -26,7 +26,7 @@ use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
-    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
 use super::{PurgeCutoffs, Purged};
@@ -790,6 +790,31 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError> {
+        let changed = self
+            .write(move |conn| {
+                // Zero the old text's bytes instead of leaving them in the page's free space.
+                conn.pragma_update(None, "secure_delete", true)?;
+                let mut changed = 0;
+                for r in &rewrites {
+                    changed += conn.execute(
+                        "UPDATE subscriptions SET spec = ?3 WHERE id = ?1 AND spec = ?2",
+                        params![r.id, r.old, r.new],
+                    )? as u64;
+                }
+                conn.pragma_update(None, "secure_delete", false)?;
+                Ok(changed)
+            })
+            .await?;
+        if changed > 0 {
+            // Copy the new pages into the file and empty the WAL, which still holds the
+            // old ones.
+            self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+                .await?;
+        }
+        Ok(changed)
     }
 
     async fn set_subscription_enabled(
