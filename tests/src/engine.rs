@@ -112,7 +112,9 @@ fn spawn(
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The address ends the text line, or the message string of a JSON line.
             if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.split('"').next().unwrap_or(addr);
                 let _ = tx.send(addr.trim().to_owned());
             }
             let mut log = sink.lock().expect("lock");

@@ -34,8 +34,23 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(format!("reading the embedded store: {e}"))
 }
 
-/// Copies the embedded store in folder `dir` into the PostgreSQL database `url`.
-pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, StoreError> {
+impl Copied {
+    /// Events, deliveries and attempts together: the rows the progress counts.
+    pub fn rows(&self) -> u64 {
+        self.events + self.deliveries + self.attempts
+    }
+}
+
+/// Told after every page: what is copied so far, and the rows to copy in all.
+pub type Progress<'a> = &'a mut dyn FnMut(&Copied, u64);
+
+/// Copies the embedded store in folder `dir` into the PostgreSQL database `url`, calling
+/// `progress` as it goes.
+pub async fn embedded_to_postgres(
+    dir: &Path,
+    url: &str,
+    progress: Progress<'_>,
+) -> Result<Copied, StoreError> {
     let file = dir.join("wasmhook.db");
     if !file.is_file() {
         return Err(StoreError::Open {
@@ -63,6 +78,14 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
             "the PostgreSQL database already holds {existing} events; migrate into an empty one"
         )));
     }
+    let total: i64 = sqlite
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let total = u64::try_from(total).unwrap_or(0);
     let tx = client.transaction().await?;
     let mut copied = Copied::default();
 
@@ -135,6 +158,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.events += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut last = 0i64;
     loop {
@@ -192,6 +216,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.deliveries += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut after = (String::new(), 0i64);
     loop {
@@ -236,6 +261,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.attempts += rows.len() as u64;
+        progress(&copied, total);
     }
     tx.batch_execute("SELECT nextval('subscriptions_version'); NOTIFY wasmhook_subscriptions")
         .await?;
