@@ -9,12 +9,14 @@
 //! - `retry`: the retry policy, pure.
 //! - `signing`: Standard Webhooks signatures.
 //! - `client`: the pooled HTTP client and its guarded connector.
+//! - `proxy`: egress through an HTTP proxy, and which destinations bypass it.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
 pub mod attempt;
 pub mod breaker;
 pub mod client;
 pub mod endpoints;
+pub mod proxy;
 pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;
