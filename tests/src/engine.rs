@@ -243,6 +243,16 @@ impl Engine {
         body
     }
 
+    /// Runs a subscription's test ping (`POST /v1/subscriptions/{id}/test`), asserts its
+    /// first attempt ended, and returns that attempt.
+    pub async fn test_ping(&self, id: &str) -> Value {
+        let (status, detail) = self
+            .post(&format!("/v1/subscriptions/{id}/test"), &serde_json::json!({}))
+            .await;
+        assert_eq!(status, 200, "{id}: {detail}");
+        detail["attempts_log"][0].clone()
+    }
+
     /// The deliveries of one event.
     pub async fn deliveries_of(&self, event_id: &str) -> Vec<Value> {
         let (status, body) = self

@@ -241,7 +241,7 @@ fn completions_and_man_pages_come_from_the_cli_definitions() {
         let (ok, script, stderr) = run_cli(&["completions", shell]);
         assert!(ok, "{shell}: {stderr}");
         assert!(script.contains(marker), "{shell}: {script}");
-        for command in ["subscriptions", "rotate-secret", "migrate-store", "--output"] {
+        for command in ["subscriptions", "rotate-secret", "migrate-store", "output"] {
             assert!(script.contains(command), "{shell} completes no {command}");
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use wasmhook_tests::{Engine, PROBE, Receiver, SECRET, Workdir, verify};
@@ -81,15 +81,6 @@ async fn tunnel(mut client: TcpStream, log: Arc<Mutex<Vec<String>>>) {
     }
 }
 
-/// Runs the subscription's test ping and returns its first attempt.
-async fn ping(engine: &Engine, id: &str) -> Value {
-    let (status, detail) = engine
-        .post(&format!("/v1/subscriptions/{id}/test"), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{id}: {detail}");
-    detail["attempts_log"][0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn deliveries_go_through_the_proxy_and_the_guard_still_holds() {
     let proxy = ConnectProxy::start().await;
@@ -132,7 +123,7 @@ async fn deliveries_go_through_the_proxy_and_the_guard_still_holds() {
         )
         .await;
     assert_eq!(status, 201, "{answer}");
-    let attempt = ping(&engine, "steered").await;
+    let attempt = engine.test_ping("steered").await;
     let error = attempt["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("refused to connect") && error.contains("127.0.0.2"),
