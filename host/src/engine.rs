@@ -204,8 +204,11 @@ pub async fn run(
     if let Some(proxy) = &proxy {
         tracing::info!(proxy = proxy.shown(), "deliveries go through the proxy");
     }
-    let client =
-        HttpClient::with_proxy(policy.clone(), config.delivery.tls_ca_file.as_deref(), proxy)?;
+    let client = HttpClient::with_proxy(
+        policy.clone(),
+        config.delivery.tls_ca_file.as_deref(),
+        proxy,
+    )?;
     let metrics = Metrics::default();
     let endpoints = Arc::new(Endpoints::new(EndpointLimits {
         breaker: BreakerConfig {

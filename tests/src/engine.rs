@@ -247,7 +247,10 @@ impl Engine {
     /// first attempt ended, and returns that attempt.
     pub async fn test_ping(&self, id: &str) -> Value {
         let (status, detail) = self
-            .post(&format!("/v1/subscriptions/{id}/test"), &serde_json::json!({}))
+            .post(
+                &format!("/v1/subscriptions/{id}/test"),
+                &serde_json::json!({}),
+            )
             .await;
         assert_eq!(status, 200, "{id}: {detail}");
         detail["attempts_log"][0].clone()

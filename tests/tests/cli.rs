@@ -53,7 +53,10 @@ async fn every_subscriptions_command_works_against_a_running_engine() {
         ],
     );
     assert_eq!(created["id"], "ops", "{created}");
-    assert_eq!(created["events"], serde_json::json!(["host.*", "cert.expiring"]));
+    assert_eq!(
+        created["events"],
+        serde_json::json!(["host.*", "cert.expiring"])
+    );
     assert_eq!(created["settings"]["channel"], "#ops");
     assert_eq!(created["headers"]["X-Team"], "core");
     assert_eq!(created["rate_limit"], 50);
@@ -154,13 +157,8 @@ async fn every_subscriptions_command_works_against_a_running_engine() {
             "*",
         ],
     );
-    let (ok, stdout, stderr) = run_cli(&[
-        "subscriptions",
-        "test",
-        "down",
-        "--server",
-        &engine.base,
-    ]);
+    let (ok, stdout, stderr) =
+        run_cli(&["subscriptions", "test", "down", "--server", &engine.base]);
     assert!(!ok, "a failed test attempt must fail the command: {stdout}");
     assert!(stderr.contains("not delivered"), "{stderr}");
 
@@ -188,7 +186,9 @@ async fn engine_commands_print_json_on_request_and_health_answers() {
     let (ok, table, stderr) = run_cli(&["health", "--server", &engine.base]);
     assert!(ok, "{stderr}");
     assert!(
-        table.lines().any(|l| l.trim().starts_with("status") && l.trim().ends_with("ok")),
+        table
+            .lines()
+            .any(|l| l.trim().starts_with("status") && l.trim().ends_with("ok")),
         "{table}"
     );
     // Nothing listens here: health fails.
@@ -259,11 +259,18 @@ fn completions_and_man_pages_come_from_the_cli_definitions() {
 
     let (ok, page, stderr) = run_cli(&["man"]);
     assert!(ok, "{stderr}");
-    assert!(page.starts_with(".ie") || page.contains(".TH wasmhook"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH wasmhook"),
+        "{page}"
+    );
     assert!(page.contains("subscriptions"), "{page}");
     let (ok, _, stderr) = run_cli(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
     assert!(ok, "{stderr}");
-    for page in ["wasmhook.1", "wasmhook-serve.1", "wasmhook-subscriptions-create.1"] {
+    for page in [
+        "wasmhook.1",
+        "wasmhook-serve.1",
+        "wasmhook-subscriptions-create.1",
+    ] {
         assert!(dir.path().join(page).is_file(), "{page} not written");
     }
 }

@@ -101,7 +101,9 @@ async fn deliveries_go_through_the_proxy_and_the_guard_still_holds() {
         tls.url("/tls"),
     ));
     let engine = work.start().await;
-    engine.publish(json!({"type": "a.b", "data": {"via": "proxy"}})).await;
+    engine
+        .publish(json!({"type": "a.b", "data": {"via": "proxy"}}))
+        .await;
     let got = &plain.wait_for("/plain", 1, WAIT).await[0];
     verify(SECRET, got).expect("signed");
     let got = &tls.wait_for("/tls", 1, WAIT).await[0];

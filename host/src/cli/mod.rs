@@ -107,11 +107,9 @@ pub fn main() -> ExitCode {
         Command::Health(connection) => manage::health(connection),
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Verify(args) => verify::run(args),
-        Command::Secret => {
-            outln!("{}", crate::delivery::signing::generate_secret().expose())
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into)
-        }
+        Command::Secret => outln!("{}", crate::delivery::signing::generate_secret().expose())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::MigrateStore(args) => migrate::run(args),
         Command::Openapi => outln!("{}", crate::api::openapi::document_json())
             .map(|()| ExitCode::SUCCESS)

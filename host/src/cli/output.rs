@@ -141,21 +141,36 @@ mod tests {
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         assert!(lines[0].starts_with("ID"), "{text}");
         assert!(lines[0].contains("STATUS") && lines[0].contains("EVENTS"));
-        assert!(lines[1].starts_with('a') && lines[1].contains("x.*,y"), "{text}");
-        assert!(lines[2].starts_with('b') && lines[2].contains('-'), "{text}");
+        assert!(
+            lines[1].starts_with('a') && lines[1].contains("x.*,y"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with('b') && lines[2].contains('-'),
+            "{text}"
+        );
         assert!(!text.contains("extra"));
         assert_eq!(lines.last(), Some(&"(more: --before msg_9)"));
     }
 
     #[test]
     fn an_object_becomes_one_row_per_field() {
-        let text = render(&json!({"id": "evt_1", "deliveries": 2, "nested": {"a": 1}}), COLS);
+        let text = render(
+            &json!({"id": "evt_1", "deliveries": 2, "nested": {"a": 1}}),
+            COLS,
+        );
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
         assert_eq!(lines.len(), 3, "{text}");
         let row = |key: &str| lines.iter().find(|l| l.starts_with(key)).copied();
         assert!(row("id").is_some_and(|l| l.ends_with("evt_1")), "{text}");
-        assert!(row("deliveries").is_some_and(|l| l.ends_with('2')), "{text}");
-        assert!(row("nested").is_some_and(|l| l.ends_with("{\"a\":1}")), "{text}");
+        assert!(
+            row("deliveries").is_some_and(|l| l.ends_with('2')),
+            "{text}"
+        );
+        assert!(
+            row("nested").is_some_and(|l| l.ends_with("{\"a\":1}")),
+            "{text}"
+        );
     }
 
     #[test]

@@ -195,10 +195,8 @@ async fn tunnel(
             }
         }
     }
-    let mut tunnel = hyper_util::client::legacy::connect::proxy::Tunnel::new(
-        route.proxy.clone(),
-        ProxyDialer,
-    );
+    let mut tunnel =
+        hyper_util::client::legacy::connect::proxy::Tunnel::new(route.proxy.clone(), ProxyDialer);
     if let Some(auth) = route.auth {
         tunnel = tunnel.with_auth(auth);
     }

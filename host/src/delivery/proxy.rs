@@ -63,7 +63,10 @@ impl Proxy {
         if uri.host().is_none_or(str::is_empty) {
             return Err(format!("[delivery] proxy `{}` has no host", redact(url)));
         }
-        let matcher = Matcher::builder().all(url.to_owned()).no(no_proxy.to_owned()).build();
+        let matcher = Matcher::builder()
+            .all(url.to_owned())
+            .no(no_proxy.to_owned())
+            .build();
         Ok(Self {
             matcher,
             shown: redact(url),
