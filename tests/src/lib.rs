@@ -3,8 +3,10 @@
 //!
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
+//! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
+pub mod openapi;
 pub mod receiver;
 
 pub use engine::{Engine, Workdir, run_cli, serve_should_fail};

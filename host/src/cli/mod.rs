@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
         Command::Health(connection) => manage::health(connection),
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Verify(args) => verify::run(args),
-        Command::Secret => outln!("{}", crate::delivery::signing::generate_secret().expose())
+        Command::Secret => outln!("{}", crate::signing::generate_secret().expose())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::MigrateStore(args) => migrate::run(args),

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::config::{Config, ProcessEnv};
-use crate::event::{now_ms, parse_event};
+use crate::event::parse_event;
 use crate::plugins::{Action, AdapterInput, Call, CallLimits, PluginLabel};
 
 use super::output::outln;
@@ -105,7 +106,14 @@ fn dry_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (sandbox, prepared) = load(&args.file, &config)?;
     let text = std::fs::read(&args.event)
         .with_context(|| format!("cannot read {}", args.event.display()))?;
-    let event = parse_event(&text, now_ms())
+    let event = parse_event(&text)
+        .and_then(|draft| {
+            draft.validate(
+                now_ms(),
+                &config.limits.event_limits(),
+                crate::event::Publisher::Engine,
+            )
+        })
         .with_context(|| format!("{} is not a valid event", args.event.display()))?;
     let mut settings = Vec::new();
     for pair in &args.settings {

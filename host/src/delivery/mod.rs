@@ -5,13 +5,14 @@
 //! - `attempt`: one attempt (adapter, sign, send, decide).
 //! - `endpoints`: per-endpoint circuit breaker, concurrency limit and latency.
 //! - `breaker`: the circuit breaker state machine, pure.
+//! - `adapter_breakers`: backing off an adapter that keeps failing for a subscription.
 //! - `rate_limit`: per-subscription rate limits (GCRA with reserved slots).
 //! - `retry`: the retry policy, pure.
-//! - `signing`: Standard Webhooks signatures.
 //! - `client`: the pooled HTTP client and its guarded connector.
 //! - `proxy`: egress through an HTTP proxy, and which destinations bypass it.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
+pub mod adapter_breakers;
 pub mod attempt;
 pub mod breaker;
 pub mod client;
@@ -20,7 +21,6 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;
-pub mod signing;
 pub mod ssrf;
 
 pub use attempt::Deliverer;

@@ -2,6 +2,8 @@
 //!
 //! - `bindings`: the one `bindgen!`, one module per WIT version.
 //! - `sandbox`: engine, limits, fresh (or reused) instances, typed faults.
+//! - `gate`: how many calls of one plugin run at once, and how many may queue.
+//! - `guest_pool`: the threads adapter calls run on, apart from the engine's own.
 //! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail.
 //! - `cache`: compiled components on disk, sealed so only our own output is loaded.
 //! - `registry`: the loaded plugins, swapped atomically when the plugins folder changes.
@@ -9,6 +11,8 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod gate;
+pub mod guest_pool;
 pub mod host_state;
 pub mod registry;
 pub mod sandbox;
@@ -16,7 +20,7 @@ pub mod watcher;
 
 pub use cache::CompileCache;
 pub use registry::{LoadedPlugin, PluginInfo, Registry};
-pub use sandbox::{Call, CallLimits, PrepareError, Prepared, Sandbox, SandboxLimits};
+pub use sandbox::{Call, CallLimits, OwnedCall, PrepareError, Prepared, Sandbox, SandboxLimits};
 
 use std::time::Duration;
 
@@ -131,6 +135,21 @@ pub enum Fault {
         /// Which rule.
         reason: String,
     },
+    /// Every adapter instance together holds `[plugins] total_memory_bytes`: the engine is
+    /// short of adapter memory, which is no fault of this adapter.
+    #[error(
+        "{plugin} could not get memory: the adapters' total memory budget ([plugins] total_memory_bytes) is in use"
+    )]
+    MemoryBudget {
+        /// Which plugin.
+        plugin: PluginLabel,
+    },
+    /// The subscription was deleted or disabled while the call ran; it was interrupted.
+    #[error("{plugin} was interrupted: the subscription was deleted or disabled during the call")]
+    Cancelled {
+        /// Which plugin.
+        plugin: PluginLabel,
+    },
     /// No instance could be created (pool exhausted, link error).
     #[error("{plugin} could not be instantiated: {detail}")]
     Instantiate {
@@ -148,6 +167,8 @@ impl Fault {
             Self::Returned { .. } => "returned",
             Self::CpuBudget { .. } => "cpu_budget",
             Self::MemoryLimit { .. } => "memory_limit",
+            Self::MemoryBudget { .. } => "memory_budget",
+            Self::Cancelled { .. } => "cancelled",
             Self::Trap { .. } => "trap",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidOutput { .. } => "invalid_output",

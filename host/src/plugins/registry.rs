@@ -13,9 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::CompileCache;
+use super::gate::CallGate;
 use super::{CallLimits, PluginLabel, PrepareError, Prepared, Sandbox};
+use crate::clock::{now_ms, rfc3339};
 use crate::config::PluginsConfig;
-use crate::event::{now_ms, rfc3339};
 use crate::subscription::validate_plugin_name;
 
 /// One loaded version of a plugin.
@@ -39,6 +40,8 @@ pub struct LoadedPlugin {
     pub prepared: Prepared,
     /// Call counters.
     pub stats: PluginStats,
+    /// Calls running and queued for this version.
+    pub gate: CallGate,
 }
 
 /// Counters for one loaded version.
@@ -210,7 +213,7 @@ impl Registry {
     }
 
     fn try_load(&self, name: &str, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
-        validate_plugin_name(name).map_err(LoadError::BadName)?;
+        validate_plugin_name(name).map_err(|e| LoadError::BadName(e.to_string()))?;
         let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -254,6 +257,7 @@ impl Registry {
             from_cache,
             prepared,
             stats: PluginStats::default(),
+            gate: CallGate::new(self.limits_for(name).max_concurrent_calls),
         });
         let previous = self.loaded.rcu(|current| {
             let mut next = HashMap::clone(current);
