@@ -12,6 +12,7 @@ use super::output::Columns;
 /// A delivery list's table columns.
 const DELIVERY_COLUMNS: Columns = Columns(&[
     "id",
+    "event_id",
     "subscription_id",
     "event_type",
     "status",
