@@ -475,6 +475,13 @@ pub struct DeliveryConfig {
     pub breaker_cooldown: HumanDuration,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_rotation_grace: HumanDuration,
+    /// An HTTP proxy every delivery goes through, `http://[user:password@]host:port`
+    /// (CONNECT tunnels). Also `WASMHOOK_PROXY`. A secret: it may hold credentials.
+    pub proxy: Option<Secret>,
+    /// Destinations reached directly instead of through `proxy`, in `NO_PROXY` syntax:
+    /// host names (with their subdomains), IP addresses, CIDR ranges, `*`. Default: the
+    /// `NO_PROXY` (or `no_proxy`) environment variable.
+    pub no_proxy: Option<Vec<String>>,
     /// Disables a subscription whose attempts have all failed for this long (with at least
     /// `disable_after_failures` of them), as Svix does after 5 days; `0s` never does. A
     /// `410 Gone` disables at once whatever this says.
@@ -482,6 +489,19 @@ pub struct DeliveryConfig {
     /// Failed attempts in a row needed too, so a subscription that gets one event a week is
     /// not disabled for two failures.
     pub disable_after_failures: u32,
+}
+
+impl DeliveryConfig {
+    /// The egress proxy, if one is set.
+    pub fn egress_proxy(&self) -> anyhow::Result<Option<crate::delivery::proxy::Proxy>> {
+        let Some(url) = &self.proxy else {
+            return Ok(None);
+        };
+        let no_proxy = self.no_proxy.as_deref().unwrap_or_default().join(",");
+        crate::delivery::proxy::Proxy::new(url.expose(), &no_proxy)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -505,6 +525,8 @@ impl Default for DeliveryConfig {
             secret_rotation_grace: HumanDuration(Duration::from_secs(24 * 3600)),
             disable_after: HumanDuration(Duration::from_secs(5 * 24 * 3600)),
             disable_after_failures: 10,
+            proxy: None,
+            no_proxy: None,
         }
     }
 }
@@ -862,6 +884,14 @@ impl Config {
         if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
             self.plugins.dir = PathBuf::from(dir);
         }
+        if let Some(proxy) = env.var("WASMHOOK_PROXY") {
+            self.delivery.proxy = Some(Secret::new(proxy));
+        }
+        if self.delivery.no_proxy.is_none()
+            && let Some(list) = env.var("NO_PROXY").or_else(|| env.var("no_proxy"))
+        {
+            self.delivery.no_proxy = Some(list.split(',').map(|s| s.trim().to_owned()).collect());
+        }
         Ok(())
     }
 
@@ -884,6 +914,7 @@ impl Config {
         if self.delivery.concurrency == 0 {
             bail!("[delivery] concurrency must be at least 1");
         }
+        self.delivery.egress_proxy()?;
         if self.storage.backend == Backend::Postgres {
             if self.storage.url.is_none() {
                 bail!(

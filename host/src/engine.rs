@@ -263,7 +263,15 @@ pub async fn run(
         }
     }
 
-    let client = HttpClient::new(policy.clone(), config.delivery.tls_ca_file.as_deref())?;
+    let proxy = config.delivery.egress_proxy()?;
+    if let Some(proxy) = &proxy {
+        tracing::info!(proxy = proxy.shown(), "deliveries go through the proxy");
+    }
+    let client = HttpClient::with_proxy(
+        policy.clone(),
+        config.delivery.tls_ca_file.as_deref(),
+        proxy,
+    )?;
     let metrics = Metrics::default();
     let breaker = BreakerConfig {
         failure_threshold: config.delivery.breaker_failures,

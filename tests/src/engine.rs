@@ -149,7 +149,9 @@ fn spawn(
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The address ends the text line, or the message string of a JSON line.
             if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.split('"').next().unwrap_or(addr);
                 let _ = tx.send(addr.trim().to_owned());
             }
             let mut log = sink.lock().expect("lock");
@@ -326,6 +328,19 @@ impl Engine {
     ) -> Value {
         let what = format!("plugin {name}");
         poll_until(&what, timeout, || self.plugin_info(name), done).await
+    }
+
+    /// Runs a subscription's test ping (`POST /v1/subscriptions/{id}/test`), asserts its
+    /// first attempt ended, and returns that attempt.
+    pub async fn test_ping(&self, id: &str) -> Value {
+        let (status, detail) = self
+            .post(
+                &format!("/v1/subscriptions/{id}/test"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{id}: {detail}");
+        detail["attempts_log"][0].clone()
     }
 
     /// The deliveries of one event.

@@ -382,6 +382,8 @@ async fn the_api_token_guards_v1_but_not_healthz() {
         &engine.base,
         "--token",
         "t0ken",
+        "--output",
+        "json",
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"deliveries\": 0"), "{stdout}");

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::output::{self, outln};
 use crate::config::{Config, ProcessEnv};
 use crate::keyring::{self, Keyring};
-use crate::store::migrate::MigrationKeys;
+use crate::store::migrate::{Copied, MigrationKeys};
 use crate::store::{PgTls, PostgresOptions, redact_url};
 
 /// Arguments of `migrate-store`.
@@ -42,10 +45,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ca_file: config.storage.ca_file.clone(),
         },
     };
+    let bar = progress_bar();
+    let mut report = |copied: &Copied, total: u64| {
+        bar.set_length(total);
+        bar.set_position(copied.rows());
+    };
     let copied = super::runtime()?.block_on(crate::store::migrate::embedded_to_postgres(
-        &from, target, &keys,
-    ))?;
-    println!(
+        &from,
+        target,
+        &keys,
+        &mut report,
+    ));
+    bar.finish_and_clear();
+    let copied = copied?;
+    outln!(
         "copied {} subscriptions, {} events, {} deliveries and {} attempts from {} to {}",
         copied.subscriptions,
         copied.events,
@@ -53,10 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         copied.attempts,
         from.display(),
         redact_url(&args.to)
-    );
-    println!(
+    )?;
+    outln!(
         "next: set [storage] backend = \"postgres\" and url (or WASMHOOK_DATABASE_URL) on every node{key_note}, and start them"
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -89,4 +102,20 @@ fn migration_keys(config: &Config, from: &Path) -> anyhow::Result<(MigrationKeys
         target: Keyring::new([target])?,
     };
     Ok((keys, note))
+}
+
+/// A bar on stderr counting copied rows (events, deliveries, attempts), drawn only when
+/// stderr is a terminal, so logs and pipes get none of its escape codes.
+fn progress_bar() -> ProgressBar {
+    if !output::stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "copying {bar:40} {human_pos}/{human_len} rows ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }

@@ -13,6 +13,8 @@ use crate::event::parse_event;
 use crate::plugins::registry::read_plugin_file;
 use crate::plugins::{Action, AdapterInput, Call, CallLimits, PluginLabel};
 
+use super::output::outln;
+
 /// `plugin` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -83,19 +85,19 @@ fn check(file: PathBuf) -> anyhow::Result<ExitCode> {
     let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
     imports.sort();
     exports.sort();
-    println!("{}: ok", file.display());
-    println!(
+    outln!("{}: ok", file.display())?;
+    outln!(
         "implements: wasmhook:adapter/adapter@{}",
         prepared.world_version
-    );
-    println!("size: {} bytes", bytes.len());
-    println!("imports:");
+    )?;
+    outln!("size: {} bytes", bytes.len())?;
+    outln!("imports:")?;
     for name in imports {
-        println!("  {name}");
+        outln!("  {name}")?;
     }
-    println!("exports:");
+    outln!("exports:")?;
     for name in exports {
-        println!("  {name}");
+        outln!("  {name}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -161,6 +163,6 @@ fn dry_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         Action::Skip(reason) => json!({"action": "skip", "reason": reason}),
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -50,12 +50,23 @@ pub struct MigrationKeys {
     pub target: Keyring,
 }
 
+impl Copied {
+    /// Events, deliveries and attempts together: the rows the progress counts.
+    pub fn rows(&self) -> u64 {
+        self.events + self.deliveries + self.attempts
+    }
+}
+
+/// Told after every page: what is copied so far, and the rows to copy in all.
+pub type Progress<'a> = &'a mut dyn FnMut(&Copied, u64);
+
 /// Copies the embedded store in folder `dir` into the PostgreSQL database `target`
-/// describes (its `node_id` and timings are not used).
+/// describes (its `node_id` and timings are not used), calling `progress` as it goes.
 pub async fn embedded_to_postgres(
     dir: &Path,
     target: PostgresOptions,
     keys: &MigrationKeys,
+    progress: Progress<'_>,
 ) -> Result<Copied, StoreError> {
     let file = dir.join("wasmhook.db");
     if !file.is_file() {
@@ -84,6 +95,14 @@ pub async fn embedded_to_postgres(
             "the PostgreSQL database already holds {existing} events; migrate into an empty one"
         )));
     }
+    let total: i64 = sqlite
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let total = u64::try_from(total).unwrap_or(0);
     let tx = client.transaction().await?;
     let mut copied = Copied::default();
 
@@ -168,6 +187,7 @@ pub async fn embedded_to_postgres(
         )
         .await?;
         copied.events += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut last = 0i64;
     loop {
@@ -225,6 +245,7 @@ pub async fn embedded_to_postgres(
         )
         .await?;
         copied.deliveries += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut after = (String::new(), 0i64);
     loop {
@@ -269,6 +290,7 @@ pub async fn embedded_to_postgres(
         )
         .await?;
         copied.attempts += rows.len() as u64;
+        progress(&copied, total);
     }
     tx.batch_execute("SELECT nextval('subscriptions_version'); NOTIFY wasmhook_subscriptions")
         .await?;
