@@ -22,7 +22,7 @@ use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Schedule
 use crate::event::now_ms;
 use crate::metrics::Metrics;
 use crate::plugins::watcher::{self, Change, Watch};
-use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits};
+use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits, SettingsCheck};
 use crate::store::{
     EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription, SubscriptionSource,
     default_node_id,
@@ -99,19 +99,32 @@ fn watch_plugins(
     Ok(watch)
 }
 
-/// The config file's subscriptions, validated, as store records.
-fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<StoredSubscription>> {
+/// The config file's subscriptions, validated (their settings against their adapter's
+/// manifest too, when it is loaded), as store records.
+fn config_subscriptions(
+    config: &Config,
+    env: &dyn Env,
+    registry: &Registry,
+) -> anyhow::Result<Vec<StoredSubscription>> {
     let now = now_ms();
     config
         .subscriptions
         .iter()
         .map(|c| {
-            let spec = SubscriptionSpec::from_config(c, env)
+            let mut spec = SubscriptionSpec::from_config(c, env)
                 .and_then(|spec| {
                     spec.build(&c.id, SubscriptionSource::Config, &config.delivery)?;
                     Ok(spec)
                 })
                 .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+            if let Some(plugin) = &spec.plugin {
+                let check = registry
+                    .check_settings(plugin, &spec.settings)
+                    .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+                if let SettingsCheck::Checked { secret } = check {
+                    spec.add_secret_settings(secret);
+                }
+            }
             Ok(StoredSubscription {
                 id: c.id.clone(),
                 source: SubscriptionSource::Config,
@@ -177,18 +190,19 @@ pub async fn run(
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
-    let from_config = config_subscriptions(&config, env)?;
-    vet_config_destinations(&config, &policy).await?;
-    let store = open_store(&config).await?;
-    store.sync_config_subscriptions(from_config).await?;
-    let subscriptions =
-        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
-
+    // Plugins load first, so the config's settings are checked against their manifests
+    // before anything is stored.
     let registry = Arc::new(registry(&config)?);
     let loader = Arc::clone(&registry);
     tokio::task::spawn_blocking(move || loader.load_all())
         .await
         .context("loading plugins panicked")?;
+    let from_config = config_subscriptions(&config, env, &registry)?;
+    vet_config_destinations(&config, &policy).await?;
+    let store = open_store(&config).await?;
+    store.sync_config_subscriptions(from_config).await?;
+    let subscriptions =
+        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
     let wake = Arc::new(Notify::new());
     let _watch = watch_plugins(&registry, &store, &wake, config.plugins.reload_debounce.0)?;
     for sub in subscriptions.catalog().iter() {

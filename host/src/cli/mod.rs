@@ -3,7 +3,8 @@
 //! - `serve`: run the engine.
 //! - `send`: publish one event to a running engine.
 //! - `deliveries`, `dead-letters`, `endpoints`: inspect and act on a running engine.
-//! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
+//! - `plugin check` / `run` / `watch` / `new` / `build`, `wit`: write, build, validate and
+//!   dry-run adapters with no engine running.
 //! - `verify`: check a Standard Webhooks signature, for people writing receivers.
 //! - `secret`: print a fresh `whsec_` signing secret.
 //! - `migrate-store`: copy the embedded store into PostgreSQL, to go from one node to several.
@@ -43,13 +44,20 @@ enum Command {
     DeadLetters(manage::DeadLetters),
     /// Show each receiver endpoint's circuit breaker and load.
     Endpoints(api::Connection),
-    /// Check or dry-run an adapter component.
+    /// Write, build, check or dry-run an adapter.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Print the WIT adapters implement (`wasmhook:adapter`), the newest version by default.
+    Wit(plugin::WitArgs),
     /// Check a webhook signature, as a receiver would.
     Verify(verify::Args),
     /// Print a new random `whsec_` signing secret.
-    Secret,
+    Secret {
+        /// A plain secret (64 hex digits) instead, for receivers with their own signature
+        /// scheme that take the secret as text (GitHub-style `X-Hub-Signature-256`).
+        #[arg(long)]
+        plain: bool,
+    },
     /// Print the HTTP API's OpenAPI 3.1 document, as served at `/openapi.json`.
     Openapi,
     /// Copy the embedded store (engine stopped) into an empty PostgreSQL database.
@@ -60,7 +68,10 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(match &cli.command {
+        Command::Plugin(cmd) => cmd.default_log_filter(),
+        _ => "info,cranelift=warn,wasmtime=warn",
+    });
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Send(args) => send::run(args),
@@ -68,9 +79,15 @@ pub fn main() -> ExitCode {
         Command::DeadLetters(cmd) => manage::dead_letters(cmd),
         Command::Endpoints(connection) => manage::endpoints(connection),
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Wit(args) => plugin::wit(&args),
         Command::Verify(args) => verify::run(args),
-        Command::Secret => {
-            println!("{}", crate::delivery::signing::generate_secret().expose());
+        Command::Secret { plain } => {
+            let secret = if plain {
+                crate::delivery::signing::generate_plain_secret()
+            } else {
+                crate::delivery::signing::generate_secret()
+            };
+            println!("{}", secret.expose());
             Ok(ExitCode::SUCCESS)
         }
         Command::MigrateStore(args) => migrate::run(args),
@@ -88,11 +105,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` picks the level (default `info`).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,cranelift=warn,wasmtime=warn")
-    });
+/// Logs to stderr; `RUST_LOG` picks the level (default: the command's `default`).
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -13,11 +13,13 @@ use super::client::{HttpClient, SendError};
 use super::endpoints::Endpoints;
 use super::rate_limit::{RateLimits, Slot};
 use super::retry::{AttemptResult, Verdict, parse_retry_after};
-use super::signing::signature_header;
+use super::signing::{SigningKey, signature_header};
 use crate::cluster::Cluster;
 use crate::event::now_ms;
 use crate::metrics::Metrics;
-use crate::plugins::{Action, AdapterInput, Call, Fault, OutboundRequest, PluginLabel, Registry};
+use crate::plugins::{
+    Action, AdapterInput, Call, Fault, LoadedPlugin, OutboundRequest, PluginLabel, Registry,
+};
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
 use crate::subscription::{Subscription, Subscriptions, endpoint_key, parse_target_url};
 
@@ -230,10 +232,20 @@ impl Deliverer {
         };
         record.plugin_version = Some(plugin.label.record());
         let url = sub.url.to_string();
+        let keys = sub.active_keys(record.started_at_ms);
+        let key_bytes: Vec<&[u8]> = keys.iter().map(SigningKey::as_bytes).collect();
+        let settings = match plugin_settings(sub, &plugin) {
+            Ok(settings) => settings,
+            Err(fault) => return self.adapter_failed(sub, delivery, record, fault),
+        };
         let input = AdapterInput {
             subscription_id: &sub.id,
             url: &url,
-            settings: &sub.settings,
+            settings: settings.as_deref().unwrap_or(&sub.settings),
+            attempt: record.attempt,
+            // The same second `sign` puts into `webhook-timestamp`.
+            timestamp: record.started_at_ms / 1000,
+            signing_keys: &key_bytes,
         };
         let clock = Instant::now();
         let mut limits = self.registry.limits_for(name);
@@ -272,20 +284,63 @@ impl Deliverer {
                 record.next = NextState::Skipped;
                 Stage::Done(record)
             }
-            Err(fault) => {
-                tracing::warn!(delivery = %delivery.id, subscription = %sub.id, error = %fault, "adapter failed");
-                record.error = Some(fault.to_string());
-                record.next = decide(
-                    sub,
-                    delivery,
-                    AttemptResult::AdapterFailed,
-                    record.started_at_ms,
-                )
-                .0;
-                Stage::Done(record)
-            }
+            Err(fault) => self.adapter_failed(sub, delivery, record, fault),
         }
     }
+
+    /// Records an adapter fault as a failed attempt, retried on the subscription's schedule.
+    fn adapter_failed(
+        &self,
+        sub: &Subscription,
+        delivery: &ClaimedDelivery,
+        mut record: AttemptRecord,
+        fault: Fault,
+    ) -> Stage {
+        tracing::warn!(delivery = %delivery.id, subscription = %sub.id, error = %fault, "adapter failed");
+        record.error = Some(fault.to_string());
+        record.next = decide(
+            sub,
+            delivery,
+            AttemptResult::AdapterFailed,
+            record.started_at_ms,
+        )
+        .0;
+        Stage::Done(record)
+    }
+}
+
+/// The settings a plugin with a manifest gets: checked against it (a plugin reloaded with
+/// a new required setting refuses old subscriptions here, before running), with its
+/// defaults filled in. `None` when the plugin has no manifest: the settings go as they are.
+fn plugin_settings(
+    sub: &Subscription,
+    plugin: &LoadedPlugin,
+) -> Result<Option<Vec<(String, String)>>, Fault> {
+    let Some(manifest) = &plugin.manifest else {
+        return Ok(None);
+    };
+    manifest
+        .check_settings(&plugin.label.name, sub.settings.iter().map(|(k, v)| (k, v)))
+        .map_err(|error| Fault::InvalidSettings {
+            plugin: plugin.label.clone(),
+            error,
+        })?;
+    Ok(Some(manifest.with_defaults(&sub.settings)))
+}
+
+/// The signed request the engine sends for an adapter's answer: the URL override checked
+/// as a subscription URL, the subscription's headers added, the body signed. `wasmhook
+/// plugin run` shows exactly this, so a dry run is the engine's own path.
+pub fn outbound_request(
+    req: OutboundRequest,
+    sub: &Subscription,
+    label: &PluginLabel,
+    msg_id: &str,
+    user_agent: &HeaderValue,
+    now_ms: i64,
+) -> Result<Request<Full<Bytes>>, String> {
+    let prepared = adapter_request(req, sub, label).map_err(|fault| fault.to_string())?;
+    sign(prepared, sub, msg_id, user_agent, now_ms)
 }
 
 /// Checks an adapter's request. The URL override passes the same checks as a subscription

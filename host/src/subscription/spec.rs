@@ -335,6 +335,16 @@ pub fn validate_plugin_name(name: &str) -> Result<(), String> {
 }
 
 impl SubscriptionSpec {
+    /// Adds settings that the adapter's manifest declares secret to `secret_settings`, so
+    /// reads and logs hide them like the ones the operator declared.
+    pub fn add_secret_settings(&mut self, names: impl IntoIterator<Item = String>) {
+        for name in names {
+            if !self.secret_settings.contains(&name) {
+                self.secret_settings.push(name);
+            }
+        }
+    }
+
     /// The spec of a config-file entry, resolving `secret_env` through `env`.
     pub fn from_config(cfg: &SubscriptionConfig, env: &dyn Env) -> Result<Self, SpecError> {
         let secret = match (&cfg.secret, &cfg.secret_env) {
@@ -547,7 +557,7 @@ mod tests {
         assert!(
             err("secret = \"abc\"")
                 .message
-                .contains("must start with `whsec_`")
+                .contains("or a plain secret of at least 16 characters")
         );
         let e = err("secret_env = \"HOOK_SECRET\"\nheaders = { webhook-id = \"x\" }");
         assert_eq!(e.field, "headers");
