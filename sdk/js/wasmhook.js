@@ -48,7 +48,8 @@ function describe(value) {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (value instanceof Uint8Array) return 'a Uint8Array';
-  return `a ${typeof value}${typeof value === 'object' ? ` (${Object.keys(value).join(', ') || 'no keys'})` : ''}`;
+  if (typeof value === 'object') return `an object (keys: ${Object.keys(value).join(', ') || 'none'})`;
+  return `a ${typeof value}`;
 }
 
 /**

@@ -297,51 +297,21 @@ async fn host_signing_serves_github_style_receivers_and_never_shows_the_key() {
     let plain = "a-plain-secret-for-github-1";
     let plain_all = "a-plain-secret-for-github-2";
     let plain_hunt = "a-plain-secret-for-the-hunt";
-    create(
-        &engine,
-        "gh",
-        receiver.url("/gh"),
-        plain,
-        "github",
-        json!({"event_header": "X-GitHub-Event"}),
-    )
-    .await;
-    create(
-        &engine,
-        "gh-all",
-        receiver.url("/gh-all"),
-        plain_all,
-        "github",
-        json!({"signatures": "all"}),
-    )
-    .await;
-    create(
-        &engine,
-        "hunt",
-        receiver.url("/hunt"),
-        plain_hunt,
-        "hostile",
-        json!({"mode": "keyhunt"}),
-    )
-    .await;
-    create(
-        &engine,
-        "hunt-whsec",
-        receiver.url("/hunt-whsec"),
-        SECRET,
-        "hostile",
-        json!({"mode": "keyhunt"}),
-    )
-    .await;
-    create(
-        &engine,
-        "flood",
-        receiver.url("/flood"),
-        plain_hunt,
-        "hostile",
-        json!({"mode": "hmacflood"}),
-    )
-    .await;
+    for (id, secret, plugin, settings) in [
+        (
+            "gh",
+            plain,
+            "github",
+            json!({"event_header": "X-GitHub-Event"}),
+        ),
+        ("gh-all", plain_all, "github", json!({"signatures": "all"})),
+        ("hunt", plain_hunt, "hostile", json!({"mode": "keyhunt"})),
+        ("hunt-whsec", SECRET, "hostile", json!({"mode": "keyhunt"})),
+        ("flood", plain_hunt, "hostile", json!({"mode": "hmacflood"})),
+    ] {
+        let url = receiver.url(&format!("/{id}"));
+        create(&engine, id, url, secret, plugin, settings).await;
+    }
 
     // Before a rotation: one signature, a plain HMAC of the body with the secret's text.
     engine

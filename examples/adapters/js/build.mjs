@@ -11,7 +11,7 @@ const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 
 const { component } = await componentize({
   sourcePath: here('./teams.js'),
-  witPath: here('../../../wit/v0.1.0'),
+  witPath: here('../../../wit/v0.2.0'),
   worldName: 'adapter',
   disableFeatures: ['http', 'fetch-event'],
 });

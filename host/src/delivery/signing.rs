@@ -53,7 +53,7 @@ impl SigningKey {
     pub fn from_secret(secret: &Secret) -> Result<Self, SecretError> {
         let text = secret.expose();
         let Some(encoded) = text.strip_prefix(SECRET_PREFIX) else {
-            if text.len() < PLAIN_SECRET_MIN {
+            if text.chars().count() < PLAIN_SECRET_MIN {
                 return Err(SecretError::TooShortPlain);
             }
             if text.trim() != text || text.chars().any(char::is_control) {
