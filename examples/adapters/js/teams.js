@@ -1,9 +1,9 @@
 // wasmhook adapter for Microsoft Teams, written in JavaScript with the wasmhook.js helpers
-// (sdk/js) and built into a WebAssembly component with componentize-js (see build.mjs). It
+// (sdk/js, which build.mjs copies in) and built into a WebAssembly component with componentize-js (see build.mjs). It
 // turns one event into an incoming-webhook message carrying an Adaptive Card 1.4: a title,
 // a one-line summary and a FactSet of the payload's top-level scalar fields.
 
-import { AdapterError, defineAdapter, deliver, log } from '../../../sdk/js/wasmhook.js';
+import { AdapterError, defineAdapter, deliver, log } from './wasmhook.js';
 
 const MAX_FACTS = 10;
 const SUMMARY_FIELDS = ['summary', 'message', 'title', 'description'];

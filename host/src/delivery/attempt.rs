@@ -323,7 +323,7 @@ fn plugin_settings(
         .check_settings(&plugin.label.name, sub.settings.iter().map(|(k, v)| (k, v)))
         .map_err(|error| Fault::InvalidSettings {
             plugin: plugin.label.clone(),
-            error,
+            error: Box::new(error),
         })?;
     Ok(Some(manifest.with_defaults(&sub.settings)))
 }

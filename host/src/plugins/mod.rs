@@ -152,8 +152,8 @@ pub enum Fault {
     InvalidSettings {
         /// Which plugin.
         plugin: PluginLabel,
-        /// What is wrong, naming each setting.
-        error: SettingsError,
+        /// What is wrong, naming each setting (boxed: it is large and rare).
+        error: Box<SettingsError>,
     },
     /// No instance could be created (pool exhausted, link error).
     #[error("{plugin} could not be instantiated: {detail}")]

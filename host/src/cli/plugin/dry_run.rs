@@ -149,7 +149,7 @@ pub fn once(
             return Ok(ExitCode::FAILURE);
         }
     };
-    if signed.uri().to_string() != PLACEHOLDER_URL {
+    if signed.uri() != PLACEHOLDER_URL {
         let policy = NetworkPolicy {
             allow_private: config.delivery.allow_private_networks,
             allowlist: config.delivery.allowed_cidrs.clone(),

@@ -128,7 +128,6 @@ impl log::Host for HostState {
 
 impl signing::Host for HostState {
     fn hmac_sha256(&mut self, message: Vec<u8>) -> wasmtime::Result<Vec<Vec<u8>>> {
-        self.hmac_sha256(&message)
-            .map_err(|refused| wasmtime::Error::new(refused))
+        self.hmac_sha256(&message).map_err(wasmtime::Error::new)
     }
 }
