@@ -16,7 +16,8 @@
 //! - [`cluster`]: heartbeats, lease renewal and subscription changes between nodes.
 //! - [`delivery`]: scheduler, attempts, retry policy, rate limits, circuit breakers,
 //!   signing, HTTP client, SSRF guard.
-//! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
+//! - [`plugins`]: one module per WIT version (bindings, conversions, linker), manifests and
+//!   settings checks, the sandbox and the plugin registry.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`api`]: the HTTP API and its generated OpenAPI document.
 //! - [`engine`]: wires everything together for `wasmhook serve`.

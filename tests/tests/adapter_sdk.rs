@@ -115,16 +115,55 @@ async fn settings_are_checked_against_the_manifest_at_config_load_and_by_the_api
         assert!(stderr.contains(expected), "{stderr}");
     }
 
+    work.install_plugin("swap", PROBE);
     work.write_config(&format!(
-        "{}\n{}",
+        "{}\n{}{}",
         base_config(),
         subscription(
             "ok",
             &receiver.url("/ok"),
             "plugin = \"slack\"\nsettings = { channel = \"#ops\" }"
-        )
+        ),
+        subscription(
+            "swapped",
+            &receiver.url("/swapped"),
+            "plugin = \"swap\"\nmax_attempts = 1\nsettings = { label = \"x\" }"
+        ),
     ));
     let engine = work.start().await;
+
+    // A plugin reloaded with a manifest the subscription no longer fits: the attempt fails
+    // with the reason, without running the adapter.
+    let tmp = work.plugins().join(".swap.wasm.partial");
+    std::fs::copy(PAGERDUTY, &tmp).expect("copy");
+    std::fs::rename(&tmp, work.plugins().join("swap.wasm")).expect("rename");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, plugins) = engine.get("/v1/plugins").await;
+        let swapped = plugins["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| p["name"] == "swap" && p["manifest"]["name"] == "pagerduty");
+        if swapped {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{plugins}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, answer) = engine
+        .post("/v1/subscriptions/swapped/test", &json!({}))
+        .await;
+    assert_eq!(
+        answer["last_error"],
+        "plugin `swap` v2 (pagerduty 0.2.0) refuses this subscription's settings: \
+         `label` is not one of its settings; it takes `routing_key`, `resolve_on`, \
+         `acknowledge_on`, `skip_on`, `dedup_fields`, `severity_field`, `default_severity`, \
+         `source`; setting `routing_key` is required and missing \
+         (The integration key of the PagerDuty service)",
+        "{answer}"
+    );
+    assert!(receiver.requests_to("/swapped").is_empty());
     let create = |plugin: &str, settings: Value| json!({"url": receiver.url("/api"), "events": ["*"], "plugin": plugin, "settings": settings});
 
     // API create.

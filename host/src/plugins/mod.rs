@@ -148,7 +148,7 @@ pub enum Fault {
     },
     /// The subscription's settings do not fit the adapter's manifest (a plugin reloaded
     /// with new required settings, say); the adapter was not called.
-    #[error("{plugin}: {error}")]
+    #[error("{plugin} ({}) refuses this subscription's settings: {}", error.adapter, error.problems.join("; "))]
     InvalidSettings {
         /// Which plugin.
         plugin: PluginLabel,
