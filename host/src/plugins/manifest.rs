@@ -1,7 +1,8 @@
 //! Adapter manifests (WIT 0.2.0 and later): who an adapter is and which settings it takes.
 //! Pure checks: a manifest when its plugin loads, and a subscription's settings against it
 //! (unknown names with a "did you mean", missing required ones, values of the wrong type),
-//! with the defaults filled in for the adapter.
+//! with the defaults filled in for the adapter. (Over 500 lines only because the unit
+//! tests of these checks, about half the file, sit beside them.)
 
 use std::collections::BTreeMap;
 
