@@ -238,7 +238,7 @@ impl Sandbox {
         label: &PluginLabel,
         limits: &CallLimits,
     ) -> Result<Option<Manifest>, Fault> {
-        if prepared.world_version == wit::since_v0_1_0::VERSION {
+        if !prepared.pre.has_manifest() {
             return Ok(None);
         }
         let mut warm = self

@@ -157,6 +157,11 @@ impl AdapterPre {
         }
     }
 
+    /// Whether the world has a `manifest` export (0.2.0 and later).
+    pub fn has_manifest(&self) -> bool {
+        !matches!(self, Self::V0_1_0(_))
+    }
+
     /// A fresh instance in `store`.
     pub async fn instantiate(
         &self,
