@@ -3,9 +3,10 @@
 //! throwaway cluster that `scripts/pg-cluster` starts (and installs, when missing) for the
 //! run; each point gets a fresh database in it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmhook::store::{PostgresOptions, PostgresStore, Store};
+use wasmhook::store::{PostgresOptions, PostgresStore};
 
 use crate::harness::{ChildEngine, preload_into, subscription};
 use crate::receiver::Receiver;
@@ -93,11 +94,10 @@ pub async fn drain(
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(30),
         },
-        wasmhook::event::now_ms(),
+        wasmhook::clock::now_ms(),
     )
     .await?;
-    preload_into(&store as &dyn Store, &["main"], events, 1024).await?;
-    drop(store);
+    preload_into(Arc::new(store), &["main"], events, 1024).await?;
     let path = format!("/pg-{nodes}");
     let config = format!(
         "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\n\n\

@@ -1,12 +1,18 @@
-//! Runs the engine in this process for a benchmark: preloads a backlog straight into the
-//! store, then starts `wasmhook::engine::run` on 127.0.0.1:0 and stops it afterwards.
+//! Runs the engine in this process for a benchmark: preloads a backlog into the store
+//! through the ingest service, then starts `wasmhook::engine::run` on 127.0.0.1:0 and stops
+//! it afterwards.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
-use wasmhook::config::{Config, ProcessEnv};
-use wasmhook::event::{Event, new_id, now_ms};
-use wasmhook::store::{EmbeddedStore, NewDelivery, NewEvent, Store};
+use tokio::sync::{Notify, oneshot};
+use wasmhook::clock::now_ms;
+use wasmhook::config::{Config, DeliveryConfig, LimitsConfig, ProcessEnv};
+use wasmhook::event::EventDraft;
+use wasmhook::ingest::Ingest;
+use wasmhook::metrics::Metrics;
+use wasmhook::store::{EmbeddedStore, Store, StoredSubscription, SubscriptionSource};
+use wasmhook::subscription::{StoredSecret, SubscriptionSpec, Subscriptions};
 
 /// A running engine.
 #[derive(Debug)]
@@ -111,7 +117,8 @@ pub fn engine_child(dir: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// Writes `events` events with one delivery per subscription in `subscriptions` into the
-/// store under `dir`, in batches, as ingest would. The payload is `payload_bytes` long.
+/// store under `dir`, in batches, through the ingest service. The payload is
+/// `payload_bytes` long.
 pub async fn preload(
     dir: &Path,
     subscriptions: &[&str],
@@ -119,38 +126,64 @@ pub async fn preload(
     payload_bytes: usize,
 ) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&dir.join("data"), now_ms())?;
-    preload_into(&store, subscriptions, events, payload_bytes).await
+    preload_into(Arc::new(store), subscriptions, events, payload_bytes).await
 }
 
-/// As `preload`, into any store.
+/// As `preload`, into any store. Each id in `subscriptions` is stored as a config-file
+/// subscription to `bench.*` first, so ingest routes to it; the engine's own config,
+/// which names the same ids, replaces those records when it starts.
 pub async fn preload_into(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     subscriptions: &[&str],
     events: usize,
     payload_bytes: usize,
 ) -> anyhow::Result<()> {
+    let now = now_ms();
+    let placeholder = SubscriptionSpec {
+        url: "http://127.0.0.1:9/preloaded".into(),
+        events: vec!["bench.*".into()],
+        secrets: vec![StoredSecret {
+            secret: wasmhook::signing::generate_secret().expose().to_owned(),
+            expires_at_ms: None,
+        }],
+        ..SubscriptionSpec::default()
+    };
+    let records = subscriptions
+        .iter()
+        .map(|id| StoredSubscription {
+            id: (*id).to_owned(),
+            source: SubscriptionSource::Config,
+            spec: placeholder.to_json(),
+            enabled: true,
+            disabled_reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        })
+        .collect();
+    store.sync_config_subscriptions(records).await?;
+    let catalog = Subscriptions::load(Arc::clone(&store), DeliveryConfig::default()).await?;
+    let ingest = Ingest::new(
+        store,
+        Arc::new(catalog),
+        None,
+        Arc::new(Notify::new()),
+        Metrics::default(),
+        LimitsConfig::default().event_limits(),
+    );
     let pad = "x".repeat(payload_bytes.saturating_sub(40));
     let mut i = 0;
     while i < events {
-        let batch: Vec<NewEvent> = (i..(i + 1000).min(events))
-            .map(|n| NewEvent {
-                event: Event {
-                    id: format!("evt_{n}"),
-                    kind: "bench.event".into(),
-                    created_at_ms: now_ms(),
-                    data: format!("{{\"n\":{n},\"summary\":\"event {n}\",\"pad\":\"{pad}\"}}"),
-                },
-                deliveries: subscriptions
-                    .iter()
-                    .map(|s| NewDelivery {
-                        id: new_id("msg"),
-                        subscription_id: (*s).to_owned(),
-                    })
-                    .collect(),
+        let batch: Vec<EventDraft> = (i..(i + 1000).min(events))
+            .map(|n| EventDraft {
+                id: Some(format!("evt_{n}")),
+                kind: "bench.event".into(),
+                data: Some(format!(
+                    "{{\"n\":{n},\"summary\":\"event {n}\",\"pad\":\"{pad}\"}}"
+                )),
             })
             .collect();
         i += batch.len();
-        store.ingest(batch).await?;
+        ingest.publish_batch(batch).await?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
 
-use crate::event::now_ms;
+use crate::clock::now_ms;
 use crate::plugins::Registry;
 use crate::store::{NodeReport, NodeStatus, Store};
 use crate::subscription::Subscriptions;

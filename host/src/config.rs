@@ -29,6 +29,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Input limits on the ingest API.
     pub limits: LimitsConfig,
+    /// How long finished deliveries, dead letters and events are kept.
+    pub retention: RetentionConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
 }
@@ -131,6 +133,16 @@ pub struct PluginsConfig {
     pub max_memory_bytes: u64,
     /// Largest request (body, headers and URL) an adapter may return, in bytes.
     pub max_output_bytes: usize,
+    /// Memory all adapter instances together may hold, in bytes. An instance that would
+    /// take more waits (its delivery is tried again shortly, without spending an attempt).
+    pub total_memory_bytes: u64,
+    /// Threads adapters run on, apart from the engine's own; 0 picks one less than the
+    /// cores (at least one), so a busy adapter never takes the last core from ingest and
+    /// delivery.
+    pub guest_threads: usize,
+    /// Calls of one plugin running at once, at most. More wait their turn in a short queue;
+    /// beyond it a delivery is tried again shortly, without spending an attempt.
+    pub max_concurrent_calls: usize,
     /// Reuse one instance for up to this many deliveries of the same subscription (0: a
     /// fresh instance for every delivery). State can then carry over between deliveries of
     /// one subscription, never across subscriptions.
@@ -151,6 +163,9 @@ impl Default for PluginsConfig {
             cpu_budget: HumanDuration(Duration::from_millis(100)),
             max_memory_bytes: 64 << 20,
             max_output_bytes: 1 << 20,
+            total_memory_bytes: 1 << 30,
+            guest_threads: 0,
+            max_concurrent_calls: 4,
             instance_reuse: 0,
             compile_cache: true,
             reload_debounce: HumanDuration(Duration::from_millis(200)),
@@ -171,6 +186,47 @@ pub struct PluginOverride {
     pub max_output_bytes: Option<usize>,
     /// Instance reuse count.
     pub instance_reuse: Option<u32>,
+    /// Calls running at once.
+    pub max_concurrent_calls: Option<usize>,
+}
+
+/// The shortest wait a retry schedule may hold: shorter ones turned one failing delivery
+/// into a hot loop of attempts.
+pub const MIN_RETRY_STEP: Duration = Duration::from_millis(10);
+/// The most attempts a delivery may be given.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// The most steps a retry schedule may list.
+pub const MAX_SCHEDULE_STEPS: usize = 100;
+
+/// Checks a retry schedule and attempt budget against the bounds above; the message says
+/// which rule and the fix.
+pub fn check_retry_bounds(
+    schedule: &[HumanDuration],
+    max_attempts: Option<u32>,
+) -> Result<(), String> {
+    if schedule.is_empty() {
+        return Err("`retry_schedule` is empty; list at least one wait, like [\"5s\"]".into());
+    }
+    if schedule.len() > MAX_SCHEDULE_STEPS {
+        return Err(format!(
+            "`retry_schedule` lists {} waits; at most {MAX_SCHEDULE_STEPS} (the last one repeats)",
+            schedule.len()
+        ));
+    }
+    if let Some(step) = schedule.iter().find(|d| d.0 < MIN_RETRY_STEP) {
+        return Err(format!(
+            "`retry_schedule` waits {}; each wait must be at least {}ms",
+            step.compact(),
+            MIN_RETRY_STEP.as_millis()
+        ));
+    }
+    match max_attempts {
+        Some(0) => Err("`max_attempts` must be at least 1".into()),
+        Some(n) if n > MAX_ATTEMPTS => Err(format!(
+            "`max_attempts` is {n}; at most {MAX_ATTEMPTS} (a dead letter can be replayed for more)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `[delivery]`
@@ -205,6 +261,13 @@ pub struct DeliveryConfig {
     pub breaker_cooldown: HumanDuration,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_rotation_grace: HumanDuration,
+    /// Disables a subscription whose attempts have all failed for this long (with at least
+    /// `disable_after_failures` of them), as Svix does after 5 days; `0s` never does. A
+    /// `410 Gone` disables at once whatever this says.
+    pub disable_after: HumanDuration,
+    /// Failed attempts in a row needed too, so a subscription that gets one event a week is
+    /// not disabled for two failures.
+    pub disable_after_failures: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -226,6 +289,39 @@ impl Default for DeliveryConfig {
             breaker_failures: 5,
             breaker_cooldown: HumanDuration(Duration::from_secs(30)),
             secret_rotation_grace: HumanDuration(Duration::from_secs(24 * 3600)),
+            disable_after: HumanDuration(Duration::from_secs(5 * 24 * 3600)),
+            disable_after_failures: 10,
+        }
+    }
+}
+
+/// `[retention]`: what is purged, and when. Pending deliveries are never purged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Delivered, skipped and cancelled deliveries (with their attempts) are purged this
+    /// long after they were created; `0s` keeps them forever.
+    pub delivered: HumanDuration,
+    /// Dead letters (with their attempts) are purged this long after they were created;
+    /// `0s` keeps them forever.
+    pub dead_letters: HumanDuration,
+    /// How often purging runs. An event goes once none of its deliveries is left and it is
+    /// older than `delivered` (its id keeps publishing idempotent until then).
+    pub interval: HumanDuration,
+    /// Rows deleted per transaction, so a purge never holds the store for long.
+    pub batch: usize,
+    /// Bytes of a receiver's response body kept on each attempt.
+    pub response_body_bytes: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            delivered: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
+            dead_letters: HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+            interval: HumanDuration(Duration::from_secs(60)),
+            batch: 1000,
+            response_body_bytes: 1024,
         }
     }
 }
@@ -236,6 +332,9 @@ impl Default for DeliveryConfig {
 pub struct LimitsConfig {
     /// Largest accepted `POST /v1/events` body, in bytes (each event's `data` in a batch).
     pub max_event_bytes: usize,
+    /// Largest accepted `POST /v1/events/batch` body, in bytes. A larger one is refused as
+    /// soon as its `Content-Length` says so, or once that many bytes have arrived.
+    pub max_batch_bytes: usize,
     /// Longest event type, in bytes (1 to 1024). The syntax is fixed: dot-separated
     /// segments of `[A-Za-z0-9_-]`, because subscription patterns match segment by segment.
     pub max_event_type_bytes: usize,
@@ -245,10 +344,21 @@ pub struct LimitsConfig {
     pub max_subscriptions: usize,
 }
 
+impl LimitsConfig {
+    /// What each published event is held to.
+    pub fn event_limits(&self) -> crate::event::EventLimits {
+        crate::event::EventLimits {
+            max_type_bytes: self.max_event_type_bytes,
+            max_data_bytes: self.max_event_bytes,
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_event_bytes: 256 << 10,
+            max_batch_bytes: 8 << 20,
             max_event_type_bytes: crate::event::DEFAULT_TYPE_LEN,
             max_settings_bytes: 16 << 10,
             max_subscriptions: 10_000,
@@ -317,7 +427,7 @@ impl fmt::Debug for SubscriptionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubscriptionConfig")
             .field("id", &self.id)
-            .field("url", &self.url)
+            .field("url", &crate::secret::redact_url(&self.url))
             .field("events", &self.events)
             .field("filter", &self.filter)
             .field("plugin", &self.plugin)
@@ -332,12 +442,25 @@ impl fmt::Debug for SubscriptionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
+/// A duration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration `{text}` ({reason}): write it like `500ms`, `5s`, `10m` or `2h`")]
+pub struct DurationError {
+    /// The text as written.
+    pub text: String,
+    /// What the parser said.
+    pub reason: String,
+}
+
 impl HumanDuration {
     /// Parses `5s`, `10m`, `2h 30m`, ...
-    pub fn parse(text: &str) -> Result<Self, String> {
-        humantime::parse_duration(text).map(Self).map_err(|e| {
-            format!("invalid duration `{text}` ({e}): write it like `500ms`, `5s`, `10m` or `2h`")
-        })
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
+        humantime::parse_duration(text)
+            .map(Self)
+            .map_err(|e| DurationError {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -413,6 +536,35 @@ impl<'de> Deserialize<'de> for SettingValue {
     }
 }
 
+/// A TOML error as `line L, column C: message`, without the source line the `toml` crate
+/// would quote, and with quoted values in the message (`invalid type: string "…"`)
+/// replaced by `***`: either could be a secret.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut message = String::with_capacity(e.message().len());
+    let mut quoted = false;
+    for c in e.message().trim_end().chars() {
+        if c == '"' {
+            if !quoted {
+                message.push_str("\"***");
+            } else {
+                message.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            message.push(c);
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 /// Reads environment variables; a seam so tests can load without touching the process env.
 pub trait Env: Sync {
     /// The variable's value, if set and valid UTF-8.
@@ -452,9 +604,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses TOML text. Unknown keys are an error naming the key.
+    /// Parses TOML text. Unknown keys are an error naming the key. The error gives the
+    /// line and column but never echoes the file's text, which may hold a token.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|e| anyhow::anyhow!(describe_toml_error(text, &e)))
     }
 
     fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
@@ -505,20 +658,34 @@ impl Config {
         if self.delivery.endpoint_concurrency == 0 || self.delivery.breaker_failures == 0 {
             bail!("[delivery] endpoint_concurrency and breaker_failures must be at least 1");
         }
-        if self.delivery.max_attempts == Some(0) {
-            bail!("[delivery] max_attempts must be at least 1");
-        }
+        check_retry_bounds(&self.delivery.retry_schedule, self.delivery.max_attempts)
+            .map_err(|e| anyhow::anyhow!("[delivery] {e}"))?;
         if self.delivery.timeout.0.is_zero() {
             bail!("[delivery] timeout must be longer than 0s");
         }
         if self.limits.max_event_bytes < 64 {
             bail!("[limits] max_event_bytes must be at least 64");
         }
+        if self.limits.max_batch_bytes < self.limits.max_event_bytes {
+            bail!("[limits] max_batch_bytes must be at least max_event_bytes");
+        }
         if !(1..=crate::event::MAX_TYPE_LEN).contains(&self.limits.max_event_type_bytes) {
             bail!(
                 "[limits] max_event_type_bytes must be between 1 and {}",
                 crate::event::MAX_TYPE_LEN
             );
+        }
+        if self.retention.interval.0 < Duration::from_millis(100) || self.retention.batch == 0 {
+            bail!("[retention] interval must be at least 100ms and batch at least 1");
+        }
+        if self.retention.response_body_bytes > 64 << 10 {
+            bail!("[retention] response_body_bytes must be at most 65536");
+        }
+        if self.plugins.total_memory_bytes < self.plugins.max_memory_bytes {
+            bail!("[plugins] total_memory_bytes must be at least max_memory_bytes");
+        }
+        if self.plugins.max_concurrent_calls == 0 {
+            bail!("[plugins] max_concurrent_calls must be at least 1");
         }
         if self.plugins.cpu_budget.0 < Duration::from_millis(1) {
             bail!("[plugins] cpu_budget must be at least 1ms");
@@ -637,6 +804,23 @@ mod tests {
         assert_eq!(c.server.listen.port(), 0);
         assert_eq!(c.storage.path, dir.join("./data"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn parse_errors_never_echo_the_file() {
+        for text in [
+            "[server]\napi_token = \"s3cr3t-t0ken\n",
+            "[server]\napi_tokens = \"s3cr3t-t0ken\"\n",
+            "[server]\napi_token = \"s3cr3t-t0ken\"\nlisten = 5\n",
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+            assert!(err.starts_with("line "), "{err}");
+        }
+        let err = Config::parse("[server]\napi_tokens = \"s3cr3t\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("\"***\""), "{err}");
     }
 
     #[test]

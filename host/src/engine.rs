@@ -10,24 +10,28 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::api::{self, AppState};
+use crate::clock::now_ms;
 use crate::cluster::{Cluster, follow_subscriptions, heartbeat_loop};
 use crate::config::Backend;
 use crate::config::{Config, Env};
+use crate::delivery::adapter_breakers::AdapterBreakers;
 use crate::delivery::attempt::plugin_park_key;
 use crate::delivery::breaker::BreakerConfig;
 use crate::delivery::client::vet_destination;
 use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
-use crate::event::now_ms;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
+use crate::outbound::parse_target_url;
 use crate::plugins::watcher::{self, Change, Watch};
-use crate::plugins::{CompileCache, Registry, Sandbox, SandboxLimits, SettingsCheck};
+use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits, SettingsCheck};
 use crate::store::{
-    EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription, SubscriptionSource,
-    default_node_id,
+    DisablePolicy, EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription,
+    SubscriptionSource, default_node_id,
 };
-use crate::subscription::{SubscriptionSpec, Subscriptions, parse_target_url};
+use crate::subscription::{SubscriptionSpec, Subscriptions};
 
 /// `wasmhook/<version>`, sent as `user-agent`.
 pub const USER_AGENT: &str = concat!("wasmhook/", env!("CARGO_PKG_VERSION"));
@@ -49,6 +53,8 @@ pub fn sandbox(config: &Config) -> anyhow::Result<Sandbox> {
             .unwrap_or(u32::MAX)
             .saturating_add(SPARE_SLOTS),
         max_memory_bytes: largest_memory,
+        total_memory_bytes: config.plugins.total_memory_bytes,
+        guest_threads: config.plugins.guest_threads,
     })
 }
 
@@ -76,11 +82,30 @@ fn watch_plugins(
     registry: &Arc<Registry>,
     store: &Arc<dyn Store>,
     wake: &Arc<Notify>,
+    ops: &OpsEmitter,
     debounce: Duration,
 ) -> anyhow::Result<Watch> {
-    let (store, wake) = (Arc::clone(store), Arc::clone(wake));
+    let (store, wake, ops) = (Arc::clone(store), Arc::clone(wake), ops.clone());
     let handle = tokio::runtime::Handle::current();
+    let reports = Arc::clone(registry);
     let watch = watcher::watch(Arc::clone(registry), debounce, move |change| {
+        match &change {
+            Change::Loaded(name) => {
+                if let Some(plugin) = reports.get(name) {
+                    ops.emit(OpsEvent::PluginLoaded(PluginLoaded {
+                        plugin: name.clone(),
+                        version: plugin.label.version,
+                        sha256: plugin.sha256.clone(),
+                        world_version: plugin.world_version.to_owned(),
+                    }));
+                }
+            }
+            Change::Rejected { name, error } => ops.emit(OpsEvent::PluginRejected(PluginRejected {
+                plugin: name.clone(),
+                error: error.clone(),
+            })),
+            Change::Removed(_) => {}
+        }
         if let Change::Loaded(name) = change {
             let (store, wake) = (Arc::clone(&store), Arc::clone(&wake));
             handle.spawn(async move {
@@ -114,6 +139,11 @@ fn config_subscriptions(
             let mut spec = SubscriptionSpec::from_config(c, env)
                 .and_then(|spec| {
                     spec.build(&c.id, SubscriptionSource::Config, &config.delivery)?;
+                    if let Some(plugin) = &spec.plugin {
+                        spec.check_cpu_budget(
+                            CallLimits::for_plugin(&config.plugins, plugin).cpu_budget,
+                        )?;
+                    }
                     Ok(spec)
                 })
                 .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
@@ -128,7 +158,7 @@ fn config_subscriptions(
             Ok(StoredSubscription {
                 id: c.id.clone(),
                 source: SubscriptionSource::Config,
-                spec: serde_json::to_string(&spec)?,
+                spec: spec.to_json(),
                 enabled: true,
                 disabled_reason: None,
                 created_at_ms: now,
@@ -204,7 +234,14 @@ pub async fn run(
     let subscriptions =
         Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
     let wake = Arc::new(Notify::new());
-    let _watch = watch_plugins(&registry, &store, &wake, config.plugins.reload_debounce.0)?;
+    let (ops, reports) = ops::channel();
+    let _watch = watch_plugins(
+        &registry,
+        &store,
+        &wake,
+        &ops,
+        config.plugins.reload_debounce.0,
+    )?;
     for sub in subscriptions.catalog().iter() {
         if let Some(plugin) = &sub.plugin
             && registry.get(plugin).is_none()
@@ -216,27 +253,21 @@ pub async fn run(
 
     let client = HttpClient::new(policy.clone(), config.delivery.tls_ca_file.as_deref())?;
     let metrics = Metrics::default();
+    let breaker = BreakerConfig {
+        failure_threshold: config.delivery.breaker_failures,
+        cooldown: config.delivery.breaker_cooldown.0,
+    };
     let endpoints = Arc::new(Endpoints::new(EndpointLimits {
-        breaker: BreakerConfig {
-            failure_threshold: config.delivery.breaker_failures,
-            cooldown: config.delivery.breaker_cooldown.0,
-        },
+        breaker,
         concurrency: config.delivery.endpoint_concurrency,
     }));
-    let max_timeout = subscriptions
-        .catalog()
-        .iter()
-        .map(|s| s.timeout)
-        .max()
-        .unwrap_or(config.delivery.timeout.0)
-        .max(config.delivery.timeout.0);
     // The embedded store's leases only guard against claiming twice within this process,
-    // so they outlast any attempt. PostgreSQL leases are renewed by the heartbeat, so they
-    // can be short: that is how long a dead node holds its deliveries.
+    // so they last until the attempt is recorded, however long it runs (a subscription
+    // created later may have a longer timeout than any known now). PostgreSQL leases are
+    // renewed by the heartbeat, so they can be short: that is how long a dead node holds
+    // its deliveries.
     let lease = match config.storage.backend {
-        Backend::Embedded => {
-            max_timeout * 2 + config.plugins.cpu_budget.0 + Duration::from_secs(30)
-        }
+        Backend::Embedded => Duration::MAX,
         Backend::Postgres => config.storage.lease.0,
     };
     let cluster = Arc::new(Cluster::default());
@@ -246,6 +277,14 @@ pub async fn run(
         deliverer: Arc::new(Deliverer {
             subscriptions: Arc::clone(&subscriptions),
             endpoints: Arc::clone(&endpoints),
+            adapter_breakers: AdapterBreakers::new(breaker),
+            ops: ops.clone(),
+            response_body_bytes: config.retention.response_body_bytes,
+            disable_policy: DisablePolicy {
+                after_ms: i64::try_from(config.delivery.disable_after.0.as_millis())
+                    .unwrap_or(i64::MAX),
+                min_failures: config.delivery.disable_after_failures,
+            },
             registry: Arc::clone(&registry),
             rate_limits: RateLimits::default(),
             cluster: Arc::clone(&cluster),
@@ -268,14 +307,38 @@ pub async fn run(
         config.storage.heartbeat.0,
         stop_rx.clone(),
     ));
+    let purger = tokio::spawn(crate::retention::run(
+        Arc::clone(&store),
+        config.retention.clone(),
+        stop_rx.clone(),
+    ));
     let follower = tokio::spawn(follow_subscriptions(
         Arc::clone(&store),
         Arc::clone(&subscriptions),
         Arc::clone(&wake),
         stop_rx.clone(),
     ));
+    let ingest = Arc::new(Ingest::new(
+        Arc::clone(&store),
+        Arc::clone(&subscriptions),
+        Some(Arc::clone(&registry)),
+        Arc::clone(&wake),
+        metrics.clone(),
+        config.limits.event_limits(),
+    ));
+    let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
+    // Plugins rejected at start are news too (hot reloads report themselves).
+    for plugin in registry.list() {
+        if let Some(error) = plugin.last_error {
+            ops.emit(OpsEvent::PluginRejected(PluginRejected {
+                plugin: plugin.name,
+                error,
+            }));
+        }
+    }
     let state = AppState {
         store,
+        ingest,
         subscriptions,
         registry,
         cluster,
@@ -286,6 +349,7 @@ pub async fn run(
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,
+        ops,
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
@@ -300,7 +364,10 @@ pub async fn run(
         .context("the API server failed")?;
     let _ = stop_tx.send(true);
     scheduler.await.context("the scheduler panicked")?;
-    let _ = tokio::join!(heartbeat, follower);
+    let _ = tokio::join!(heartbeat, follower, purger);
+    // Every emitter is gone with the scheduler and the API; what they reported is published.
+    drop(_watch);
+    let _ = publisher.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,9 +1,17 @@
-//! Events: what producers publish, how it is validated, and the default envelope body.
+//! Events: what producers publish (an [`EventDraft`]), how it is validated into an
+//! [`Event`], and the default envelope body. Every producer (HTTP, NATS, in-process, the
+//! engine's own events) hands drafts to `ingest`, which validates them here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub mod payload;
+
+use std::cell::Cell;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+pub use payload::PayloadError;
 
 /// An accepted event, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +29,7 @@ pub struct Event {
 impl Event {
     /// The acceptance time as RFC 3339 in UTC, to the second: `2026-06-13T12:00:00Z`.
     pub fn timestamp(&self) -> String {
-        rfc3339(self.created_at_ms)
+        crate::clock::rfc3339(self.created_at_ms)
     }
 
     /// The Standard Webhooks envelope sent when a subscription has no adapter:
@@ -63,6 +71,14 @@ pub enum EventError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// The type is in the engine's own `wasmhook.` namespace.
+    #[error(
+        "event types starting with `wasmhook.` are the engine's own (operational events); choose another prefix than `{kind}`"
+    )]
+    ReservedType {
+        /// The type as sent (cut to 100 characters).
+        kind: String,
+    },
     /// The producer's `id` is unusable.
     #[error("invalid event id: {0}")]
     InvalidId(&'static str),
@@ -76,9 +92,23 @@ pub enum EventError {
         /// The limit.
         limit: usize,
     },
-    /// `data` is present but not an object.
-    #[error("`data` must be a JSON object, like {{\"host\": \"web-1\"}}")]
+    /// `data` is present but not an object (`null` included).
+    #[error("`data` must be a JSON object, like {{\"host\": \"web-1\"}}; leave it out for {{}}")]
     DataNotObject,
+    /// `data` is larger than `[limits] max_event_bytes`.
+    #[error("`data` is {size} bytes, over the {limit}-byte limit ([limits] max_event_bytes)")]
+    DataTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `data` is JSON that adapters cannot rely on parsing.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// A batch holds more events than [`MAX_BATCH_EVENTS`].
+    #[error("a batch holds at most {MAX_BATCH_EVENTS} events; this one has more")]
+    BatchTooLarge,
 }
 
 impl EventError {
@@ -88,22 +118,151 @@ impl EventError {
             Self::InvalidJson(_) => "invalid_json",
             Self::MissingType => "missing_type",
             Self::InvalidType { .. } | Self::TypeTooLong { .. } => "invalid_event_type",
+            Self::ReservedType { .. } => "reserved_event_type",
             Self::InvalidId(_) => "invalid_event_id",
             Self::DataNotObject => "invalid_data",
+            Self::DataTooLarge { .. } => "body_too_large",
+            Self::Payload(PayloadError::TooDeep) => "data_too_deep",
+            Self::Payload(PayloadError::LoneSurrogate) => "invalid_unicode",
+            Self::Payload(PayloadError::NonFinite) => "invalid_number",
+            Self::BatchTooLarge => "batch_too_large",
         }
+    }
+}
+
+/// An event as a producer hands it over, before validation. The engine stamps the time
+/// and, when `id` is absent, mints an `evt_…` id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDraft {
+    /// The producer's id, which makes publishing idempotent; `None` for a fresh one.
+    pub id: Option<String>,
+    /// Dot-separated type, e.g. `host.enrolled`.
+    pub kind: String,
+    /// The payload as JSON text; `None` for `{}`. Must be a JSON object.
+    pub data: Option<String>,
+}
+
+impl EventDraft {
+    /// A draft of type `kind` with `data`, a JSON object.
+    pub fn new(kind: impl Into<String>, data: &serde_json::Value) -> Self {
+        Self {
+            id: None,
+            kind: kind.into(),
+            data: Some(data.to_string()),
+        }
+    }
+
+    /// The same draft with the producer's own id (the idempotency key).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+}
+
+/// What a draft is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct EventLimits {
+    /// Longest `type`, bytes (`[limits] max_event_type_bytes`).
+    pub max_type_bytes: usize,
+    /// Largest `data`, bytes (`[limits] max_event_bytes`).
+    pub max_data_bytes: usize,
+}
+
+/// Who publishes: producers may not use the engine's own `wasmhook.` type namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    /// A producer (HTTP, NATS, an embedding program).
+    Producer,
+    /// The engine itself (operational and test events).
+    Engine,
+}
+
+/// The prefix of the engine's own event types.
+pub const ENGINE_TYPE_PREFIX: &str = "wasmhook.";
+
+impl EventDraft {
+    /// Validates the draft and stamps it with `now_ms`, minting an id when it has none.
+    pub fn validate(
+        self,
+        now_ms: i64,
+        limits: &EventLimits,
+        publisher: Publisher,
+    ) -> Result<Event, EventError> {
+        validate_event_type(&self.kind)?;
+        if self.kind.len() > limits.max_type_bytes {
+            return Err(EventError::TypeTooLong {
+                kind: self.kind.chars().take(100).collect(),
+                limit: limits.max_type_bytes,
+            });
+        }
+        if publisher == Publisher::Producer && self.kind.starts_with(ENGINE_TYPE_PREFIX) {
+            return Err(EventError::ReservedType {
+                kind: self.kind.chars().take(100).collect(),
+            });
+        }
+        let id = match self.id {
+            Some(id) => {
+                validate_event_id(&id)?;
+                id
+            }
+            None => new_id("evt"),
+        };
+        let data = match self.data {
+            None => "{}".to_owned(),
+            Some(data) => {
+                if !data.trim_start().starts_with('{') {
+                    return Err(EventError::DataNotObject);
+                }
+                if data.len() > limits.max_data_bytes {
+                    return Err(EventError::DataTooLarge {
+                        size: data.len(),
+                        limit: limits.max_data_bytes,
+                    });
+                }
+                payload::check(&data)?;
+                data
+            }
+        };
+        Ok(Event {
+            id,
+            kind: self.kind,
+            created_at_ms: now_ms,
+            data,
+        })
     }
 }
 
 /// The body of `POST /v1/events`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewEvent<'a> {
+struct EventBody<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(rename = "type", default)]
     kind: Option<String>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
+    /// `Option<Option<_>>` tells an absent `data` (`{}`) from `null` (refused).
+    #[serde(borrow, default, deserialize_with = "present")]
+    data: Option<Option<&'a RawValue>>,
+}
+
+fn present<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<Option<&'de RawValue>>, D::Error> {
+    Option::<&'de RawValue>::deserialize(d).map(Some)
+}
+
+impl EventBody<'_> {
+    fn into_draft(self) -> Result<EventDraft, EventError> {
+        let kind = self.kind.ok_or(EventError::MissingType)?;
+        let data = match self.data {
+            None => None,
+            Some(None) => return Err(EventError::DataNotObject),
+            Some(Some(raw)) => Some(raw.get().to_owned()),
+        };
+        Ok(EventDraft {
+            id: self.id,
+            kind,
+            data,
+        })
+    }
 }
 
 /// Longest event type any configuration accepts (`[limits] max_event_type_bytes` is at
@@ -113,46 +272,71 @@ pub const MAX_TYPE_LEN: usize = 1024;
 pub const DEFAULT_TYPE_LEN: usize = 128;
 /// Longest producer-chosen event id accepted.
 pub const MAX_ID_LEN: usize = 128;
+/// Most events in one batch.
+pub const MAX_BATCH_EVENTS: usize = 1000;
 
-/// Parses and validates one published event, stamping it with `now_ms`. An absent id gets
-/// a fresh `evt_…`; absent `data` becomes `{}`.
-pub fn parse_event(body: &[u8], now_ms: i64) -> Result<Event, EventError> {
-    let new: NewEvent<'_> =
+/// Parses one published event's JSON (its shape only; [`EventDraft::validate`] does the
+/// rest).
+pub fn parse_event(body: &[u8]) -> Result<EventDraft, EventError> {
+    let body: EventBody<'_> =
         serde_json::from_slice(body).map_err(|e| EventError::InvalidJson(e.to_string()))?;
-    build_event(new, now_ms)
+    body.into_draft()
 }
 
-/// Parses a JSON array of events (the batch endpoint), validating each.
-pub fn parse_event_batch(body: &[u8], now_ms: i64) -> Result<Vec<Event>, (usize, EventError)> {
-    let news: Vec<NewEvent<'_>> =
-        serde_json::from_slice(body).map_err(|e| (0, EventError::InvalidJson(e.to_string())))?;
-    news.into_iter()
+/// Parses a JSON array of events (the batch endpoint). Parsing stops at the
+/// [`MAX_BATCH_EVENTS`] + 1st element, so an oversized batch costs no more than a full
+/// one. An error carries the index of the event it is about.
+pub fn parse_event_batch(body: &[u8]) -> Result<Vec<EventDraft>, (usize, EventError)> {
+    let overflow = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = BatchSeed {
+        overflow: &overflow,
+    }
+    .deserialize(&mut de)
+    .and_then(|bodies| de.end().map(|()| bodies));
+    let bodies = match parsed {
+        Ok(bodies) => bodies,
+        Err(_) if overflow.get() => return Err((MAX_BATCH_EVENTS, EventError::BatchTooLarge)),
+        Err(e) => return Err((0, EventError::InvalidJson(e.to_string()))),
+    };
+    bodies
+        .into_iter()
         .enumerate()
-        .map(|(i, new)| build_event(new, now_ms).map_err(|e| (i, e)))
+        .map(|(i, body)| body.into_draft().map_err(|e| (i, e)))
         .collect()
 }
 
-fn build_event(new: NewEvent<'_>, now_ms: i64) -> Result<Event, EventError> {
-    let kind = new.kind.ok_or(EventError::MissingType)?;
-    validate_event_type(&kind)?;
-    let id = match new.id {
-        Some(id) => {
-            validate_event_id(&id)?;
-            id
+/// Reads a JSON array of event bodies, refusing an element past the cap.
+struct BatchSeed<'c> {
+    overflow: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<EventBody<'de>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<EventBody<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_EVENTS));
+        while let Some(body) = seq.next_element::<EventBody<'de>>()? {
+            if out.len() == MAX_BATCH_EVENTS {
+                self.overflow.set(true);
+                return Err(de::Error::custom("too many events"));
+            }
+            out.push(body);
         }
-        None => new_id("evt"),
-    };
-    let data = match new.data {
-        None => "{}".to_owned(),
-        Some(raw) if raw.get().starts_with('{') => raw.get().to_owned(),
-        Some(_) => return Err(EventError::DataNotObject),
-    };
-    Ok(Event {
-        id,
-        kind,
-        created_at_ms: now_ms,
-        data,
-    })
+        Ok(out)
+    }
 }
 
 /// Event types are dot-separated segments of `[A-Za-z0-9_-]`, e.g. `host.enrolled`.
@@ -185,17 +369,6 @@ pub fn validate_event_type(kind: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Holds an accepted event's type to the configured length.
-pub fn check_type_len(event: &Event, limit: usize) -> Result<(), EventError> {
-    if event.kind.len() > limit {
-        return Err(EventError::TypeTooLong {
-            kind: event.kind.chars().take(100).collect(),
-            limit,
-        });
-    }
-    Ok(())
-}
-
 /// Producer ids: 1 to 128 printable ASCII characters without spaces.
 pub fn validate_event_id(id: &str) -> Result<(), EventError> {
     if id.is_empty() {
@@ -217,53 +390,23 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Unix milliseconds as RFC 3339 UTC to the second.
-pub fn rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(clamped_time(ms)).to_string()
-}
-
-/// Unix ms as RFC 3339 in UTC with milliseconds: `2026-06-13T12:00:00.123Z`.
-pub fn rfc3339_millis(ms: i64) -> String {
-    humantime::format_rfc3339_millis(clamped_time(ms)).to_string()
-}
-
-/// The last instant RFC 3339 can write (9999-12-31T23:59:59.999Z), in Unix ms.
-const LAST_WRITABLE_MS: i64 = 253_402_300_799_999;
-
-/// `ms` as a time RFC 3339 can write: before 1970 is 1970, after 9999 is the end of 9999
-/// (a retry or a rotation grace of millions of days is valid, and must not break reads).
-fn clamped_time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.clamp(0, LAST_WRITABLE_MS) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const T: i64 = 1_781_352_000_000; // 2026-06-13T12:00:00Z
+    const LIMITS: EventLimits = EventLimits {
+        max_type_bytes: DEFAULT_TYPE_LEN,
+        max_data_bytes: 256 << 10,
+    };
 
-    #[test]
-    fn times_far_away_still_format() {
-        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
-        assert_eq!(rfc3339_millis(-5), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(T), "2026-06-13T12:00:00Z");
+    fn accept(body: &[u8]) -> Result<Event, EventError> {
+        parse_event(body)?.validate(T, &LIMITS, Publisher::Producer)
     }
 
     #[test]
     fn envelope_is_exact() {
-        let e = parse_event(
-            br#"{"type":"host.enrolled","id":"evt_1","data":{"a": 1}}"#,
-            T,
-        )
-        .unwrap();
+        let e = accept(br#"{"type":"host.enrolled","id":"evt_1","data":{"a": 1}}"#).unwrap();
         assert_eq!(
             String::from_utf8(e.envelope()).unwrap(),
             r#"{"id":"evt_1","type":"host.enrolled","timestamp":"2026-06-13T12:00:00Z","data":{"a": 1}}"#
@@ -272,36 +415,76 @@ mod tests {
 
     #[test]
     fn defaults_for_id_and_data() {
-        let e = parse_event(br#"{"type":"a.b"}"#, T).unwrap();
+        let e = accept(br#"{"type":"a.b"}"#).unwrap();
         assert!(e.id.starts_with("evt_") && e.id.len() == 36, "{}", e.id);
         assert_eq!(e.data, "{}");
+        let e = EventDraft::new("a.b", &serde_json::json!({"x": 1}))
+            .with_id("mine")
+            .validate(T, &LIMITS, Publisher::Producer)
+            .unwrap();
+        assert_eq!((e.id.as_str(), e.data.as_str()), ("mine", r#"{"x":1}"#));
     }
 
     #[test]
     fn errors_name_the_problem() {
-        let err = parse_event(b"{not json", T).unwrap_err();
+        let err = accept(b"{not json").unwrap_err();
         assert_eq!(err.code(), "invalid_json");
         assert!(err.to_string().contains("line 1"), "{err}");
         assert_eq!(
-            parse_event(br#"{"data":{}}"#, T).unwrap_err(),
+            accept(br#"{"data":{}}"#).unwrap_err(),
             EventError::MissingType
         );
-        let err = parse_event(br#"{"type":"a","payload":{}}"#, T).unwrap_err();
+        let err = accept(br#"{"type":"a","payload":{}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `payload`"), "{err}");
         assert_eq!(
-            parse_event(br#"{"type":"a","data":[1]}"#, T).unwrap_err(),
+            accept(br#"{"type":"a","data":[1]}"#).unwrap_err(),
             EventError::DataNotObject
         );
         assert_eq!(
-            parse_event(br#"{"type":"a","data":null}"#, T).unwrap().data,
-            "{}"
-        );
-        assert_eq!(
-            parse_event(br#"{"type":"a","id":"has space"}"#, T)
+            accept(br#"{"type":"a","id":"has space"}"#)
                 .unwrap_err()
                 .code(),
             "invalid_event_id"
         );
+    }
+
+    /// The documented rule: a `data` that is not an object, `null` included, is refused.
+    #[test]
+    fn null_data_is_refused() {
+        let err = accept(br#"{"type":"a","data":null}"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_data");
+    }
+
+    #[test]
+    fn payloads_adapters_cannot_parse_are_refused_with_stable_codes() {
+        let deep = format!(
+            r#"{{"type":"a","data":{{"x":{}}}}}"#,
+            "[".repeat(100_000) + &"]".repeat(100_000)
+        );
+        for (body, code) in [
+            (deep.as_str(), "data_too_deep"),
+            (r#"{"type":"a","data":{"s":"\ud800"}}"#, "invalid_unicode"),
+            (r#"{"type":"a","data":{"n":1e999999}}"#, "invalid_number"),
+        ] {
+            assert_eq!(
+                accept(body.as_bytes()).unwrap_err().code(),
+                code,
+                "{}",
+                &body[..40]
+            );
+        }
+    }
+
+    #[test]
+    fn producers_cannot_publish_engine_types() {
+        let err = accept(br#"{"type":"wasmhook.subscription.disabled"}"#).unwrap_err();
+        assert_eq!(err.code(), "reserved_event_type");
+        let own = EventDraft::new("wasmhook.test", &serde_json::json!({})).validate(
+            T,
+            &LIMITS,
+            Publisher::Engine,
+        );
+        assert!(own.is_ok());
     }
 
     #[test]
@@ -316,23 +499,46 @@ mod tests {
                 "{bad}"
             );
         }
-        let long =
-            parse_event(format!(r#"{{"type":"{}"}}"#, "x".repeat(129)).as_bytes(), T).unwrap();
-        let err = check_type_len(&long, DEFAULT_TYPE_LEN).unwrap_err();
+        let long = format!(r#"{{"type":"{}"}}"#, "x".repeat(129));
+        let err = accept(long.as_bytes()).unwrap_err();
         assert_eq!(err.code(), "invalid_event_type");
         assert!(err.to_string().contains("max_event_type_bytes"), "{err}");
-        assert!(check_type_len(&long, 129).is_ok());
+        let wide = EventLimits {
+            max_type_bytes: 129,
+            ..LIMITS
+        };
+        assert!(
+            parse_event(long.as_bytes())
+                .unwrap()
+                .validate(T, &wide, Publisher::Producer)
+                .is_ok()
+        );
     }
 
     #[test]
     fn batch_reports_the_index_of_the_bad_event() {
-        let (i, err) = parse_event_batch(br#"[{"type":"a"},{"data":{}}]"#, T).unwrap_err();
+        let (i, err) = parse_event_batch(br#"[{"type":"a"},{"data":{}}]"#).unwrap_err();
         assert_eq!((i, err), (1, EventError::MissingType));
         assert_eq!(
-            parse_event_batch(br#"[{"type":"a"},{"type":"b"}]"#, T)
+            parse_event_batch(br#"[{"type":"a"},{"type":"b"}]"#)
                 .unwrap()
                 .len(),
             2
         );
+    }
+
+    /// An oversized batch is refused at the first element past the cap: what follows is
+    /// never parsed (here it is not even JSON).
+    #[test]
+    fn batch_parsing_stops_at_the_cap() {
+        let mut body = String::from("[");
+        for _ in 0..MAX_BATCH_EVENTS {
+            body.push_str(r#"{"type":"a"},"#);
+        }
+        body.push_str(r#"{"type":"a"}, this is not json"#);
+        let (_, err) = parse_event_batch(body.as_bytes()).unwrap_err();
+        assert_eq!(err, EventError::BatchTooLarge);
+        let (_, err) = parse_event_batch(b"[{\"type\":\"a\"}] trailing").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
     }
 }

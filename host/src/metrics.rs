@@ -8,9 +8,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::delivery::endpoints::EndpointInfo;
 use crate::plugins::PluginInfo;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use crate::store::{AttemptRecord, NextState, QueueDepth};
+
+/// Subscriptions that get their own label in the per-subscription counters; the rest are
+/// counted under `subscription="_other"`, so a engine with many subscriptions cannot blow
+/// up a Prometheus server's series count.
+pub const MAX_SUBSCRIPTION_LABELS: usize = 1000;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -30,6 +37,10 @@ pub struct Metrics {
     plugin_calls: Family<Labels, Counter>,
     /// Adapter call latency by plugin, every version.
     plugin_seconds: Histograms,
+    /// Attempts by subscription and outcome (waits are not attempts and are left out).
+    subscription_attempts: Family<Labels, Counter>,
+    /// Subscriptions with a label of their own, at most `MAX_SUBSCRIPTION_LABELS`.
+    labelled: Arc<Mutex<HashSet<String>>>,
 }
 
 fn plugin_buckets() -> Histogram {
@@ -48,8 +59,21 @@ impl Default for Metrics {
             attempt_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             plugin_calls: Family::default(),
             plugin_seconds: Family::new_with_constructor(plugin_buckets),
+            subscription_attempts: Family::default(),
+            labelled: Arc::default(),
         }
     }
+}
+
+/// One endpoint's gauges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointGauge {
+    /// `scheme://host:port`.
+    pub endpoint: String,
+    /// 0 closed, 1 half-open, 2 open.
+    pub circuit: i64,
+    /// Attempts in flight.
+    pub in_flight: i64,
 }
 
 /// State read at scrape time.
@@ -58,7 +82,7 @@ pub struct Snapshot {
     /// Pending deliveries.
     pub queue: QueueDepth,
     /// Per-endpoint circuits.
-    pub endpoints: Vec<EndpointInfo>,
+    pub endpoints: Vec<EndpointGauge>,
     /// Loaded plugins.
     pub plugins: Vec<PluginInfo>,
 }
@@ -78,13 +102,26 @@ impl Metrics {
             NextState::DeadLetter => "dead_letter",
             NextState::RetryAt(_) => "retry",
             NextState::WaitUntil(_) => "waiting",
+            NextState::Cancelled => "cancelled",
         };
         self.attempts
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
+        if !matches!(record.next, NextState::WaitUntil(_)) {
+            let subscription = self.subscription_label(&record.subscription_id);
+            self.subscription_attempts
+                .get_or_create(&vec![
+                    ("subscription", subscription),
+                    ("outcome", outcome.to_owned()),
+                ])
+                .inc();
+        }
         if matches!(
             record.next,
-            NextState::Delivered | NextState::Skipped | NextState::DeadLetter
+            NextState::Delivered
+                | NextState::Skipped
+                | NextState::DeadLetter
+                | NextState::Cancelled
         ) {
             self.deliveries_finished
                 .get_or_create(&vec![("outcome", outcome.to_owned())])
@@ -93,6 +130,20 @@ impl Metrics {
         if record.status_code.is_some() || record.error.is_some() {
             self.attempt_seconds.observe(record.latency_us as f64 / 1e6);
         }
+    }
+
+    /// The label for `subscription`: its id while fewer than `MAX_SUBSCRIPTION_LABELS` have
+    /// one, `_other` after.
+    fn subscription_label(&self, subscription: &str) -> String {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        if labelled.contains(subscription) {
+            return subscription.to_owned();
+        }
+        if labelled.len() < MAX_SUBSCRIPTION_LABELS {
+            labelled.insert(subscription.to_owned());
+            return subscription.to_owned();
+        }
+        "_other".to_owned()
     }
 
     /// Counts one adapter call of `plugin` and records its latency.
@@ -133,6 +184,12 @@ impl Metrics {
             self.attempts.clone(),
         );
         registry.register(
+            "subscription_attempts",
+            "Attempts by subscription and outcome (delivered, retry, dead_letter, skipped, cancelled); \
+             past 1,000 subscriptions the rest count as subscription=\"_other\"",
+            self.subscription_attempts.clone(),
+        );
+        registry.register(
             "plugin_invocations",
             "Adapter calls by plugin and result (ok, error), every version",
             self.plugin_calls.clone(),
@@ -164,17 +221,12 @@ impl Metrics {
         let circuit: Family<Labels, Gauge> = Family::default();
         let in_flight: Family<Labels, Gauge> = Family::default();
         for e in &snapshot.endpoints {
-            let state = match e.circuit {
-                "open" => 2,
-                "half_open" => 1,
-                _ => 0,
-            };
             circuit
                 .get_or_create(&vec![("endpoint", e.endpoint.clone())])
-                .set(state);
+                .set(e.circuit);
             in_flight
                 .get_or_create(&vec![("endpoint", e.endpoint.clone())])
-                .set(e.in_flight as i64);
+                .set(e.in_flight);
         }
         registry.register(
             "circuit_state",

@@ -74,17 +74,33 @@ impl Node {
     }
 }
 
+/// Why a subscription pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// The empty string.
+    #[error("an event pattern is empty; use `*` to match every type")]
+    Empty,
+    /// Longer than any event type can be.
+    #[error(
+        "an event pattern is longer than {} characters",
+        crate::event::MAX_TYPE_LEN
+    )]
+    TooLong,
+    /// A segment that is neither a word nor `*`.
+    #[error(
+        "invalid event pattern `{0}`: use dot-separated words or `*` segments, like `host.*` or `cert.expiring`"
+    )]
+    Syntax(String),
+}
+
 /// Checks a subscription pattern: dot-separated segments that are `*` or made of
 /// `[A-Za-z0-9_-]`.
-pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
-        return Err("an event pattern is empty; use `*` to match every type".into());
+        return Err(PatternError::Empty);
     }
     if pattern.len() > crate::event::MAX_TYPE_LEN {
-        return Err(format!(
-            "an event pattern is longer than {} characters",
-            crate::event::MAX_TYPE_LEN
-        ));
+        return Err(PatternError::TooLong);
     }
     for segment in pattern.split('.') {
         let ok = segment == "*"
@@ -93,9 +109,7 @@ pub fn validate_pattern(pattern: &str) -> Result<(), String> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
         if !ok {
-            return Err(format!(
-                "invalid event pattern `{pattern}`: use dot-separated words or `*` segments, like `host.*` or `cert.expiring`"
-            ));
+            return Err(PatternError::Syntax(pattern.to_owned()));
         }
     }
     Ok(())

@@ -55,7 +55,10 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
     work.install_plugin("wrongworld", WRONG_WORLD);
     work.install_plugin("future", FUTURE);
     std::fs::write(work.plugins().join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").expect("write");
-    let mut config = format!("{}\n", base_config());
+    let mut config = format!(
+        "{}\n[plugins.overrides.hostile]\ncpu_budget = \"10s\"\n\n",
+        base_config()
+    );
     config.push_str(&subscription("healthy", &receiver.url("/healthy"), "*", ""));
     for mode in ["spin", "membomb", "panic", "bigout", "escape"] {
         config.push_str(&subscription(
@@ -66,11 +69,12 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
                 "plugin = \"hostile\"\nmax_attempts = 1\nsettings = {{ mode = \"{mode}\" }}\n{}",
                 // The CPU budget counts wall-clock ticks while the guest runs, so on a loaded
                 // machine a guest that fills 64 MiB could hit 100 ms first. Only `spin` is
-                // meant to meet the CPU budget; the others get room to meet their own limit.
+                // meant to meet the CPU budget (it lowers the plugin's 10 s ceiling below);
+                // the others get room to meet their own limit.
                 if mode == "spin" {
-                    ""
+                    "cpu_budget = \"100ms\""
                 } else {
-                    "cpu_budget = \"10s\""
+                    ""
                 }
             ),
         ));

@@ -11,11 +11,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::read_body;
 use super::deliveries::{DeliveryPage, page};
-use super::error::{page_limit, parse_time, query_error, read_body};
 use super::openapi::ErrorBody;
+use super::query::{page_limit, parse_time, query_error};
 use super::{ApiError, AppState};
-use crate::event::now_ms;
+use crate::clock::now_ms;
 use crate::store::{DeliveryFilter, DeliveryStatus, ReplayFilter};
 
 /// Query of `GET /v1/dead-letters`.

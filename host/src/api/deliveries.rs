@@ -10,10 +10,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{page_limit, parse_time, query_error};
 use super::openapi::ErrorBody;
+use super::query::{page_limit, parse_time, query_error};
 use super::{ApiError, AppState};
-use crate::event::now_ms;
+use crate::clock::now_ms;
 use crate::store::{DeliveryDetail, DeliveryFilter, DeliveryStatus, DeliverySummary, RetryOutcome};
 
 /// Query of `GET /v1/deliveries`.

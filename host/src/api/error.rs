@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::event::EventError;
+use crate::ingest::IngestError;
 use crate::store::StoreError;
 
 /// An error answer.
@@ -43,7 +44,31 @@ impl IntoResponse for ApiError {
 
 impl From<EventError> for ApiError {
     fn from(e: EventError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        let status = match e {
+            EventError::DataTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid { index, error } => {
+                let mut err = Self::from(error);
+                if let Some(i) = index {
+                    err.message = format!("event {i}: {}", err.message);
+                }
+                err
+            }
+            IngestError::UnknownSubscription(id) => Self::new(
+                StatusCode::NOT_FOUND,
+                "subscription_not_found",
+                format!("no subscription `{id}`"),
+            ),
+            IngestError::Store(e) => Self::from(e),
+        }
     }
 }
 
@@ -87,69 +112,4 @@ pub async fn not_found(uri: http::Uri) -> ApiError {
         "not_found",
         format!("no such endpoint: {}", uri.path()),
     )
-}
-
-/// Reads a request body of at most `limit` bytes.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than the {limit}-byte limit ([limits] in the config)"),
-        )
-    };
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
-        }
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            format!("the request body could not be read: {e}"),
-        )),
-    }
-}
-
-/// Parses an RFC 3339 time (any offset, optional fractions) into Unix ms. Times before
-/// 1970 are 0: every delivery is after them.
-pub fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| {
-            v.parse::<jiff::Timestamp>()
-                .map(|t| t.as_millisecond().max(0))
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_time",
-                        format!(
-                            "`{name}` must be an RFC 3339 time like 2026-06-13T12:00:00Z, not `{v}`"
-                        ),
-                    )
-                })
-        })
-        .transpose()
-}
-
-/// A page size: 50 when absent, otherwise 1 to 1,000.
-pub fn page_limit(limit: Option<i64>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n @ 1..=1000) => Ok(n as usize),
-        Some(n) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_limit",
-            format!("`limit` must be between 1 and 1000, not {n}"),
-        )),
-    }
-}
-
-/// Turns a query-string rejection into the JSON error shape.
-pub fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
 }

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
-use crate::event::now_ms;
-use crate::metrics::Snapshot;
+use crate::clock::now_ms;
+use crate::delivery::breaker::BreakerState;
+use crate::metrics::{EndpointGauge, Snapshot};
 
 /// The engine is up.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +48,20 @@ pub async fn healthz() -> Json<Health> {
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let snapshot = Snapshot {
         queue: state.store.queue_depth(now_ms()).await?,
-        endpoints: state.endpoints.snapshot(),
+        endpoints: state
+            .endpoints
+            .snapshot()
+            .into_iter()
+            .map(|e| EndpointGauge {
+                circuit: match e.circuit {
+                    BreakerState::Closed { .. } => 0,
+                    BreakerState::HalfOpen => 1,
+                    BreakerState::Open { .. } => 2,
+                },
+                in_flight: e.in_flight as i64,
+                endpoint: e.endpoint,
+            })
+            .collect(),
         plugins: state.registry.list(),
     };
     Ok((

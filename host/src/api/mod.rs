@@ -3,6 +3,7 @@
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
 mod auth;
+mod body;
 mod dead_letters;
 mod deliveries;
 mod endpoints;
@@ -11,6 +12,7 @@ mod events;
 mod health;
 pub mod openapi;
 mod plugins;
+mod query;
 mod subscriptions;
 
 pub use error::ApiError;
@@ -26,7 +28,9 @@ use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::ops::OpsEmitter;
 use crate::plugins::Registry;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -37,6 +41,8 @@ use crate::subscription::Subscriptions;
 pub struct AppState {
     /// Durable state.
     pub store: Arc<dyn Store>,
+    /// Where every published event goes.
+    pub ingest: Arc<Ingest>,
     /// Subscriptions.
     pub subscriptions: Arc<Subscriptions>,
     /// Loaded plugins.
@@ -57,6 +63,8 @@ pub struct AppState {
     pub limits: LimitsConfig,
     /// The SSRF policy, to refuse internal URLs when a subscription is created.
     pub network: NetworkPolicy,
+    /// Where operational events go (an operator disabling a subscription).
+    pub ops: OpsEmitter,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through

@@ -12,8 +12,8 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, Para
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, ObjectBuilder, OpenApi, PathItem, PathsBuilder, Ref, Required, ResponseBuilder,
-    Type,
+    AllOfBuilder, ContentBuilder, ObjectBuilder, OpenApi, PathItem, PathsBuilder, Ref, Required,
+    ResponseBuilder, Type,
 };
 use utoipa::{Modify, OpenApi as _, ToSchema};
 
@@ -68,7 +68,16 @@ pub struct Envelope {
         (name = "dead-letters", description = "Deliveries that gave up, and replaying them"),
         (name = "operations", description = "Endpoints, plugins, health and metrics"),
     ),
-    components(schemas(ErrorBody, Envelope))
+    components(schemas(
+        ErrorBody,
+        Envelope,
+        crate::ops::SubscriptionDisabled,
+        crate::ops::CircuitOpened,
+        crate::ops::EndpointRecovered,
+        crate::ops::DeadLettered,
+        crate::ops::PluginLoaded,
+        crate::ops::PluginRejected,
+    ))
 )]
 pub struct ApiDoc;
 
@@ -193,12 +202,34 @@ impl Modify for Webhooks {
              adapter can neither set nor remove.",
             ContentBuilder::new().schema(Some(ObjectBuilder::new())),
         );
-        openapi.webhooks = Some(
-            PathsBuilder::new()
-                .path("event", PathItem::new(HttpMethod::Post, envelope))
-                .path("adapted-event", PathItem::new(HttpMethod::Post, adapted))
-                .build(),
-        );
+        let mut webhooks = PathsBuilder::new()
+            .path("event", PathItem::new(HttpMethod::Post, envelope))
+            .path("adapted-event", PathItem::new(HttpMethod::Post, adapted));
+        // The engine's own events: the envelope with the type fixed and `data` typed.
+        for (kind, schema) in crate::ops::TYPES {
+            let body = AllOfBuilder::new()
+                .item(Ref::from_schema_name("Envelope"))
+                .item(
+                    ObjectBuilder::new()
+                        .property(
+                            "type",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some([kind])),
+                        )
+                        .property("data", Ref::from_schema_name(schema))
+                        .required("type")
+                        .required("data"),
+                );
+            let op = operation(
+                kind,
+                "An operational event the engine publishes about itself, to subscriptions whose patterns \
+                 match it (`wasmhook.*`), in the standard envelope or through their adapter.",
+                ContentBuilder::new().schema(Some(body)),
+            );
+            webhooks = webhooks.path(kind, PathItem::new(HttpMethod::Post, op));
+        }
+        openapi.webhooks = Some(webhooks.build());
     }
 }
 

@@ -83,9 +83,9 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Secret { plain } => {
             let secret = if plain {
-                crate::delivery::signing::generate_plain_secret()
+                crate::signing::generate_plain_secret()
             } else {
-                crate::delivery::signing::generate_secret()
+                crate::signing::generate_secret()
             };
             println!("{}", secret.expose());
             Ok(ExitCode::SUCCESS)

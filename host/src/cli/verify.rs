@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::delivery::signing::{SigningKey, verify};
-use crate::event::now_ms;
+use crate::clock::now_ms;
 use crate::secret::Secret;
+use crate::signing::{SigningKey, verify};
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]

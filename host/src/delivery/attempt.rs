@@ -8,25 +8,44 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
 
-use super::breaker::Admission;
+use super::adapter_breakers::AdapterBreakers;
+use super::breaker::{Admission, Transition};
 use super::client::{HttpClient, SendError};
 use super::endpoints::Endpoints;
-use super::rate_limit::{RateLimits, Slot};
-use super::retry::{AttemptResult, Verdict, parse_retry_after};
-use super::signing::{SigningKey, signature_header};
+use super::rate_limit::{Rate, RateLimits, Slot};
+use super::retry::{AttemptResult, RetryPolicy, Verdict, parse_retry_after};
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
-use crate::event::now_ms;
+use crate::event::ENGINE_TYPE_PREFIX;
 use crate::metrics::Metrics;
-use crate::plugins::{
-    Action, AdapterInput, Call, Fault, LoadedPlugin, OutboundRequest, PluginLabel, Registry,
+use crate::ops::{
+    CircuitOpened, DeadLettered, EndpointRecovered, OpsEmitter, OpsEvent, SubscriptionDisabled,
 };
-use crate::store::{AttemptRecord, ClaimedDelivery, NextState};
-use crate::subscription::{Subscription, Subscriptions, endpoint_key, parse_target_url};
+use crate::outbound::{endpoint_key, parse_target_url};
+use crate::plugins::{
+    Action, Fault, LoadedPlugin, OutboundRequest, OwnedCall, PluginLabel, Registry,
+};
+use crate::signing::signature_header;
+use crate::store::{AttemptRecord, ClaimedDelivery, DisablePolicy, NextState, Store};
+use crate::subscription::{Subscription, Subscriptions};
 
 /// How long a delivery waits before looking again for a plugin that is not loaded. Loading
 /// the plugin resumes its waiting deliveries at once (`Store::unpark`); this is the safety
 /// net.
 pub const PLUGIN_WAIT: Duration = Duration::from_secs(60);
+
+/// About how long a delivery waits when its plugin's calls are all busy (jittered), and
+/// when the adapters' memory budget is spent.
+const GATE_WAIT: Duration = Duration::from_millis(200);
+
+/// How long a delivery of a disabled subscription waits before looking again; enabling
+/// the subscription makes it due at once (`Store::unpark`), this is the safety net.
+pub const DISABLED_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// The park key of deliveries waiting for subscription `id` to be enabled.
+pub fn subscription_park_key(id: &str) -> String {
+    format!("subscription:{id}")
+}
 
 /// The park key of deliveries waiting for plugin `name`.
 pub fn plugin_park_key(name: &str) -> String {
@@ -40,6 +59,14 @@ pub struct Deliverer {
     pub subscriptions: Arc<Subscriptions>,
     /// Per-endpoint breakers and limits.
     pub endpoints: Arc<Endpoints>,
+    /// Backs off adapters that keep failing for a subscription.
+    pub adapter_breakers: AdapterBreakers,
+    /// Where operational events go.
+    pub ops: OpsEmitter,
+    /// When a subscription that keeps failing is disabled.
+    pub disable_policy: DisablePolicy,
+    /// Bytes of each response body kept on the attempt (`[retention] response_body_bytes`).
+    pub response_body_bytes: usize,
     /// The loaded plugins.
     pub registry: Arc<Registry>,
     /// Per-subscription rate limits and the slots waiting deliveries hold.
@@ -70,13 +97,24 @@ enum Stage {
 }
 
 impl Deliverer {
-    /// Makes one attempt at `delivery` and returns what to record.
+    /// Makes one attempt at `delivery` and returns what to record; a dead letter is also
+    /// reported to operators.
     pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
+        let record = self.try_once(delivery).await;
+        if record.next == NextState::DeadLetter {
+            self.report_dead_letter(delivery, &record);
+        }
+        record
+    }
+
+    async fn try_once(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
         let started_ms = now_ms();
         let clock = Instant::now();
         let catalog = self.subscriptions.catalog();
         let mut record = AttemptRecord {
             delivery_id: delivery.id.clone(),
+            subscription_id: delivery.subscription_id.clone(),
+            receiver: None,
             attempt: delivery.attempts + 1,
             started_at_ms: started_ms,
             latency_us: 0,
@@ -89,31 +127,36 @@ impl Deliverer {
         };
         let Some(sub) = catalog.get(&delivery.subscription_id) else {
             record.error = Some(format!(
-                "subscription `{}` no longer exists; the delivery cannot be attempted",
+                "cancelled: subscription `{}` was deleted",
                 delivery.subscription_id
             ));
+            record.next = NextState::Cancelled;
             return record;
         };
         if !sub.enabled {
+            // Parked until the subscription is enabled again, which makes it due at once.
             record.error = Some(format!(
-                "subscription `{}` is disabled ({}); replay this dead letter after enabling it",
+                "waiting: subscription `{}` is disabled ({}); enabling it resumes the delivery; \
+                 no attempt is spent",
                 sub.id,
                 sub.disabled_reason.as_deref().unwrap_or("by an operator")
             ));
+            record.next = NextState::WaitUntil(started_ms + DISABLED_WAIT.as_millis() as i64);
+            record.parked_on = Some(subscription_park_key(&sub.id));
             return record;
         }
         // Over its rate, a delivery waits for the slot it was given, before any work.
         if let Some(rate) = sub.rate_limit
             && let Slot::At(slot_ms) = self.rate_limits.admit(
                 &sub.id,
-                rate.shared_by(self.cluster.live_nodes()),
+                Rate::per_second(rate).shared_by(self.cluster.live_nodes()),
                 &delivery.id,
                 started_ms,
             )
         {
             record.error = Some(format!(
-                "waiting: subscription `{}` is limited to {} deliveries a second; no attempt is spent",
-                sub.id, rate.per_second
+                "waiting: subscription `{}` is limited to {rate} deliveries a second; no attempt is spent",
+                sub.id
             ));
             record.next = NextState::WaitUntil(slot_ms);
             return record;
@@ -145,7 +188,7 @@ impl Deliverer {
             record.error = Some(format!(
                 "not sent: the circuit for {} is open after repeated failures; it probes again at {}",
                 endpoint.key(),
-                crate::event::rfc3339(retry_at_ms)
+                crate::clock::rfc3339(retry_at_ms)
             ));
             let reopens_in = Duration::from_millis((retry_at_ms - started_ms).max(0) as u64);
             record.next = decide(
@@ -158,11 +201,21 @@ impl Deliverer {
             return record;
         }
 
-        let request = sign(prepared, sub, &delivery.id, &self.user_agent, started_ms);
-        let result = match request {
-            Ok(request) => self.client.send(request, sub.timeout).await,
-            Err(reason) => Err(SendError::Network(reason)),
+        let request = match sign(prepared, sub, &delivery.id, &self.user_agent, started_ms) {
+            Ok(request) => request,
+            // The request cannot be built (a header the adapter or subscription got wrong):
+            // nothing reached the receiver, so its circuit breaker hears nothing of it.
+            Err(reason) => {
+                record.error = Some(format!("the request could not be built: {reason}"));
+                record.latency_us = clock.elapsed().as_micros() as u64;
+                record.next = decide(sub, delivery, AttemptResult::AdapterFailed, started_ms).0;
+                return record;
+            }
         };
+        let result = self
+            .client
+            .send_reading(request, sub.timeout, self.response_body_bytes)
+            .await;
         let latency = clock.elapsed();
         record.latency_us = latency.as_micros() as u64;
         let outcome = match result {
@@ -189,19 +242,127 @@ impl Deliverer {
                 }
             }
         };
-        endpoint.record(endpoint_healthy(outcome), latency, now_ms());
+        if let Some(transition) = endpoint.record(endpoint_healthy(outcome), latency, now_ms()) {
+            self.report_circuit(endpoint.key(), transition, record.error.as_deref());
+        }
+        record.receiver = Some(matches!(
+            outcome,
+            AttemptResult::Response {
+                status: 200..=299,
+                ..
+            }
+        ));
         let disable;
         (record.next, disable) = decide(sub, delivery, outcome, started_ms);
         if disable {
             let reason = format!(
                 "the receiver answered 410 Gone at {}",
-                crate::event::rfc3339(started_ms)
+                crate::clock::rfc3339(started_ms)
             );
-            if let Err(e) = self.subscriptions.disable(&sub.id, reason).await {
-                tracing::error!(subscription = %sub.id, error = %e, "cannot disable the subscription after 410");
-            }
+            self.disable(&sub.id, "gone", reason).await;
         }
         record
+    }
+
+    /// Disables a subscription and tells operators why (`gone`, `failing`).
+    pub async fn disable(&self, id: &str, reason: &'static str, detail: String) {
+        match self.subscriptions.disable(id, detail.clone()).await {
+            Ok(()) => self
+                .ops
+                .emit(OpsEvent::SubscriptionDisabled(SubscriptionDisabled {
+                    subscription_id: id.to_owned(),
+                    reason,
+                    detail,
+                })),
+            Err(e) => {
+                tracing::error!(subscription = %id, error = %e, "cannot disable the subscription")
+            }
+        }
+    }
+
+    /// Tells operators about a circuit that opened or recovered; the subscriptions sending
+    /// to that endpoint do not get the report.
+    fn report_circuit(&self, endpoint: &str, transition: Transition, last_error: Option<&str>) {
+        let subscriptions = self
+            .subscriptions
+            .catalog()
+            .iter()
+            .filter(|s| s.endpoint() == endpoint)
+            .map(|s| s.id.clone())
+            .collect();
+        let event = match transition {
+            Transition::Opened { failures, until_ms } => OpsEvent::CircuitOpened(
+                CircuitOpened {
+                    endpoint: endpoint.to_owned(),
+                    consecutive_failures: failures,
+                    probe_at: crate::clock::rfc3339(until_ms),
+                    last_error: last_error.map(str::to_owned),
+                },
+                subscriptions,
+            ),
+            Transition::Recovered => OpsEvent::EndpointRecovered(
+                EndpointRecovered {
+                    endpoint: endpoint.to_owned(),
+                },
+                subscriptions,
+            ),
+        };
+        self.ops.emit(event);
+    }
+
+    /// Tells operators about a dead letter, unless it is one of the engine's own events
+    /// (reporting those could go round in circles between two failing operator
+    /// subscriptions); those are logged only.
+    fn report_dead_letter(&self, delivery: &ClaimedDelivery, record: &AttemptRecord) {
+        if delivery.event.kind.starts_with(ENGINE_TYPE_PREFIX) {
+            return;
+        }
+        self.ops.emit(OpsEvent::DeadLettered(DeadLettered {
+            subscription_id: delivery.subscription_id.clone(),
+            delivery_id: delivery.id.clone(),
+            event_id: delivery.event.id.clone(),
+            event_type: delivery.event.kind.clone(),
+            attempts: record.attempt,
+            last_status: record.status_code,
+            last_error: record.error.clone(),
+            also_dead_lettered: 0,
+        }));
+    }
+
+    /// After a batch of records is durable: disables the subscriptions whose attempts have
+    /// all failed for `[delivery] disable_after`.
+    pub async fn after_record(&self, store: &dyn Store, records: &[AttemptRecord]) {
+        if self.disable_policy.after_ms <= 0 {
+            return;
+        }
+        let mut failing: Vec<&str> = records
+            .iter()
+            .filter(|r| r.receiver == Some(false))
+            .map(|r| r.subscription_id.as_str())
+            .collect();
+        failing.sort_unstable();
+        failing.dedup();
+        for id in failing {
+            let enabled = self
+                .subscriptions
+                .catalog()
+                .get(id)
+                .is_some_and(|s| s.enabled);
+            if !enabled {
+                continue;
+            }
+            let now = now_ms();
+            let health = match store.subscription_health(Some(id), now).await {
+                Ok(mut all) => all.remove(id).unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!(subscription = id, error = %e, "cannot read subscription health");
+                    continue;
+                }
+            };
+            if let Some(detail) = self.disable_policy.verdict(&health, now) {
+                self.disable(id, "failing", detail).await;
+            }
+        }
     }
 
     /// Runs the adapter, or builds the envelope when the subscription has none.
@@ -231,41 +392,70 @@ impl Deliverer {
             return Stage::Done(record);
         };
         record.plugin_version = Some(plugin.label.record());
-        let url = sub.url.to_string();
-        let keys = sub.active_keys(record.started_at_ms);
-        let key_bytes: Vec<&[u8]> = keys.iter().map(SigningKey::as_bytes).collect();
+        // An adapter that keeps failing for this subscription waits out a cooldown first.
+        if let Admission::Refuse { retry_at_ms } =
+            self.adapter_breakers
+                .admit(&sub.id, &plugin.label, record.started_at_ms)
+        {
+            record.error = Some(format!(
+                "waiting: {} failed repeatedly for this subscription; it is tried again at {} \
+                 or as soon as a new version is loaded; no attempt is spent",
+                plugin.label,
+                crate::clock::rfc3339(retry_at_ms)
+            ));
+            record.next = NextState::WaitUntil(retry_at_ms);
+            record.parked_on = Some(plugin_park_key(name));
+            return Stage::Done(record);
+        }
+        // A plugin reloaded with a new required setting refuses old subscriptions here,
+        // before it runs.
         let settings = match plugin_settings(sub, &plugin) {
             Ok(settings) => settings,
             Err(fault) => return self.adapter_failed(sub, delivery, record, fault),
         };
-        let input = AdapterInput {
-            subscription_id: &sub.id,
-            url: &url,
-            settings: settings.as_deref().unwrap_or(&sub.settings),
-            attempt: record.attempt,
-            // The same second `sign` puts into `webhook-timestamp`.
-            timestamp: record.started_at_ms / 1000,
-            signing_keys: &key_bytes,
+        // A plugin whose calls are all busy (slow, or spinning to its budget) holds its own
+        // queue, never a guest thread another plugin needs.
+        let Some(_turn) = plugin.gate.enter().await else {
+            record.error = Some(format!(
+                "waiting: {} has its limit of calls running and queued ([plugins] max_concurrent_calls); \
+                 no attempt is spent",
+                plugin.label
+            ));
+            let wait = GATE_WAIT.mul_f64(0.5 + rand::random::<f64>());
+            record.next = NextState::WaitUntil(record.started_at_ms + wait.as_millis() as i64);
+            return Stage::Done(record);
         };
         let clock = Instant::now();
         let mut limits = self.registry.limits_for(name);
+        // The operator's budget for the plugin is a ceiling a subscription cannot raise.
         if let Some(budget) = sub.cpu_budget {
-            limits.cpu_budget = budget;
+            limits.cpu_budget = budget.min(limits.cpu_budget);
         }
         if let Some(reuse) = sub.instance_reuse {
             limits.instance_reuse = reuse;
         }
-        let call = Call {
-            label: &plugin.label,
-            event: &delivery.event,
-            input: &input,
-            delivery_id: &delivery.id,
+        let call = OwnedCall {
+            label: plugin.label.clone(),
+            event: delivery.event.clone(),
+            subscription_id: sub.id.clone(),
+            url: sub.url.to_string(),
+            settings: settings.unwrap_or_else(|| sub.settings.clone()),
+            attempt: record.attempt,
+            // The same second `sign` puts into `webhook-timestamp`.
+            timestamp: record.started_at_ms / 1000,
+            signing_keys: sub.active_keys(record.started_at_ms),
+            delivery_id: delivery.id.clone(),
             limits,
         };
         let result = self
             .registry
             .sandbox()
-            .transform(&plugin.prepared, call)
+            .run(
+                plugin.prepared.clone(),
+                call,
+                plugin.gate.on_probation(),
+                sub.cancel.cancelled(),
+            )
             .await;
         let result = result.and_then(|action| match action {
             Action::Deliver(req) => adapter_request(req, sub, &plugin.label).map(Ok),
@@ -274,6 +464,20 @@ impl Deliverer {
         let elapsed = clock.elapsed();
         plugin.stats.observe(elapsed, result.is_err());
         self.metrics.plugin_call(name, elapsed, result.is_err());
+        // Short of memory engine-wide, or cut short by a deleted subscription: not the
+        // adapter's failure.
+        plugin.gate.ran_out_of_time(matches!(
+            result,
+            Err(Fault::CpuBudget { .. } | Fault::MemoryLimit { .. })
+        ));
+        let engine_side = matches!(
+            result,
+            Err(Fault::MemoryBudget { .. } | Fault::Cancelled { .. })
+        );
+        if !engine_side {
+            self.adapter_breakers
+                .record(&sub.id, &plugin.label, result.is_ok(), now_ms());
+        }
         match result {
             Ok(Ok(mut prepared)) => {
                 prepared.plugin_version = record.plugin_version;
@@ -282,6 +486,24 @@ impl Deliverer {
             Ok(Err(reason)) => {
                 record.error = Some(format!("skipped by {}: {reason}", plugin.label));
                 record.next = NextState::Skipped;
+                Stage::Done(record)
+            }
+            Err(Fault::MemoryBudget { .. }) => {
+                let (used, limit) = self.registry.sandbox().memory();
+                record.error = Some(format!(
+                    "waiting: the adapters' memory budget is in use ({} of {} MiB, [plugins] total_memory_bytes); \
+                     no attempt is spent",
+                    used >> 20,
+                    limit >> 20
+                ));
+                let wait = GATE_WAIT.mul_f64(0.5 + rand::random::<f64>());
+                record.next = NextState::WaitUntil(record.started_at_ms + wait.as_millis() as i64);
+                Stage::Done(record)
+            }
+            Err(fault @ Fault::Cancelled { .. }) => {
+                // Deleted: the delivery is already cancelled. Disabled: the next look parks it.
+                record.error = Some(fault.to_string());
+                record.next = NextState::WaitUntil(record.started_at_ms);
                 Stage::Done(record)
             }
             Err(fault) => self.adapter_failed(sub, delivery, record, fault),
@@ -352,10 +574,10 @@ fn adapter_request(
 ) -> Result<Prepared, Fault> {
     let url = match req.url.as_deref().map(parse_target_url).transpose() {
         Ok(url) => url.unwrap_or_else(|| sub.url.clone()),
-        Err(reason) => {
+        Err(e) => {
             return Err(Fault::InvalidOutput {
                 plugin: label.clone(),
-                reason,
+                reason: e.to_string(),
             });
         }
     };
@@ -386,7 +608,7 @@ fn decide(
     outcome: AttemptResult,
     started_ms: i64,
 ) -> (NextState, bool) {
-    let verdict = sub.retry.decide(
+    let verdict = RetryPolicy::of(sub).decide(
         delivery.attempts_this_run + 1,
         outcome,
         rand::random::<f64>(),

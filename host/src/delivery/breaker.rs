@@ -47,6 +47,21 @@ pub enum Admission {
     },
 }
 
+/// A change worth telling an operator about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// A run of failures opened a closed circuit (a failed probe re-opening it is not a new
+    /// outage).
+    Opened {
+        /// The failures in a row.
+        failures: u32,
+        /// When it lets a probe through.
+        until_ms: i64,
+    },
+    /// A success closed an open or half-open circuit.
+    Recovered,
+}
+
 /// One endpoint's breaker.
 #[derive(Debug, Clone)]
 pub struct Breaker {
@@ -87,8 +102,10 @@ impl Breaker {
         }
     }
 
-    /// Reports how a request that was let through ended.
-    pub fn record(&mut self, success: bool, now_ms: i64) {
+    /// Reports how a request that was let through ended; answers the transition it caused,
+    /// if any.
+    pub fn record(&mut self, success: bool, now_ms: i64) -> Option<Transition> {
+        let before = self.state;
         self.state = match (self.state, success) {
             (_, true) => BreakerState::Closed {
                 consecutive_failures: 0,
@@ -116,6 +133,21 @@ impl Breaker {
             // A late failure from before the circuit opened changes nothing.
             (open @ BreakerState::Open { .. }, false) => open,
         };
+        match (before, self.state) {
+            (
+                BreakerState::Closed {
+                    consecutive_failures,
+                },
+                BreakerState::Open { until_ms },
+            ) => Some(Transition::Opened {
+                failures: consecutive_failures + 1,
+                until_ms,
+            }),
+            (BreakerState::Open { .. } | BreakerState::HalfOpen, BreakerState::Closed { .. }) => {
+                Some(Transition::Recovered)
+            }
+            _ => None,
+        }
     }
 
     fn cooldown_ms(&self) -> i64 {
@@ -132,6 +164,30 @@ mod tests {
             failure_threshold: 3,
             cooldown: Duration::from_millis(1_000),
         })
+    }
+
+    #[test]
+    fn transitions_are_reported_once_per_outage() {
+        let mut b = breaker();
+        assert_eq!(b.record(false, 0), None);
+        assert_eq!(b.record(false, 0), None);
+        assert_eq!(
+            b.record(false, 10),
+            Some(Transition::Opened {
+                failures: 3,
+                until_ms: 1_010
+            })
+        );
+        assert_eq!(b.record(false, 20), None, "late failures while open");
+        assert_eq!(b.admit(1_010), Admission::Probe);
+        assert_eq!(
+            b.record(false, 1_020),
+            None,
+            "a failed probe is the same outage"
+        );
+        assert_eq!(b.admit(2_020), Admission::Probe);
+        assert_eq!(b.record(true, 2_030), Some(Transition::Recovered));
+        assert_eq!(b.record(true, 2_040), None);
     }
 
     #[test]

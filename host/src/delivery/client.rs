@@ -20,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::ssrf::NetworkPolicy;
-use crate::subscription::port_of;
+use crate::outbound::port_of;
+use crate::secret::redact_url;
 
 /// How much of a response body is kept on the attempt record.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4 << 10;
@@ -101,6 +102,21 @@ pub async fn resolve(uri: &Uri) -> Result<(&str, Vec<SocketAddr>), std::io::Erro
     Ok((host, addrs))
 }
 
+/// A subscription URL that is, or resolves to, an address the policy blocks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{url}` goes to {ip}, {reason}; the engine does not deliver to internal networks \
+     unless [delivery] allow_private_networks or allowed_cidrs allows it"
+)]
+pub struct BlockedDestination {
+    /// The URL.
+    pub url: String,
+    /// The blocked address it goes to.
+    pub ip: IpAddr,
+    /// What kind of address that is.
+    pub reason: &'static str,
+}
+
 /// How long name resolution may take when a destination is vetted.
 const VET_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -109,26 +125,32 @@ const VET_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// host that does not resolve now is allowed with a warning (`Ok(Some)`): deliveries fail
 /// until it does. The connector checks again at every connect, so a host that turns
 /// internal later still fails.
-pub async fn vet_destination(policy: &NetworkPolicy, uri: &Uri) -> Result<Option<String>, String> {
+pub async fn vet_destination(
+    policy: &NetworkPolicy,
+    uri: &Uri,
+) -> Result<Option<String>, BlockedDestination> {
     let addresses = match tokio::time::timeout(VET_RESOLVE_TIMEOUT, resolve(uri)).await {
         Ok(Ok((_, addrs))) => addrs,
         Ok(Err(e)) => {
             return Ok(Some(format!(
-                "`{uri}` does not resolve right now ({e}); deliveries fail until it does"
+                "`{}` does not resolve right now ({e}); deliveries fail until it does",
+                redact_url(&uri.to_string())
             )));
         }
         Err(_) => {
             return Ok(Some(format!(
-                "resolving `{uri}` took over {VET_RESOLVE_TIMEOUT:?}; deliveries fail until it resolves"
+                "resolving `{}` took over {VET_RESOLVE_TIMEOUT:?}; deliveries fail until it resolves",
+                redact_url(&uri.to_string())
             )));
         }
     };
     for ip in addresses.iter().map(SocketAddr::ip) {
         if let Some(reason) = policy.blocked(ip) {
-            return Err(format!(
-                "`{uri}` goes to {ip}, {reason}; the engine does not deliver to internal networks \
-                 unless [delivery] allow_private_networks or allowed_cidrs allows it"
-            ));
+            return Err(BlockedDestination {
+                url: redact_url(&uri.to_string()),
+                ip,
+                reason,
+            });
         }
     }
     Ok(None)

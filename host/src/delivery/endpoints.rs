@@ -8,11 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::breaker::{Admission, Breaker, BreakerConfig, BreakerState};
-use crate::event::rfc3339;
+use super::breaker::{Admission, Breaker, BreakerConfig, BreakerState, Transition};
 
 /// Endpoints tracked at most; idle, healthy ones are forgotten beyond this.
 const MAX_TRACKED: usize = 10_000;
@@ -48,9 +46,10 @@ impl Endpoint {
         Arc::clone(&self.permits).try_acquire_owned().ok()
     }
 
-    /// Reports an attempt's result to the breaker and the latency estimate.
-    pub fn record(&self, success: bool, latency: Duration, now_ms: i64) {
-        self.lock().record(success, now_ms);
+    /// Reports an attempt's result to the breaker and the latency estimate; answers the
+    /// circuit's transition, if it caused one.
+    pub fn record(&self, success: bool, latency: Duration, now_ms: i64) -> Option<Transition> {
+        let transition = self.lock().record(success, now_ms);
         let sample = latency.as_micros() as u64;
         let old = self.latency_us.load(Ordering::Relaxed);
         let new = if old == 0 {
@@ -59,6 +58,7 @@ impl Endpoint {
             (old * 7 + sample) / 8
         };
         self.latency_us.store(new, Ordering::Relaxed);
+        transition
     }
 
     /// How long a delivery should wait when every slot is taken: about one attempt's time,
@@ -91,25 +91,19 @@ impl Endpoint {
     }
 }
 
-/// What `/v1/endpoints` and the metrics show for one endpoint.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct EndpointInfo {
+/// One endpoint's state at a moment, for the API and the metrics to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointStatus {
     /// `scheme://host:port`.
     pub endpoint: String,
-    /// `closed`, `open` or `half_open`.
-    #[schema(value_type = String, pattern = "^(closed|open|half_open)$")]
-    pub circuit: &'static str,
-    /// Failures in a row (closed only).
-    pub consecutive_failures: u32,
-    /// When the open circuit lets a probe through, RFC 3339.
-    #[schema(format = DateTime)]
-    pub open_until: Option<String>,
+    /// The circuit.
+    pub circuit: BreakerState,
     /// Attempts in flight now.
     pub in_flight: usize,
     /// The concurrency limit.
     pub concurrency_limit: usize,
-    /// Smoothed attempt latency, ms.
-    pub latency_ms: f64,
+    /// Smoothed attempt latency, microseconds.
+    pub latency_us: u64,
 }
 
 /// All endpoints seen so far.
@@ -155,27 +149,16 @@ impl Endpoints {
     }
 
     /// Every endpoint, sorted by key.
-    pub fn snapshot(&self) -> Vec<EndpointInfo> {
+    pub fn snapshot(&self) -> Vec<EndpointStatus> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<EndpointInfo> = map
+        let mut out: Vec<EndpointStatus> = map
             .values()
-            .map(|e| {
-                let (circuit, failures, open_until) = match e.state() {
-                    BreakerState::Closed {
-                        consecutive_failures,
-                    } => ("closed", consecutive_failures, None),
-                    BreakerState::Open { until_ms } => ("open", 0, Some(rfc3339(until_ms))),
-                    BreakerState::HalfOpen => ("half_open", 0, None),
-                };
-                EndpointInfo {
-                    endpoint: e.key.clone(),
-                    circuit,
-                    consecutive_failures: failures,
-                    open_until,
-                    in_flight: e.in_flight(),
-                    concurrency_limit: e.limit,
-                    latency_ms: e.latency_us.load(Ordering::Relaxed) as f64 / 1e3,
-                }
+            .map(|e| EndpointStatus {
+                endpoint: e.key.clone(),
+                circuit: e.state(),
+                in_flight: e.in_flight(),
+                concurrency_limit: e.limit,
+                latency_us: e.latency_us.load(Ordering::Relaxed),
             })
             .collect();
         out.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));

@@ -5,12 +5,13 @@
 //! - `attempt`: one attempt (adapter, sign, send, decide).
 //! - `endpoints`: per-endpoint circuit breaker, concurrency limit and latency.
 //! - `breaker`: the circuit breaker state machine, pure.
+//! - `adapter_breakers`: backing off an adapter that keeps failing for a subscription.
 //! - `rate_limit`: per-subscription rate limits (GCRA with reserved slots).
 //! - `retry`: the retry policy, pure.
-//! - `signing`: Standard Webhooks signatures.
 //! - `client`: the pooled HTTP client and its guarded connector.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
+pub mod adapter_breakers;
 pub mod attempt;
 pub mod breaker;
 pub mod client;
@@ -18,7 +19,6 @@ pub mod endpoints;
 pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;
-pub mod signing;
 pub mod ssrf;
 
 pub use attempt::Deliverer;

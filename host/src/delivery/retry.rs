@@ -40,18 +40,30 @@ pub enum Verdict {
     },
 }
 
+/// The longest `Retry-After` a receiver can impose.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
 /// A subscription's retry settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy<'a> {
     /// Waits before the 2nd, 3rd, … attempt; the last entry repeats.
-    pub schedule: Vec<Duration>,
+    pub schedule: &'a [Duration],
     /// Attempts before giving up, counting the first.
     pub max_attempts: u32,
     /// The longest `Retry-After` that is obeyed; longer ones are cut to this.
     pub retry_after_cap: Duration,
 }
 
-impl RetryPolicy {
+impl<'a> RetryPolicy<'a> {
+    /// The policy of `sub`, with the engine-wide `Retry-After` cap.
+    pub fn of(sub: &'a crate::subscription::Subscription) -> Self {
+        Self {
+            schedule: &sub.retry_schedule,
+            max_attempts: sub.max_attempts,
+            retry_after_cap: RETRY_AFTER_CAP,
+        }
+    }
+
     /// Decides after attempt number `attempt` (1-based) ended with `result`. `jitter` is a
     /// uniform random number in `[0, 1)`: the wait is "full jitter", uniform in
     /// `[0, schedule step]`, so that a burst of failures does not retry in lockstep.
@@ -100,27 +112,15 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429) || !(400..500).contains(&status)
 }
 
-/// Parses `Retry-After`: delay-seconds, or an HTTP date relative to `now`.
+/// Parses `Retry-After`: delay-seconds, or an HTTP date relative to `now`, in any of the
+/// three forms RFC 9110 makes recipients accept (IMF-fixdate, RFC 850, asctime).
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = httpdate(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only date form servers send today.
-fn httpdate(value: &str) -> Option<std::time::SystemTime> {
-    let rest = value.split_once(", ")?.1.strip_suffix(" GMT")?;
-    let mut parts = rest.split(' ');
-    let (day, month, year, time) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? + 1;
-    let iso = format!("{year}-{month:02}-{day:0>2}T{time}Z");
-    humantime::parse_rfc3339(&iso).ok()
 }
 
 #[cfg(test)]
@@ -128,9 +128,11 @@ mod tests {
     use super::*;
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    fn policy() -> RetryPolicy {
+    const SCHEDULE: &[Duration] = &[Duration::from_secs(5), Duration::from_secs(300)];
+
+    fn policy() -> RetryPolicy<'static> {
         RetryPolicy {
-            schedule: vec![Duration::from_secs(5), Duration::from_secs(300)],
+            schedule: SCHEDULE,
             max_attempts: 4,
             retry_after_cap: Duration::from_secs(3600),
         }
@@ -270,5 +272,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+        // The two obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:50:37 1994", now),
+            Some(Duration::from_secs(60))
+        );
     }
 }

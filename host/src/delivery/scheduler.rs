@@ -15,9 +15,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::attempt::Deliverer;
-use crate::event::now_ms;
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{AttemptRecord, NextState, Store};
+use crate::store::{AttemptRecord, ClaimedDelivery, NextState, Store};
 
 /// Most deliveries claimed per store round trip.
 const CLAIM_BATCH: usize = 256;
@@ -60,6 +60,7 @@ impl Scheduler {
             Arc::clone(&self.store),
             queue,
             Arc::clone(&self.wake),
+            Arc::clone(&self.deliverer),
         ));
         loop {
             if *shutdown.borrow() {
@@ -111,7 +112,7 @@ impl Scheduler {
                 let records = records.clone();
                 let metrics = self.metrics.clone();
                 tasks.spawn(async move {
-                    let record = deliverer.attempt(&delivery).await;
+                    let record = attempt_or_bug(&deliverer, &delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
                     metrics.attempt(&record);
                     drop(permit);
@@ -147,6 +148,36 @@ impl Scheduler {
     }
 }
 
+/// Makes one attempt. A panic in it (a bug) becomes a record that makes the delivery due
+/// again in a minute without spending an attempt, so its lease is always released.
+async fn attempt_or_bug(deliverer: &Deliverer, delivery: &ClaimedDelivery) -> AttemptRecord {
+    let attempt = std::panic::AssertUnwindSafe(deliverer.attempt(delivery));
+    match futures_util::FutureExt::catch_unwind(attempt).await {
+        Ok(record) => record,
+        Err(_) => {
+            let now = now_ms();
+            tracing::error!(delivery = %delivery.id,
+                "an attempt panicked; this is a bug, please report it. The delivery is due again in a minute");
+            AttemptRecord {
+                delivery_id: delivery.id.clone(),
+                subscription_id: delivery.subscription_id.clone(),
+                receiver: None,
+                attempt: delivery.attempts + 1,
+                started_at_ms: now,
+                latency_us: 0,
+                status_code: None,
+                error: Some(
+                    "waiting: the engine hit a bug during the attempt (it is logged)".into(),
+                ),
+                response_body: None,
+                plugin_version: None,
+                next: NextState::WaitUntil(now + 60_000),
+                parked_on: None,
+            }
+        }
+    }
+}
+
 /// Writes attempt records in batches until every sender is gone. After a batch that moved
 /// a delivery to a later time, wakes the scheduler, which may be asleep until a later due
 /// time.
@@ -154,6 +185,7 @@ async fn record_loop(
     store: Arc<dyn Store>,
     mut queue: mpsc::Receiver<AttemptRecord>,
     wake: Arc<Notify>,
+    deliverer: Arc<Deliverer>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
@@ -161,14 +193,37 @@ async fn record_loop(
             .iter()
             .any(|r| matches!(r.next, NextState::RetryAt(_) | NextState::WaitUntil(_)));
         let records = std::mem::replace(&mut batch, Vec::with_capacity(RECORD_BATCH));
-        let count = records.len();
-        if let Err(e) = store.record(records).await {
-            tracing::error!(error = %e, records = count,
-                "cannot record attempts; their deliveries will be attempted again when their leases end");
-        }
+        write_records(store.as_ref(), &records, &queue).await;
+        deliverer.after_record(store.as_ref(), &records).await;
         if rescheduled {
             wake.notify_one();
         }
+    }
+}
+
+/// Writes one batch of records, trying again while the store fails (a full disk, a lost
+/// database): the deliveries stay leased meanwhile, so none is attempted twice. Once the
+/// engine is stopping it gives up after a few tries; the deliveries are then due again at
+/// the next start.
+async fn write_records(
+    store: &dyn Store,
+    records: &[AttemptRecord],
+    queue: &mpsc::Receiver<AttemptRecord>,
+) {
+    let mut wait = Duration::from_millis(100);
+    for tries in 1.. {
+        let Err(e) = store.record(records.to_vec()).await else {
+            return;
+        };
+        if queue.is_closed() && tries >= 3 {
+            tracing::error!(error = %e, records = records.len(),
+                "cannot record attempts while stopping; their deliveries run again at the next start");
+            return;
+        }
+        tracing::error!(error = %e, records = records.len(), retry_in = ?wait,
+            "cannot record attempts; trying again (their deliveries stay leased meanwhile)");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -185,6 +240,7 @@ fn log_outcome(delivery: &str, subscription: &str, record: &AttemptRecord) {
             );
         }
         NextState::Skipped => tracing::debug!(delivery, subscription, reason = error, "skipped"),
+        NextState::Cancelled => tracing::info!(delivery, subscription, "delivery cancelled"),
         NextState::RetryAt(at) => tracing::info!(
             delivery,
             subscription,

@@ -61,6 +61,7 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_loopback() => "a loopback address",
         _ if ip.is_unspecified() => "an unspecified address",
         _ if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => "a cloud metadata address",
+        0x64 if seg[1] == 0xff9b && seg[2] == 1 => "a local-use NAT64 address",
         s if s & 0xfe00 == 0xfc00 => "an IPv6 unique local address",
         s if s & 0xffc0 == 0xfe80 => "a link-local address",
         s if s & 0xffc0 == 0xfec0 => "a site-local address",
@@ -111,6 +112,8 @@ mod tests {
     #[test]
     fn internal_addresses_are_blocked_with_a_reason() {
         let cases = [
+            ("64:ff9b:1::a00:1", "a local-use NAT64 address"),
+            ("64:ff9b:1:ffff::1", "a local-use NAT64 address"),
             ("127.0.0.1", "a loopback address"),
             ("127.8.9.10", "a loopback address"),
             ("10.1.2.3", "a private address"),

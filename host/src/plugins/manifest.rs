@@ -289,7 +289,7 @@ fn check_value(spec: &SettingSpec, value: &str) -> Result<(), String> {
         SettingType::Integer => value.trim().parse::<i64>().is_ok(),
         SettingType::Number => value.trim().parse::<f64>().is_ok_and(f64::is_finite),
         SettingType::Boolean => matches!(value.trim(), "true" | "false"),
-        SettingType::Url => crate::subscription::parse_target_url(value.trim()).is_ok(),
+        SettingType::Url => crate::outbound::parse_target_url(value.trim()).is_ok(),
     };
     if !parses {
         let expected = match spec.kind {

@@ -5,13 +5,17 @@
 //! - `manifest`: an adapter's manifest (0.2.0+) and checking settings against it.
 //! - `sandbox`: engine, limits, fresh (or reused) instances, typed faults; it only dispatches
 //!   to `wit`.
-//! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail, and
-//!   the signing keys the host's HMAC function uses.
+//! - `gate`: how many calls of one plugin run at once, and how many may queue.
+//! - `guest_pool`: the threads adapter calls run on, apart from the engine's own.
+//! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail, the
+//!   memory budget, and the signing keys the host's HMAC function uses.
 //! - `cache`: compiled components on disk, sealed so only our own output is loaded.
 //! - `registry`: the loaded plugins, swapped atomically when the plugins folder changes.
 //! - `watcher`: watches the plugins folder and reloads what changed.
 
 pub mod cache;
+pub mod gate;
+pub mod guest_pool;
 pub mod host_state;
 pub mod manifest;
 pub mod registry;
@@ -22,10 +26,12 @@ pub mod wit;
 pub use cache::CompileCache;
 pub use manifest::{Manifest, SettingsError};
 pub use registry::{LoadedPlugin, PluginInfo, Registry, SettingsCheck};
-pub use sandbox::{Call, CallLimits, Prepared, Sandbox, SandboxLimits};
+pub use sandbox::{Call, CallLimits, OwnedCall, Prepared, Sandbox, SandboxLimits};
 pub use wit::PrepareError;
 
 use std::time::Duration;
+
+use crate::signing::SigningKey;
 
 /// Names one loaded version of a plugin in messages: "plugin `slack` v3".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +73,7 @@ pub struct AdapterInput<'a> {
     pub timestamp: i64,
     /// The subscription's active signing keys, newest first, for the host's HMAC import.
     /// They never enter the sandbox.
-    pub signing_keys: &'a [&'a [u8]],
+    pub signing_keys: &'a [SigningKey],
 }
 
 /// What an adapter decided.
@@ -155,6 +161,21 @@ pub enum Fault {
         /// What is wrong, naming each setting (boxed: it is large and rare).
         error: Box<SettingsError>,
     },
+    /// Every adapter instance together holds `[plugins] total_memory_bytes`: the engine is
+    /// short of adapter memory, which is no fault of this adapter.
+    #[error(
+        "{plugin} could not get memory: the adapters' total memory budget ([plugins] total_memory_bytes) is in use"
+    )]
+    MemoryBudget {
+        /// Which plugin.
+        plugin: PluginLabel,
+    },
+    /// The subscription was deleted or disabled while the call ran; it was interrupted.
+    #[error("{plugin} was interrupted: the subscription was deleted or disabled during the call")]
+    Cancelled {
+        /// Which plugin.
+        plugin: PluginLabel,
+    },
     /// No instance could be created (pool exhausted, link error).
     #[error("{plugin} could not be instantiated: {detail}")]
     Instantiate {
@@ -172,6 +193,8 @@ impl Fault {
             Self::Returned { .. } => "returned",
             Self::CpuBudget { .. } => "cpu_budget",
             Self::MemoryLimit { .. } => "memory_limit",
+            Self::MemoryBudget { .. } => "memory_budget",
+            Self::Cancelled { .. } => "cancelled",
             Self::Trap { .. } => "trap",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidOutput { .. } => "invalid_output",

@@ -13,10 +13,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::cache::CompileCache;
+use super::gate::CallGate;
 use super::manifest::{Manifest, SettingsError};
 use super::{CallLimits, Fault, PluginLabel, PrepareError, Prepared, Sandbox};
+use crate::clock::{now_ms, rfc3339};
 use crate::config::PluginsConfig;
-use crate::event::{now_ms, rfc3339};
 use crate::subscription::validate_plugin_name;
 
 /// One loaded version of a plugin.
@@ -42,6 +43,8 @@ pub struct LoadedPlugin {
     pub manifest: Option<Manifest>,
     /// Call counters.
     pub stats: PluginStats,
+    /// Calls running and queued for this version.
+    pub gate: CallGate,
 }
 
 /// Counters for one loaded version.
@@ -251,7 +254,7 @@ impl Registry {
     }
 
     fn try_load(&self, name: &str, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
-        validate_plugin_name(name).map_err(LoadError::BadName)?;
+        validate_plugin_name(name).map_err(|e| LoadError::BadName(e.to_string()))?;
         let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -302,6 +305,7 @@ impl Registry {
             prepared,
             manifest,
             stats: PluginStats::default(),
+            gate: CallGate::new(self.limits_for(name).max_concurrent_calls),
         });
         let previous = self.loaded.rcu(|current| {
             let mut next = HashMap::clone(current);

@@ -1,10 +1,13 @@
 //! The sandbox adapters run in: one wasmtime `Engine` with the pooling allocator, a fresh
 //! `Store` and instance per call (or a bounded, opt-in reuse of instances per subscription),
-//! an epoch-based CPU budget, a memory cap and an output cap, and a WASI context that grants
-//! nothing (no files, no network, no environment). It knows no WIT version: `wit` picks the
-//! version a component implements and converts its types.
+//! an epoch-based CPU budget, a memory cap per instance and a total for all of them, an
+//! output cap, and a WASI context that grants nothing (no files, no network, no
+//! environment). Calls run on the guest pool's own threads (`guest_pool`), never on the
+//! engine's runtime. It knows no WIT version: `wit` picks the version a component
+//! implements and converts its types.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,18 +18,24 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use super::host_state::{HostCallRefused, HostState, MemoryLimitExceeded};
+use super::guest_pool::GuestPool;
+use super::host_state::{
+    HostCallRefused, HostState, MemoryBudget, MemoryBudgetExhausted, MemoryLimitExceeded,
+    MemoryShareExceeded,
+};
 use super::manifest::Manifest;
 use super::wit::{self, AdapterInstance, AdapterPre, CallInput, PrepareError};
 use super::{Action, AdapterInput, Fault, PluginLabel};
 use crate::event::Event;
-use crate::subscription::is_reserved_header;
+use crate::outbound::is_reserved_header;
+use crate::signing::SigningKey;
 
 /// How often the epoch advances. The CPU budget is counted in these ticks.
 const TICK: Duration = Duration::from_millis(1);
-/// Ticks a guest runs before it yields to the async runtime, so a slow adapter never holds
-/// a runtime thread for long.
-const SLICE_TICKS: u64 = 5;
+/// Ticks a guest runs before it yields to the guest pool, so a slow adapter never holds a
+/// guest thread for long: the others' calls wait at most about a millisecond per call in
+/// front of them.
+const SLICE_TICKS: u64 = 1;
 /// Bytes of each pooled memory kept resident between instances. Keeping the first pages
 /// mapped saves page faults on the next instantiation; 64 KiB measured best for the Slack
 /// adapter (fresh instance about 70 µs, against 75 µs with none kept and no gain above).
@@ -41,6 +50,10 @@ pub struct SandboxLimits {
     pub slots: u32,
     /// The largest memory cap any plugin gets; sizes the pool's memory slots.
     pub max_memory_bytes: u64,
+    /// Memory all instances together may hold (`[plugins] total_memory_bytes`).
+    pub total_memory_bytes: u64,
+    /// Threads that run guests (`[plugins] guest_threads`; 0 for one less than the cores).
+    pub guest_threads: usize,
 }
 
 /// Limits for one call, resolved from the subscription, the plugin's overrides and the
@@ -55,6 +68,8 @@ pub struct CallLimits {
     pub max_output_bytes: usize,
     /// Reuse an instance for up to this many calls of one subscription; 0 for fresh ones.
     pub instance_reuse: u32,
+    /// Calls of this plugin running at once, at most; more wait their turn, up to a queue.
+    pub max_concurrent_calls: usize,
 }
 
 impl CallLimits {
@@ -66,6 +81,10 @@ impl CallLimits {
             max_memory_bytes: o.max_memory_bytes.unwrap_or(config.max_memory_bytes),
             max_output_bytes: o.max_output_bytes.unwrap_or(config.max_output_bytes),
             instance_reuse: o.instance_reuse.unwrap_or(config.instance_reuse),
+            max_concurrent_calls: o
+                .max_concurrent_calls
+                .unwrap_or(config.max_concurrent_calls)
+                .max(1),
         }
     }
 }
@@ -76,6 +95,10 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     limits: SandboxLimits,
     idle: Mutex<HashMap<(u64, String), Vec<Warm>>>,
+    /// The engine-wide memory budget every instance takes from.
+    budget: Arc<MemoryBudget>,
+    /// The threads calls run on.
+    pool: GuestPool,
     /// Kept only so the epoch clock stops when the sandbox is dropped.
     _ticker: EpochTicker,
 }
@@ -128,6 +151,31 @@ pub struct Call<'a> {
     pub limits: CallLimits,
 }
 
+/// A call that owns what it needs, so it can run on the guest pool's threads.
+#[derive(Debug, Clone)]
+pub struct OwnedCall {
+    /// Which plugin version.
+    pub label: PluginLabel,
+    /// The event.
+    pub event: Event,
+    /// The subscription's id.
+    pub subscription_id: String,
+    /// The subscription's URL.
+    pub url: String,
+    /// The subscription's settings (with the manifest's defaults filled in).
+    pub settings: Vec<(String, String)>,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// Unix seconds of the attempt (`webhook-timestamp`).
+    pub timestamp: i64,
+    /// The subscription's active signing keys, newest first, for the host's HMAC import.
+    pub signing_keys: Vec<SigningKey>,
+    /// The delivery, for log lines.
+    pub delivery_id: String,
+    /// The limits.
+    pub limits: CallLimits,
+}
+
 /// Advances the engine's epoch every `TICK` on a background thread until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -171,11 +219,13 @@ impl Sandbox {
             .max_memory_size(usize::try_from(limits.max_memory_bytes)?)
             // A fresh instance per delivery is the default, so make slot reuse cheap: keep
             // the first pages of memories, tables and stacks resident (zeroed in place
-            // instead of unmapped and faulted in again), and batch the rest of the decommits.
+            // instead of unmapped and faulted in again). The rest is decommitted when the
+            // instance goes, not batched: a batch would leave a memory bomb's pages resident
+            // after the adapters' memory budget was given back.
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT / 8)
             .async_stack_keep_resident(KEEP_RESIDENT / 8)
-            .decommit_batch_size(64)
+            .decommit_batch_size(1)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
@@ -189,6 +239,8 @@ impl Sandbox {
         Ok(Self {
             engine,
             linker,
+            budget: Arc::new(MemoryBudget::new(limits.total_memory_bytes)),
+            pool: GuestPool::new(limits.guest_threads)?,
             limits,
             idle: Mutex::default(),
             _ticker: ticker,
@@ -262,6 +314,60 @@ impl Sandbox {
             .retain(|(id, _), _| *id != prepared.id);
     }
 
+    /// Bytes all adapter instances hold now, and the budget.
+    pub fn memory(&self) -> (u64, u64) {
+        (self.budget.used(), self.budget.limit())
+    }
+
+    /// Threads that run guests.
+    pub fn guest_threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Runs `transform` on the guest pool (its probation lane with `on_probation`). When
+    /// `cancelled` completes first (the subscription was deleted), the call is interrupted
+    /// at its next slice and the answer is `Fault::Cancelled`.
+    pub async fn run(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        call: OwnedCall,
+        on_probation: bool,
+        cancelled: impl Future<Output = ()>,
+    ) -> Result<Action, Fault> {
+        let label = call.label.clone();
+        let sandbox = Arc::clone(self);
+        let work = async move {
+            let input = AdapterInput {
+                subscription_id: &call.subscription_id,
+                url: &call.url,
+                settings: &call.settings,
+                attempt: call.attempt,
+                timestamp: call.timestamp,
+                signing_keys: &call.signing_keys,
+            };
+            let borrowed = Call {
+                label: &call.label,
+                event: &call.event,
+                input: &input,
+                delivery_id: &call.delivery_id,
+                limits: call.limits,
+            };
+            sandbox.transform(&prepared, borrowed).await
+        };
+        let mut task = if on_probation {
+            self.pool.spawn_on_probation(work)
+        } else {
+            self.pool.spawn(work)
+        };
+        tokio::select! {
+            joined = task.wait() => joined.unwrap_or_else(|e| Err(Fault::Trap {
+                plugin: label,
+                detail: format!("the call failed in the engine: {e}"),
+            })),
+            () = cancelled => Err(Fault::Cancelled { plugin: label }),
+        }
+    }
+
     /// Runs `transform` in a fresh instance (or a reused one, if the limits allow) and
     /// checks what it returned.
     pub async fn transform(&self, prepared: &Prepared, call: Call<'_>) -> Result<Action, Fault> {
@@ -323,7 +429,10 @@ impl Sandbox {
         prepared: &Prepared,
         label: &PluginLabel,
     ) -> wasmtime::Result<Warm> {
-        let mut store = Store::new(&self.engine, HostState::new(&label.name));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(&label.name, Arc::clone(&self.budget)),
+        );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
@@ -398,7 +507,7 @@ fn check_output(label: &PluginLabel, limits: &CallLimits, action: Action) -> Res
     for (name, value) in &request.headers {
         if is_reserved_header(name) {
             return Err(invalid(format!(
-                "header `{name}` is set by the engine; adapters cannot set it"
+                "header `{name}` is set by the engine or the connection; adapters cannot set it"
             )));
         }
         if http::HeaderName::try_from(name.as_str()).is_err()
@@ -419,6 +528,17 @@ fn classify_fault(
     limits: &CallLimits,
     stderr: &str,
 ) -> Fault {
+    if let Some(share) = e.downcast_ref::<MemoryShareExceeded>() {
+        return Fault::MemoryLimit {
+            plugin: label.clone(),
+            limit_bytes: share.limit_bytes,
+        };
+    }
+    if e.downcast_ref::<MemoryBudgetExhausted>().is_some() {
+        return Fault::MemoryBudget {
+            plugin: label.clone(),
+        };
+    }
     if e.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return Fault::MemoryLimit {
             plugin: label.clone(),

@@ -23,6 +23,13 @@ pub enum Change {
     Loaded(String),
     /// This plugin's file is gone.
     Removed(String),
+    /// This plugin's file was refused; the previous version, if any, keeps serving.
+    Rejected {
+        /// The plugin.
+        name: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Keeps the watch alive; dropping it stops watching.
@@ -91,8 +98,13 @@ fn apply(registry: &Registry, name: &str, path: &Path) -> Option<Change> {
     if path.is_file() {
         match registry.load(path) {
             Ok(Some(_)) => Some(Change::Loaded(name.to_owned())),
-            // Unchanged content, or rejected (logged; the old version keeps serving).
-            Ok(None) | Err(_) => None,
+            // Unchanged content.
+            Ok(None) => None,
+            // Logged by the registry; the old version keeps serving.
+            Err(e) => Some(Change::Rejected {
+                name: name.to_owned(),
+                error: e.to_string(),
+            }),
         }
     } else if registry.remove(name) {
         Some(Change::Removed(name.to_owned()))

@@ -38,6 +38,9 @@ fn new_event(id: &str, subs: &[&str]) -> NewEvent {
 fn attempt(id: &str, attempt: u32, next: NextState) -> AttemptRecord {
     AttemptRecord {
         delivery_id: id.into(),
+        // Delivery ids here are `msg_<event>_<subscription>`.
+        subscription_id: id.rsplit('_').next().unwrap_or("").into(),
+        receiver: Some(false),
         attempt,
         started_at_ms: 2_000,
         latency_us: 1_500,
@@ -462,9 +465,195 @@ pub async fn subscriptions(open: Opener) {
         (subs[0].spec.as_str(), subs[0].enabled),
         ("{\"v\":2}", false)
     );
-    assert!(store.delete_subscription("api1").await.unwrap());
-    assert!(!store.delete_subscription("api1").await.unwrap());
+    assert!(store.delete_subscription("api1", 7).await.unwrap());
+    assert!(!store.delete_subscription("api1", 7).await.unwrap());
     assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+
+    // Create never replaces: of twenty concurrent creates with one id, one wins.
+    let creates = (0..20).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let spec = format!("{{\"attempt\":{i}}}");
+            let won = store
+                .create_subscription(stored("race", SubscriptionSource::Api, &spec))
+                .await
+                .unwrap();
+            (won, spec)
+        })
+    });
+    let results = futures_util::future::join_all(creates).await;
+    let winners: Vec<String> = results
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|(won, _)| *won)
+        .map(|(_, spec)| spec)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    let subs = store.subscriptions().await.unwrap();
+    let race = subs.iter().find(|s| s.id == "race").unwrap();
+    assert_eq!(race.spec, winners[0], "the winner's spec is the one kept");
+}
+
+/// Health: the run of failures and the hourly counts follow the records; enabling resets
+/// the run; deleting a subscription cancels its pending deliveries for good.
+pub async fn health_and_cancellation(open: Opener) {
+    let store = open(0).await;
+    store
+        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
+        .await
+        .unwrap();
+    store
+        .ingest(vec![new_event("e1", &["s"]), new_event("e2", &["s"])])
+        .await
+        .unwrap();
+    let mut ok = attempt("msg_e1_s", 2, NextState::Delivered);
+    (ok.receiver, ok.status_code, ok.started_at_ms) = (Some(true), Some(200), 3_000);
+    let mut late = attempt("msg_e2_s", 2, NextState::RetryAt(9_000));
+    late.started_at_ms = 4_000;
+    let not_sent = AttemptRecord {
+        receiver: None,
+        ..attempt("msg_e2_s", 3, NextState::WaitUntil(9_000))
+    };
+    // A delivery has one record per batch at most: it stays leased until its record is in.
+    store
+        .record(vec![attempt("msg_e1_s", 1, NextState::RetryAt(2_500))])
+        .await
+        .unwrap();
+    store.record(vec![ok, late]).await.unwrap();
+    store.record(vec![not_sent]).await.unwrap();
+    store
+        .record(vec![attempt("msg_e2_s", 3, NextState::RetryAt(9_000))])
+        .await
+        .unwrap();
+    let health = store.subscription_health(Some("s"), 10_000).await.unwrap();
+    let h = &health["s"];
+    assert_eq!(h.consecutive_failures, 2, "{h:?}");
+    assert_eq!(h.failing_since, Some(4_001));
+    assert_eq!(h.last_success_at, Some(3_001));
+    assert_eq!((h.last_success, h.last_status), (Some(false), Some(500)));
+    assert_eq!(h.buckets, vec![(0, 1, 3)]);
+    assert!(
+        store
+            .subscription_health(None, 10_000)
+            .await
+            .unwrap()
+            .contains_key("s")
+    );
+
+    store
+        .set_subscription_enabled("s", false, None, 11_000)
+        .await
+        .unwrap();
+    store
+        .set_subscription_enabled("s", true, None, 12_000)
+        .await
+        .unwrap();
+    let h = &store.subscription_health(Some("s"), 12_000).await.unwrap()["s"];
+    assert_eq!((h.consecutive_failures, h.failing_since), (0, None));
+
+    assert!(store.delete_subscription("s", 13_000).await.unwrap());
+    let d = store.delivery("msg_e2_s").await.unwrap().unwrap().delivery;
+    assert_eq!(d.status, DeliveryStatus::Cancelled);
+    store
+        .record(vec![attempt("msg_e2_s", 4, NextState::RetryAt(20_000))])
+        .await
+        .unwrap();
+    let d = store.delivery("msg_e2_s").await.unwrap().unwrap().delivery;
+    assert_eq!(
+        d.status,
+        DeliveryStatus::Cancelled,
+        "a late record does not revive it"
+    );
+    let e1 = store.delivery("msg_e1_s").await.unwrap().unwrap().delivery;
+    assert_eq!(
+        e1.status,
+        DeliveryStatus::Delivered,
+        "finished ones stay as they were"
+    );
+}
+
+/// Purging: finished deliveries and dead letters go by their own windows, pending ones
+/// never, events once no delivery is left; the scan resumes from its cursor.
+pub async fn purge(open: Opener) {
+    let store = open(0).await;
+    // e1..e4 at t=1000 (new_event's time), with one delivery each to `s`.
+    for e in ["e1", "e2", "e3", "e4"] {
+        store.ingest(vec![new_event(e, &["s"])]).await.unwrap();
+    }
+    store.ingest(vec![new_event("lonely", &[])]).await.unwrap();
+    store
+        .record(vec![
+            attempt("msg_e1_s", 1, NextState::Delivered),
+            attempt("msg_e2_s", 1, NextState::DeadLetter),
+            attempt("msg_e3_s", 1, NextState::RetryAt(9_000)),
+        ])
+        .await
+        .unwrap();
+    store
+        .record(vec![attempt("msg_e4_s", 1, NextState::Cancelled)])
+        .await
+        .unwrap();
+    let keep_dead = PurgeCutoffs {
+        finished_before: Some(5_000),
+        dead_before: None,
+        events_before: Some(5_000),
+        counts_before: Some(0),
+    };
+    let mut cursor = None;
+    let mut deleted = 0;
+    loop {
+        let step = store.purge_deliveries(keep_dead, cursor, 1).await.unwrap();
+        deleted += step.deleted;
+        match step.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(deleted, 2, "the delivered and the cancelled one");
+    assert!(store.delivery("msg_e1_s").await.unwrap().is_none());
+    assert!(store.delivery("msg_e4_s").await.unwrap().is_none());
+    assert!(
+        store.delivery("msg_e2_s").await.unwrap().is_some(),
+        "dead letters are kept"
+    );
+    assert!(
+        store.delivery("msg_e3_s").await.unwrap().is_some(),
+        "pending never goes"
+    );
+    let events = store.purge_events(keep_dead, None, 100).await.unwrap();
+    assert_eq!(events.deleted, 3, "e1, e4 and the event without deliveries");
+    let too_early = PurgeCutoffs {
+        finished_before: Some(500),
+        dead_before: Some(500),
+        events_before: Some(500),
+        counts_before: None,
+    };
+    let step = store.purge_deliveries(too_early, None, 100).await.unwrap();
+    assert_eq!(step, Purged::default(), "nothing was that old");
+    let all_dead = PurgeCutoffs {
+        dead_before: Some(5_000),
+        ..keep_dead
+    };
+    assert_eq!(
+        store
+            .purge_deliveries(all_dead, None, 100)
+            .await
+            .unwrap()
+            .deleted,
+        1
+    );
+    assert_eq!(
+        store
+            .purge_events(all_dead, None, 100)
+            .await
+            .unwrap()
+            .deleted,
+        1
+    );
+    store.reclaim().await.unwrap();
+    assert!(store.delivery("msg_e3_s").await.unwrap().is_some());
+    let (_, depth) = (0, store.queue_depth(10_000).await.unwrap());
+    assert_eq!(depth.due + depth.scheduled, 1);
 }
 
 /// Many concurrent writers all land (group commit must answer every caller).
@@ -498,7 +687,8 @@ macro_rules! store_conformance {
             $crate::store_conformance!(@tests $opener;
                 ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
-                replay_and_retry, queue_depth, subscriptions, concurrent_writers);
+                replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
+                concurrent_writers);
         }
     };
     (@tests $opener:expr; $($name:ident),*) => {

@@ -22,13 +22,16 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
     QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
-use crate::event::{Event, rfc3339, rfc3339_millis};
+use super::{PurgeCutoffs, Purged};
+use crate::clock::{rfc3339, rfc3339_millis};
+use crate::event::Event;
 
 /// Jobs taken into one transaction at most; bounds commit latency under heavy load.
 const MAX_BATCH: usize = 1024;
@@ -80,6 +83,23 @@ CREATE TABLE IF NOT EXISTS attempts (
     plugin_version TEXT,
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscription_health (
+    subscription_id      TEXT PRIMARY KEY,
+    last_attempt_at      INTEGER NOT NULL,
+    last_success         INTEGER NOT NULL,
+    last_status          INTEGER,
+    last_error           TEXT,
+    last_success_at      INTEGER,
+    consecutive_failures INTEGER NOT NULL,
+    failing_since        INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscription_stats (
+    subscription_id TEXT NOT NULL,
+    hour            INTEGER NOT NULL,
+    succeeded       INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, hour)
+) WITHOUT ROWID;
 ";
 
 /// The SQLite-backed store.
@@ -100,6 +120,43 @@ struct Inner {
     /// Connection for API reads, separate so reads never wait behind a commit.
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Kept only so the checkpoint thread stops with the store.
+    _checkpointer: Checkpointer,
+}
+
+/// How often the WAL is checkpointed into the main file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies the WAL into the main file in the background (`PRAGMA wal_checkpoint(PASSIVE)`,
+/// which never blocks the writer or readers), until dropped.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> std::io::Result<Self> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("wasmhook-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again");
+                    }
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A write job: runs inside the batch transaction and returns what to do once the batch
@@ -119,6 +176,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let path = dir.join("wasmhook.db");
         let writer = open_connection(&path).map_err(|e| open_err(e.to_string()))?;
+        enable_incremental_vacuum(&writer, &path).map_err(|e| open_err(e.to_string()))?;
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
@@ -136,6 +194,14 @@ impl EmbeddedStore {
         }
         let reader = open_connection(&path).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
+        // Checkpoints run on their own thread, so no commit waits for one (a checkpoint
+        // syncs the main file, which took a few hundred milliseconds now and then).
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| open_err(e.to_string()))?;
+        let checkpointer =
+            Checkpointer::start(open_connection(&path).map_err(|e| open_err(e.to_string()))?)
+                .map_err(|e| open_err(e.to_string()))?;
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn(move || writer_loop(writer, rx))
@@ -147,6 +213,7 @@ impl EmbeddedStore {
                 leases: Arc::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 path,
+                _checkpointer: checkpointer,
             }),
         })
     }
@@ -206,7 +273,41 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // After a checkpoint the WAL file is cut back to this, so a burst does not leave it big.
+    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     Ok(conn)
+}
+
+/// Databases bigger than this are not rewritten at open to turn on incremental vacuum.
+const VACUUM_AT_OPEN_MAX: u64 = 256 << 20;
+
+/// Turns on incremental vacuum, so purged space goes back to the file system: on a new
+/// database before its tables exist, on an older small one by rewriting it once; a large
+/// older one keeps reusing its free pages, and the log says how to convert it.
+fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == 2 {
+        return Ok(());
+    }
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    if tables == 0 {
+        return Ok(());
+    }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    if size <= VACUUM_AT_OPEN_MAX {
+        tracing::info!(
+            bytes = size,
+            "rewriting the store once so that purged space is given back"
+        );
+        conn.execute_batch("VACUUM")?;
+    } else {
+        tracing::warn!(bytes = size, path = %path.display(),
+            "the store predates incremental vacuum and is too large to rewrite at start; purged \
+             space is reused but the file does not shrink (run `sqlite3 wasmhook.db VACUUM` while \
+             the engine is stopped to convert it)");
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -221,7 +322,7 @@ impl Store for EmbeddedStore {
         limit: usize,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let lease_ms = lease.as_millis() as i64;
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let leases = Arc::clone(&self.inner.leases);
         self.write(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
             .await
@@ -404,10 +505,197 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+    async fn create_subscription(&self, sub: StoredSubscription) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                params![
+                    sub.id,
+                    sub.source.as_str(),
+                    sub.spec,
+                    sub.enabled,
+                    sub.disabled_reason,
+                    sub.created_at_ms,
+                    sub.updated_at_ms
+                ],
+            )?;
+            Ok(inserted > 0)
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |conn| {
-            Ok(conn.execute("DELETE FROM subscriptions WHERE id = ?1", [&id])? > 0)
+            let deleted = conn.execute("DELETE FROM subscriptions WHERE id = ?1", [&id])? > 0;
+            if deleted {
+                conn.execute(
+                    "UPDATE deliveries SET status = 'cancelled', updated_at = ?2, parked_on = NULL,
+                         last_error = 'cancelled: the subscription was deleted'
+                     WHERE subscription_id = ?1 AND status = 'pending'",
+                    params![id, now_ms],
+                )?;
+                conn.execute(
+                    "DELETE FROM subscription_health WHERE subscription_id = ?1",
+                    [&id],
+                )?;
+                conn.execute(
+                    "DELETE FROM subscription_stats WHERE subscription_id = ?1",
+                    [&id],
+                )?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn purge_deliveries(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        self.write(move |conn| {
+            let after: i64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+            let mut scan = conn.prepare_cached(
+                "SELECT rowid, id, status, created_at FROM deliveries WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+            )?;
+            let mut last = None;
+            let mut seen = 0;
+            let mut doomed = Vec::new();
+            let mut rows = scan.query(params![after, limit as i64])?;
+            while let Some(row) = rows.next()? {
+                seen += 1;
+                let (rowid, id, status, created): (i64, String, String, i64) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                if cutoffs.latest().is_none_or(|latest| created >= latest) {
+                    last = None;
+                    break;
+                }
+                last = Some(rowid);
+                if purgeable(&status, created, &cutoffs) {
+                    doomed.push(id);
+                }
+            }
+            drop(rows);
+            let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?;
+            let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+            for id in &doomed {
+                attempts.execute([id])?;
+                deliveries.execute([id])?;
+            }
+            Ok(Purged {
+                deleted: doomed.len() as u64,
+                cursor: last.filter(|_| seen == limit).map(|r| r.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn purge_events(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        let Some(before) = cutoffs.events_before else {
+            return Ok(Purged::default());
+        };
+        self.write(move |conn| {
+            let after: i64 = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+            if let (0, Some(counts)) = (after, cutoffs.counts_before) {
+                conn.execute(
+                    "DELETE FROM subscription_stats WHERE hour < ?1",
+                    [counts.div_euclid(HOUR_MS)],
+                )?;
+            }
+            let mut scan = conn.prepare_cached(
+                "SELECT e.rowid, e.created_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                 FROM events e WHERE e.rowid > ?1 ORDER BY e.rowid LIMIT ?2",
+            )?;
+            let mut last = None;
+            let mut seen = 0;
+            let mut doomed = Vec::new();
+            let mut rows = scan.query(params![after, limit as i64])?;
+            while let Some(row) = rows.next()? {
+                seen += 1;
+                let (rowid, created, referenced): (i64, i64, bool) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
+                if created >= before {
+                    last = None;
+                    break;
+                }
+                last = Some(rowid);
+                if !referenced {
+                    doomed.push(rowid);
+                }
+            }
+            drop(rows);
+            let mut delete = conn.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
+            for rowid in &doomed {
+                delete.execute([rowid])?;
+            }
+            Ok(Purged {
+                deleted: doomed.len() as u64,
+                cursor: last.filter(|_| seen == limit).map(|r| r.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        // A few thousand pages at a time, so one step never holds the writer for long.
+        self.write(|conn| {
+            conn.execute_batch("PRAGMA incremental_vacuum(4096)")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subscription_health(
+        &self,
+        id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<HashMap<String, StoredHealth>, StoreError> {
+        let id = id.map(str::to_owned);
+        self.read(move |conn| {
+            let mut out: HashMap<String, StoredHealth> = HashMap::new();
+            let mut rows = conn.prepare_cached(
+                "SELECT subscription_id, last_attempt_at, last_success, last_status, last_error,
+                        last_success_at, consecutive_failures, failing_since
+                 FROM subscription_health WHERE ?1 IS NULL OR subscription_id = ?1",
+            )?;
+            for row in rows.query_map([&id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoredHealth {
+                        last_attempt_at: r.get(1)?,
+                        last_success: r.get(2)?,
+                        last_status: r.get(3)?,
+                        last_error: r.get(4)?,
+                        last_success_at: r.get(5)?,
+                        consecutive_failures: r.get(6)?,
+                        failing_since: r.get(7)?,
+                        buckets: Vec::new(),
+                    },
+                ))
+            })? {
+                let (sub, health) = row?;
+                out.insert(sub, health);
+            }
+            let mut buckets = conn.prepare_cached(
+                "SELECT subscription_id, hour, succeeded, failed FROM subscription_stats
+                 WHERE hour >= ?1 AND (?2 IS NULL OR subscription_id = ?2)",
+            )?;
+            let oldest = now_ms.div_euclid(HOUR_MS) - 24;
+            for row in buckets.query_map(params![oldest, id], |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })? {
+                let (sub, bucket) = row?;
+                out.entry(sub).or_default().buckets.push(bucket);
+            }
+            Ok(out)
         })
         .await
     }
@@ -445,10 +733,19 @@ impl Store for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |conn| {
-            Ok(conn.execute(
+            let found = conn.execute(
                 "UPDATE subscriptions SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, enabled, if enabled { None } else { reason }, now_ms],
-            )? > 0)
+            )? > 0;
+            if found && enabled {
+                // Enabled again: a fresh start for the run of failures.
+                conn.execute(
+                    "UPDATE subscription_health SET consecutive_failures = 0, failing_since = NULL
+                     WHERE subscription_id = ?1",
+                    [&id],
+                )?;
+            }
+            Ok(found)
         })
         .await
     }
@@ -691,12 +988,13 @@ fn claim(
             break;
         }
         chosen.push(row.get(0)?);
-        leases.insert(id, now_ms + lease_ms);
+        leases.insert(id, now_ms.saturating_add(lease_ms));
     }
     drop(rows);
     if next_due_ms.is_none() {
-        // Everything pending is claimed or in flight: the next thing due is a lease ending.
-        next_due_ms = leases.values().min().copied();
+        // Everything pending is claimed or in flight: the next thing due is a lease ending
+        // (a lease held until its record never ends by itself).
+        next_due_ms = leases.values().copied().filter(|&u| u != i64::MAX).min();
     }
     let mut load = tx.prepare_cached(
         "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data
@@ -734,20 +1032,30 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
         "INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    // Only a pending delivery moves on: one cancelled (its subscription deleted) while its
+    // attempt ran stays cancelled.
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
              last_error = ?5, last_status = COALESCE(?6, last_status), updated_at = ?7, parked_on = NULL
-         WHERE id = ?1",
+         WHERE id = ?1 AND status = 'pending'",
     )?;
     let mut wait = tx.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?2, last_error = ?3, updated_at = ?4, parked_on = ?5
-         WHERE id = ?1",
+         WHERE id = ?1 AND status = 'pending'",
+    )?;
+    let mut cancel = tx.prepare_cached(
+        "UPDATE deliveries SET status = 'cancelled', last_error = ?2, updated_at = ?3, parked_on = NULL
+         WHERE id = ?1 AND status = 'pending'",
     )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
         let (status, next_at) = match r.next {
             NextState::WaitUntil(at) => {
                 wait.execute(params![r.delivery_id, at, r.error, now, r.parked_on])?;
+                continue;
+            }
+            NextState::Cancelled => {
+                cancel.execute(params![r.delivery_id, r.error, now])?;
                 continue;
             }
             NextState::Delivered => (DeliveryStatus::Delivered, now),
@@ -774,6 +1082,58 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
             r.status_code,
             now
         ])?;
+    }
+    record_health(tx, records)
+}
+
+/// Whether a delivery in `status`, created at `created`, may go under `cutoffs`.
+pub(super) fn purgeable(status: &str, created: i64, cutoffs: &PurgeCutoffs) -> bool {
+    let before = match status {
+        "delivered" | "skipped" | "cancelled" => cutoffs.finished_before,
+        "dead_letter" => cutoffs.dead_before,
+        _ => None,
+    };
+    before.is_some_and(|before| created < before)
+}
+
+/// Applies a batch's health deltas (see `health::fold`).
+fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
+    let deltas = fold(records);
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut health = tx.prepare_cached(
+        "INSERT INTO subscription_health (subscription_id, last_attempt_at, last_success, last_status,
+             last_error, last_success_at, consecutive_failures, failing_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (subscription_id) DO UPDATE SET
+             last_attempt_at = excluded.last_attempt_at, last_success = excluded.last_success,
+             last_status = COALESCE(excluded.last_status, last_status), last_error = excluded.last_error,
+             last_success_at = COALESCE(excluded.last_success_at, last_success_at),
+             consecutive_failures = CASE WHEN excluded.last_success_at IS NULL
+                 THEN consecutive_failures + excluded.consecutive_failures ELSE excluded.consecutive_failures END,
+             failing_since = CASE WHEN excluded.last_success_at IS NULL
+                 THEN COALESCE(failing_since, excluded.failing_since) ELSE excluded.failing_since END",
+    )?;
+    let mut stats = tx.prepare_cached(
+        "INSERT INTO subscription_stats (subscription_id, hour, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (subscription_id, hour) DO UPDATE SET
+             succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed",
+    )?;
+    for d in deltas {
+        health.execute(params![
+            d.subscription_id,
+            d.last_attempt_at,
+            d.last_success,
+            d.last_status,
+            d.last_error,
+            d.last_success_at,
+            d.trailing_failures,
+            d.first_trailing_failure_at
+        ])?;
+        for (hour, ok, failed) in &d.buckets {
+            stats.execute(params![d.subscription_id, hour, ok, failed])?;
+        }
     }
     Ok(())
 }

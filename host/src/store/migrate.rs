@@ -52,7 +52,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         heartbeat: Duration::from_secs(5),
         lease: Duration::from_secs(30),
     };
-    let target = PostgresStore::open(options, crate::event::now_ms()).await?;
+    let target = PostgresStore::open(options, crate::clock::now_ms()).await?;
     let mut client = target.pool().get().await?;
     let existing: i64 = client
         .query_one("SELECT COUNT(*) FROM events", &[])

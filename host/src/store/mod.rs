@@ -1,7 +1,8 @@
 //! Durable state: events, deliveries (one per event and subscription) and attempts (one per
 //! try). `Store` is the one trait every backend implements, one file per backend:
 //! `embedded` (SQLite, no server, the default) and `postgres` (several engine nodes on one
-//! database). `conformance` is the one test suite both pass.
+//! database). `conformance` is the one test suite both pass; `health` is what both keep per
+//! subscription (the last attempt, the run of failures, hourly counts), computed purely.
 //!
 //! Times are Unix milliseconds supplied by the caller, so backends never read the clock
 //! themselves and tests can pin time.
@@ -9,14 +10,17 @@
 #[cfg(test)]
 pub mod conformance;
 mod embedded;
+pub mod health;
 pub mod migrate;
 mod model;
 mod postgres;
 
 pub use embedded::EmbeddedStore;
+pub use health::{DisablePolicy, StoredHealth, SubscriptionHealth};
 pub use model::*;
 pub use postgres::{PostgresOptions, PostgresStore, default_node_id, redact_url};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +79,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Claims up to `limit` deliveries due at `now_ms`, leasing each for `lease`. A claimed
     /// delivery is not handed out again until it is recorded or its lease runs out.
+    /// `Duration::MAX` holds it until it is recorded (or the process ends): right for a
+    /// store one process owns, where no other node could take over a lease.
     async fn claim_due(
         &self,
         now_ms: i64,
@@ -120,8 +126,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates or replaces one subscription.
     async fn put_subscription(&self, subscription: StoredSubscription) -> Result<(), StoreError>;
 
-    /// Deletes one subscription; false when it did not exist.
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+    /// Creates one subscription unless its id exists; false when it does (nothing is
+    /// changed). Atomic: of concurrent creates with one id, exactly one succeeds.
+    async fn create_subscription(
+        &self,
+        subscription: StoredSubscription,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes one subscription and cancels its pending deliveries (status `cancelled`);
+    /// false when it did not exist.
+    async fn delete_subscription(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The health of one subscription, or of all (`None`), as kept by `record`, with the
+    /// hourly counts of the last 25 hours before `now_ms`.
+    async fn subscription_health(
+        &self,
+        id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<HashMap<String, StoredHealth>, StoreError>;
 
     /// Makes the config-file subscriptions exactly `subscriptions`: upserts each (keeping
     /// its `enabled` state and creation time) and deletes config-sourced ones no longer
@@ -131,6 +153,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         &self,
         subscriptions: Vec<StoredSubscription>,
     ) -> Result<(), StoreError>;
+
+    /// One step of purging deliveries: looks at up to `limit` deliveries after `cursor`, in
+    /// creation order, and deletes the finished ones the cutoffs allow, with their
+    /// attempts. Never touches a pending delivery.
+    async fn purge_deliveries(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError>;
+
+    /// One step of purging events: looks at up to `limit` events after `cursor` and
+    /// deletes those created before `cutoffs.events_before` with no delivery left. Also
+    /// drops the hourly health counts `cutoffs.counts_before` allows (on the first step).
+    async fn purge_events(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError>;
+
+    /// Gives purged space back to the file system where the backend can (the embedded
+    /// store's incremental vacuum; PostgreSQL's autovacuum does this by itself).
+    async fn reclaim(&self) -> Result<(), StoreError>;
 
     /// Enables or disables one subscription; false when it does not exist.
     async fn set_subscription_enabled(

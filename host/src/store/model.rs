@@ -71,6 +71,8 @@ pub enum DeliveryStatus {
     DeadLetter,
     /// The adapter chose to send nothing.
     Skipped,
+    /// Its subscription was deleted before it was delivered.
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -81,6 +83,7 @@ impl DeliveryStatus {
             Self::Delivered => "delivered",
             Self::DeadLetter => "dead_letter",
             Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -91,6 +94,7 @@ impl DeliveryStatus {
             "delivered" => Self::Delivered,
             "dead_letter" => Self::DeadLetter,
             "skipped" => Self::Skipped,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }
@@ -105,6 +109,8 @@ pub enum NextState {
     Skipped,
     /// Done: dead letter.
     DeadLetter,
+    /// Done: the subscription is gone.
+    Cancelled,
     /// Try again at this time.
     RetryAt(i64),
     /// Not an attempt at all (for example the plugin is not loaded): look again at this
@@ -117,6 +123,12 @@ pub enum NextState {
 pub struct AttemptRecord {
     /// The delivery.
     pub delivery_id: String,
+    /// Its subscription, whose health the attempt counts towards.
+    pub subscription_id: String,
+    /// What the attempt showed of the receiver, for the subscription's health: it answered
+    /// 2xx (`Some(true)`), it failed (`Some(false)`: a network error, a timeout, any other
+    /// status), or nothing was sent (`None`: an adapter error, a wait, an open circuit).
+    pub receiver: Option<bool>,
     /// 1-based attempt number across all runs.
     pub attempt: u32,
     /// When it started.
@@ -288,6 +300,38 @@ pub struct StoredSubscription {
     pub created_at_ms: i64,
     /// Last changed, Unix ms.
     pub updated_at_ms: i64,
+}
+
+/// What a purge may delete; each cutoff is a creation time in Unix ms, `None` keeps all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCutoffs {
+    /// Delivered, skipped and cancelled deliveries created before this.
+    pub finished_before: Option<i64>,
+    /// Dead letters created before this.
+    pub dead_before: Option<i64>,
+    /// Events created before this, once none of their deliveries is left.
+    pub events_before: Option<i64>,
+    /// Hourly health counts of hours that ended before this.
+    pub counts_before: Option<i64>,
+}
+
+impl PurgeCutoffs {
+    /// The latest cutoff: rows created after it are never purged, so a scan stops there.
+    pub fn latest(&self) -> Option<i64> {
+        [self.finished_before, self.dead_before, self.events_before]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+}
+
+/// One purge step's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Rows deleted (deliveries with their attempts, or events).
+    pub deleted: u64,
+    /// Where the next step goes on from; `None` when the scan is done.
+    pub cursor: Option<String>,
 }
 
 /// Pending deliveries, for metrics.

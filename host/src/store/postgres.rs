@@ -29,13 +29,16 @@ use tokio::sync::Notify;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
     QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
-use crate::event::{Event, rfc3339, rfc3339_millis};
+use super::{PurgeCutoffs, Purged};
+use crate::clock::{rfc3339, rfc3339_millis};
+use crate::event::Event;
 
 /// Channel of subscription-change notifications.
 const CHANNEL: &str = "wasmhook_subscriptions";
@@ -47,9 +50,10 @@ const LIVE_INTERVALS: i64 = 3;
 const FORGET_NODES_MS: i64 = 24 * 3600 * 1000;
 
 /// The schema, one entry per version. Never edit a published entry: add the next one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE events (
     id             TEXT PRIMARY KEY,
     type           TEXT NOT NULL,
@@ -107,7 +111,31 @@ CREATE TABLE nodes (
     plugins      TEXT NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "
+CREATE TABLE subscription_health (
+    subscription_id      TEXT PRIMARY KEY,
+    last_attempt_at      BIGINT NOT NULL,
+    last_success         BOOLEAN NOT NULL,
+    last_status          INTEGER,
+    last_error           TEXT,
+    last_success_at      BIGINT,
+    consecutive_failures INTEGER NOT NULL,
+    failing_since        BIGINT
+);
+CREATE TABLE subscription_stats (
+    subscription_id TEXT NOT NULL,
+    hour            BIGINT NOT NULL,
+    succeeded       INTEGER NOT NULL,
+    failed          INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, hour)
+);
+CREATE INDEX events_created ON events (created_at, id);
+",
+    ),
+];
 
 /// `<host>-<pid>-<random>`: unique per process, readable in `/v1/plugins` and logs.
 pub fn default_node_id() -> String {
@@ -276,7 +304,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), tokio_pos
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[version, &crate::event::now_ms()],
+            &[version, &crate::clock::now_ms()],
         )
         .await?;
     }
@@ -395,6 +423,67 @@ async fn upsert_subscription(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Applies a batch's health deltas (see `health::fold`) in the record's transaction.
+async fn record_health(
+    tx: &deadpool_postgres::Transaction<'_>,
+    records: &[AttemptRecord],
+) -> Result<(), StoreError> {
+    let deltas = fold(records);
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let health = tx
+        .prepare_cached(
+            "INSERT INTO subscription_health (subscription_id, last_attempt_at, last_success, last_status,
+                 last_error, last_success_at, consecutive_failures, failing_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (subscription_id) DO UPDATE SET
+                 last_attempt_at = excluded.last_attempt_at, last_success = excluded.last_success,
+                 last_status = COALESCE(excluded.last_status, subscription_health.last_status),
+                 last_error = excluded.last_error,
+                 last_success_at = COALESCE(excluded.last_success_at, subscription_health.last_success_at),
+                 consecutive_failures = CASE WHEN excluded.last_success_at IS NULL
+                     THEN subscription_health.consecutive_failures + excluded.consecutive_failures
+                     ELSE excluded.consecutive_failures END,
+                 failing_since = CASE WHEN excluded.last_success_at IS NULL
+                     THEN COALESCE(subscription_health.failing_since, excluded.failing_since)
+                     ELSE excluded.failing_since END",
+        )
+        .await?;
+    let stats = tx
+        .prepare_cached(
+            "INSERT INTO subscription_stats (subscription_id, hour, succeeded, failed) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subscription_id, hour) DO UPDATE SET
+                 succeeded = subscription_stats.succeeded + excluded.succeeded,
+                 failed = subscription_stats.failed + excluded.failed",
+        )
+        .await?;
+    for d in deltas {
+        let status = d.last_status.map(i32::from);
+        let failures = d.trailing_failures as i32;
+        tx.execute(
+            &health,
+            &[
+                &d.subscription_id,
+                &d.last_attempt_at,
+                &d.last_success,
+                &status,
+                &d.last_error,
+                &d.last_success_at,
+                &failures,
+                &d.first_trailing_failure_at,
+            ],
+        )
+        .await?;
+        for (hour, ok, failed) in &d.buckets {
+            let (ok, failed) = (*ok as i32, *failed as i32);
+            tx.execute(&stats, &[&d.subscription_id, hour, &ok, &failed])
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -602,6 +691,7 @@ impl Store for PostgresStore {
             let done_at = r.started_at_ms + (r.latency_us / 1000) as i64;
             let (s, at) = match r.next {
                 NextState::WaitUntil(at) => (DeliveryStatus::Pending, at),
+                NextState::Cancelled => (DeliveryStatus::Cancelled, done_at),
                 NextState::Delivered => (DeliveryStatus::Delivered, done_at),
                 NextState::Skipped => (DeliveryStatus::Skipped, done_at),
                 NextState::DeadLetter => (DeliveryStatus::DeadLetter, done_at),
@@ -618,10 +708,15 @@ impl Store for PostgresStore {
             status.push(s.as_str());
             next_at.push(at);
             now.push(done_at);
-            waits.push(matches!(r.next, NextState::WaitUntil(_)));
+            // A wait or a cancellation spends no attempt.
+            waits.push(matches!(
+                r.next,
+                NextState::WaitUntil(_) | NextState::Cancelled
+            ));
             parked.push(r.parked_on.as_deref());
         }
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let params: [&(dyn ToSql + Sync); 14] = [
             &ids,
             &attempt,
@@ -639,9 +734,9 @@ impl Store for PostgresStore {
             &self.node_id,
         ];
         // One statement: the attempts (not for waits, which spend none) and the deliveries'
-        // next state, for deliveries this node still holds or nobody does.
-        client
-            .execute(
+        // next state, for pending deliveries this node still holds or nobody does (one
+        // cancelled while its attempt ran stays cancelled).
+        tx.execute(
                 "WITH r AS (
                      SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::int[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
@@ -654,7 +749,7 @@ impl Store for PostgresStore {
                      FROM r WHERE NOT wait
                      ON CONFLICT (delivery_id, attempt) DO NOTHING)
                  UPDATE deliveries d SET
-                     status = CASE WHEN r.wait THEN d.status ELSE r.status END,
+                     status = CASE WHEN r.wait AND r.status <> 'cancelled' THEN d.status ELSE r.status END,
                      attempts = CASE WHEN r.wait THEN d.attempts ELSE r.attempt END,
                      next_attempt_at = r.next_at,
                      last_error = r.error,
@@ -664,10 +759,13 @@ impl Store for PostgresStore {
                      claimed_by = NULL,
                      lease_until = NULL
                  FROM r
-                 WHERE d.id = r.delivery_id AND (d.claimed_by = $14 OR d.claimed_by IS NULL)",
-                &params,
-            )
-            .await?;
+                 WHERE d.id = r.delivery_id AND d.status = 'pending'
+                   AND (d.claimed_by = $14 OR d.claimed_by IS NULL)",
+            &params,
+        )
+        .await?;
+        record_health(&tx, &records).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -858,16 +956,214 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+    async fn create_subscription(&self, sub: StoredSubscription) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &sub.id,
+                    &sub.source.as_str(),
+                    &sub.spec,
+                    &sub.enabled,
+                    &sub.disabled_reason,
+                    &sub.created_at_ms,
+                    &sub.updated_at_ms,
+                ],
+            )
+            .await?
+            > 0;
+        if inserted {
+            Self::announce(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn delete_subscription(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let deleted = tx
             .execute("DELETE FROM subscriptions WHERE id = $1", &[&id])
             .await?
             > 0;
+        if deleted {
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled', updated_at = $2, parked_on = NULL,
+                     last_error = 'cancelled: the subscription was deleted'
+                 WHERE subscription_id = $1 AND status = 'pending'",
+                &[&id, &now_ms],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM subscription_health WHERE subscription_id = $1",
+                &[&id],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM subscription_stats WHERE subscription_id = $1",
+                &[&id],
+            )
+            .await?;
+        }
         Self::announce(&tx).await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+
+    async fn purge_deliveries(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        let Some(latest) = cutoffs.latest() else {
+            return Ok(Purged::default());
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Delivery ids are time-ordered (`msg_` and a UUIDv7), so id order is creation order.
+        let rows = tx
+            .query(
+                "SELECT id, status, created_at FROM deliveries WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&cursor.unwrap_or_default(), &(limit as i64)],
+            )
+            .await?;
+        let mut last = None;
+        let mut doomed: Vec<String> = Vec::new();
+        for row in &rows {
+            let (id, status, created): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+            if created >= latest {
+                last = None;
+                break;
+            }
+            if super::embedded::purgeable(&status, created, &cutoffs) {
+                doomed.push(id.clone());
+            }
+            last = Some(id);
+        }
+        // A delivery replayed since the scan is pending again and stays, with its attempts.
+        let deleted: i64 = tx
+            .query_one(
+                "WITH gone AS (DELETE FROM deliveries WHERE id = ANY($1) AND status <> 'pending' RETURNING id),
+                      attempts_gone AS (DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM gone))
+                 SELECT count(*) FROM gone",
+                &[&doomed],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(Purged {
+            deleted: u64::try_from(deleted).unwrap_or(0),
+            cursor: last.filter(|_| rows.len() == limit),
+        })
+    }
+
+    async fn purge_events(
+        &self,
+        cutoffs: PurgeCutoffs,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        let Some(before) = cutoffs.events_before else {
+            return Ok(Purged::default());
+        };
+        let client = self.client().await?;
+        if let (None, Some(counts)) = (&cursor, cutoffs.counts_before) {
+            client
+                .execute(
+                    "DELETE FROM subscription_stats WHERE hour < $1",
+                    &[&counts.div_euclid(HOUR_MS)],
+                )
+                .await?;
+        }
+        let (after_at, after_id) = cursor
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+            .unwrap_or((i64::MIN, String::new()));
+        let rows = client
+            .query(
+                "SELECT e.id, e.created_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                 FROM events e WHERE (e.created_at, e.id) > ($1, $2) AND e.created_at < $3
+                 ORDER BY e.created_at, e.id LIMIT $4",
+                &[&after_at, &after_id, &before, &(limit as i64)],
+            )
+            .await?;
+        let doomed: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.get::<_, bool>(2))
+            .map(|r| r.get(0))
+            .collect();
+        let deleted = client
+            .execute(
+                "DELETE FROM events e WHERE e.id = ANY($1)
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)",
+                &[&doomed],
+            )
+            .await?;
+        let cursor = (rows.len() == limit)
+            .then(|| rows.last())
+            .flatten()
+            .map(|r| format!("{}:{}", r.get::<_, i64>(1), r.get::<_, String>(0)));
+        Ok(Purged { deleted, cursor })
+    }
+
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn subscription_health(
+        &self,
+        id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<HashMap<String, StoredHealth>, StoreError> {
+        let client = self.client().await?;
+        let mut out: HashMap<String, StoredHealth> = HashMap::new();
+        for r in client
+            .query(
+                "SELECT subscription_id, last_attempt_at, last_success, last_status, last_error,
+                        last_success_at, consecutive_failures, failing_since
+                 FROM subscription_health WHERE $1::text IS NULL OR subscription_id = $1",
+                &[&id],
+            )
+            .await?
+        {
+            let status: Option<i32> = r.get(3);
+            let failures: i32 = r.get(6);
+            out.insert(
+                r.get(0),
+                StoredHealth {
+                    last_attempt_at: r.get(1),
+                    last_success: r.get(2),
+                    last_status: status.and_then(|s| u16::try_from(s).ok()),
+                    last_error: r.get(4),
+                    last_success_at: r.get(5),
+                    consecutive_failures: u32::try_from(failures).unwrap_or(0),
+                    failing_since: r.get(7),
+                    buckets: Vec::new(),
+                },
+            );
+        }
+        let oldest = now_ms.div_euclid(HOUR_MS) - 24;
+        for r in client
+            .query(
+                "SELECT subscription_id, hour, succeeded, failed FROM subscription_stats
+                 WHERE hour >= $1 AND ($2::text IS NULL OR subscription_id = $2)",
+                &[&oldest, &id],
+            )
+            .await?
+        {
+            let (ok, failed): (i32, i32) = (r.get(2), r.get(3));
+            out.entry(r.get(0)).or_default().buckets.push((
+                r.get(1),
+                u32::try_from(ok).unwrap_or(0),
+                u32::try_from(failed).unwrap_or(0),
+            ));
+        }
+        Ok(out)
     }
 
     async fn sync_config_subscriptions(
@@ -910,6 +1206,15 @@ impl Store for PostgresStore {
             )
             .await?
             > 0;
+        if changed && enabled {
+            // Enabled again: a fresh start for the run of failures.
+            tx.execute(
+                "UPDATE subscription_health SET consecutive_failures = 0, failing_since = NULL
+                 WHERE subscription_id = $1",
+                &[&id],
+            )
+            .await?;
+        }
         Self::announce(&tx).await?;
         tx.commit().await?;
         Ok(changed)

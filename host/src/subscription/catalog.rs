@@ -7,9 +7,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use super::filter::FilterInput;
-use super::spec::{Subscription, SubscriptionSpec};
+use super::spec::{SpecError, Subscription, SubscriptionSpec};
+use crate::clock::now_ms;
 use crate::config::DeliveryConfig;
-use crate::event::{Event, now_ms};
+use crate::event::{ENGINE_TYPE_PREFIX, Event};
 use crate::router::Router;
 use crate::store::{Store, StoreError, StoredSubscription};
 
@@ -44,12 +45,19 @@ impl Catalog {
     /// The enabled subscriptions that want `event`: one of their patterns matches its type
     /// and their payload filter, if any, passes. The payload is converted for the filters
     /// once, and only when a matching subscription has a filter.
+    ///
+    /// The engine's own events (`wasmhook.*`) go only to subscriptions with a pattern that
+    /// names that prefix (`wasmhook.*`, `wasmhook.endpoint.*`, …), never through a bare `*`:
+    /// a catch-all receiver, perhaps a customer's, must not get news about other
+    /// subscriptions' endpoints unless an operator asked for it.
     pub fn matching(&self, event: &Event) -> Vec<Arc<Subscription>> {
         let mut input: Option<FilterInput> = None;
+        let own = event.kind.starts_with(ENGINE_TYPE_PREFIX);
         self.router
             .matching(&event.kind)
             .into_iter()
             .map(|i| &self.subscriptions[i])
+            .filter(|sub| !own || sub.patterns.iter().any(|p| names_engine_prefix(p)))
             .filter(|sub| match &sub.filter {
                 None => true,
                 Some(filter) => {
@@ -79,6 +87,22 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.subscriptions.is_empty()
     }
+}
+
+/// Why a stored subscription cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The stored spec is not one this engine can read.
+    #[error("unreadable spec: {0}")]
+    Unreadable(String),
+    /// The spec no longer validates (a rule got stricter, say).
+    #[error(transparent)]
+    Invalid(#[from] SpecError),
+}
+
+/// Whether `pattern` starts with the engine's own segment (`wasmhook.…`).
+fn names_engine_prefix(pattern: &str) -> bool {
+    pattern.split('.').next() == ENGINE_TYPE_PREFIX.strip_suffix('.')
 }
 
 /// The subscriptions service: the store is the source of truth, this keeps the current
@@ -116,24 +140,40 @@ impl Subscriptions {
     /// example after an engine upgrade tightened a rule) is logged and left out.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let stored = self.store.subscriptions().await?;
-        let built = stored.iter().filter_map(|s| match self.build(s) {
-            Ok(sub) => Some(sub),
-            Err(e) => {
-                tracing::error!(subscription = %s.id, error = %e, "stored subscription is invalid; it is skipped");
-                None
+        let old = self.current.load_full();
+        let built: Vec<Subscription> = stored
+            .iter()
+            .filter_map(|s| match self.build(s) {
+                Ok(mut sub) => {
+                    // A subscription that lives on keeps its token, so its running calls
+                    // carry on; a disabled one's token is cancelled below.
+                    if let Some(before) = old.get(&sub.id).filter(|b| b.enabled && sub.enabled) {
+                        sub.cancel = before.cancel.clone();
+                    }
+                    Some(sub)
+                }
+                Err(e) => {
+                    tracing::error!(subscription = %s.id, error = %e, "stored subscription is invalid; it is skipped");
+                    None
+                }
+            })
+            .collect();
+        let next = Arc::new(Catalog::new(built));
+        for before in old.iter() {
+            let lives = before.enabled && next.get(&before.id).is_some_and(|now| now.enabled);
+            if !lives {
+                before.cancel.cancel();
             }
-        });
-        self.current.store(Arc::new(Catalog::new(built.collect())));
+        }
+        self.current.store(next);
         Ok(())
     }
 
     /// Builds the runtime subscription of a stored one.
-    pub fn build(&self, stored: &StoredSubscription) -> Result<Subscription, String> {
-        let spec: SubscriptionSpec =
-            serde_json::from_str(&stored.spec).map_err(|e| format!("unreadable spec: {e}"))?;
-        let mut sub = spec
-            .build(&stored.id, stored.source, &self.defaults)
-            .map_err(|e| e.to_string())?;
+    pub fn build(&self, stored: &StoredSubscription) -> Result<Subscription, BuildError> {
+        let spec: SubscriptionSpec = serde_json::from_str(&stored.spec)
+            .map_err(|e| BuildError::Unreadable(e.to_string()))?;
+        let mut sub = spec.build(&stored.id, stored.source, &self.defaults)?;
         sub.enabled = stored.enabled;
         sub.disabled_reason = stored.disabled_reason.clone();
         Ok(sub)
@@ -149,5 +189,58 @@ impl Subscriptions {
             tracing::warn!(subscription = id, reason, "subscription disabled");
         }
         self.reload().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SubscriptionSource;
+    use crate::subscription::StoredSecret;
+
+    fn sub(id: &str, events: &[&str]) -> Subscription {
+        SubscriptionSpec {
+            url: "https://hooks.example.com/x".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            secrets: vec![StoredSecret {
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                expires_at_ms: None,
+            }],
+            ..SubscriptionSpec::default()
+        }
+        .build(id, SubscriptionSource::Api, &DeliveryConfig::default())
+        .expect("valid")
+    }
+
+    fn ids(catalog: &Catalog, kind: &str) -> Vec<String> {
+        let event = Event {
+            id: "evt_1".into(),
+            kind: kind.into(),
+            created_at_ms: 0,
+            data: "{}".into(),
+        };
+        let mut ids: Vec<String> = catalog
+            .matching(&event)
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn engine_events_need_a_pattern_that_names_them() {
+        let catalog = Catalog::new(vec![
+            sub("all", &["*"]),
+            sub("ops", &["wasmhook.*"]),
+            sub("circuits", &["wasmhook.endpoint.*"]),
+            sub("hosts", &["host.*"]),
+        ]);
+        assert_eq!(
+            ids(&catalog, "wasmhook.endpoint.circuit_opened"),
+            ["circuits", "ops"]
+        );
+        assert_eq!(ids(&catalog, "wasmhook.plugin.loaded"), ["ops"]);
+        assert_eq!(ids(&catalog, "host.down"), ["all", "hosts"]);
     }
 }

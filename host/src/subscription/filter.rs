@@ -70,15 +70,12 @@ impl std::fmt::Debug for PayloadFilter {
 
 impl PayloadFilter {
     /// Compiles `source`, or says why it cannot be used.
-    pub fn parse(source: &str) -> Result<Self, String> {
+    pub fn parse(source: &str) -> Result<Self, FilterError> {
         if source.trim().is_empty() {
-            return Err("the filter is empty; leave `filter` out to match every event".into());
+            return Err(FilterError::Empty);
         }
         if source.len() > MAX_FILTER_BYTES {
-            return Err(format!(
-                "the filter is {} bytes, over the {MAX_FILTER_BYTES}-byte limit",
-                source.len()
-            ));
+            return Err(FilterError::TooLong(source.len()));
         }
         let cached = CACHE
             .lock()
@@ -119,11 +116,12 @@ impl PayloadFilter {
 
 /// Parses `source` and checks its variables and shape, on a thread with a stack large
 /// enough for the parser's recursion (a rejected deep expression is dropped there too).
-fn compile(source: String) -> Result<Program, String> {
-    let parse = move || -> Result<Program, String> {
-        let program = ENV
-            .compile(&source)
-            .map_err(|e| format!("`{source}` is not a valid CEL expression: {e}"))?;
+fn compile(source: String) -> Result<Program, FilterError> {
+    let parse = move || -> Result<Program, FilterError> {
+        let program = ENV.compile(&source).map_err(|e| FilterError::Syntax {
+            expression: source.clone(),
+            error: e.to_string(),
+        })?;
         check_shape(program.expression())?;
         Ok(program)
     };
@@ -131,15 +129,56 @@ fn compile(source: String) -> Result<Program, String> {
         .name("filter-parser".into())
         .stack_size(PARSE_STACK_BYTES)
         .spawn(parse)
-        .map_err(|e| format!("cannot start the filter parser: {e}"))?
+        .map_err(|e| FilterError::Parser(e.to_string()))?
         .join()
-        .map_err(|_| "the filter parser failed on this expression".to_owned())?
+        .map_err(|_| FilterError::Parser("it failed on this expression".into()))?
+}
+
+/// Why a filter cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// Nothing but space.
+    #[error("the filter is empty; leave `filter` out to match every event")]
+    Empty,
+    /// Over [`MAX_FILTER_BYTES`].
+    #[error("the filter is {0} bytes, over the {MAX_FILTER_BYTES}-byte limit")]
+    TooLong(usize),
+    /// Not CEL.
+    #[error("`{expression}` is not a valid CEL expression: {error}")]
+    Syntax {
+        /// The expression.
+        expression: String,
+        /// The parser's message.
+        error: String,
+    },
+    /// Over [`MAX_NODES`] nodes.
+    #[error(
+        "the filter has more than {MAX_NODES} expression nodes; split the condition or simplify it"
+    )]
+    TooManyNodes,
+    /// Over [`MAX_DEPTH`] levels.
+    #[error("the filter nests more than {MAX_DEPTH} levels deep; simplify it")]
+    TooDeep,
+    /// A list macro inside another one's body.
+    #[error(
+        "the filter nests a list macro (all, exists, exists_one, map, filter) inside another one's body; \
+         its cost would grow with the square of the payload"
+    )]
+    NestedMacro,
+    /// Names other than `data`, `event` and macro variables.
+    #[error(
+        "the filter names `{0}`, which is not defined: a filter sees `data` (the payload) and `event` (id, type, timestamp, data)"
+    )]
+    UnknownNames(String),
+    /// The parser thread could not run.
+    #[error("cannot parse the filter: {0}")]
+    Parser(String),
 }
 
 /// Refuses expressions too large or too deep to evaluate safely, and list macros nested in
 /// another macro's body (their cost would grow with the square of the payload). Walks the
 /// tree with an explicit stack, so a deep tree cannot overflow this check.
-fn check_shape(root: &IdedExpr) -> Result<(), String> {
+fn check_shape(root: &IdedExpr) -> Result<(), FilterError> {
     // (node, depth, whether it is inside a list macro's body)
     let mut pending: Vec<(&IdedExpr, usize, bool)> = vec![(root, 1, false)];
     let mut nodes = 0;
@@ -148,14 +187,10 @@ fn check_shape(root: &IdedExpr) -> Result<(), String> {
     while let Some((node, depth, in_body)) = pending.pop() {
         nodes += 1;
         if nodes > MAX_NODES {
-            return Err(format!(
-                "the filter has more than {MAX_NODES} expression nodes; split the condition or simplify it"
-            ));
+            return Err(FilterError::TooManyNodes);
         }
         if depth > MAX_DEPTH {
-            return Err(format!(
-                "the filter nests more than {MAX_DEPTH} levels deep; simplify it"
-            ));
+            return Err(FilterError::TooDeep);
         }
         let next = depth + 1;
         match &node.expr {
@@ -165,11 +200,7 @@ fn check_shape(root: &IdedExpr) -> Result<(), String> {
             }
             Expr::Comprehension(c) => {
                 if in_body {
-                    return Err(
-                        "the filter nests a list macro (all, exists, exists_one, map, filter) inside another one's body; \
-                         its cost would grow with the square of the payload"
-                            .into(),
-                    );
+                    return Err(FilterError::NestedMacro);
                 }
                 bound.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
                 bound.extend(c.iter_var2.as_deref());
@@ -213,10 +244,7 @@ fn check_shape(root: &IdedExpr) -> Result<(), String> {
     if !unknown.is_empty() {
         unknown.sort_unstable();
         unknown.dedup();
-        return Err(format!(
-            "the filter names `{}`, which is not defined: a filter sees `data` (the payload) and `event` (id, type, timestamp, data)",
-            unknown.join("`, `")
-        ));
+        return Err(FilterError::UnknownNames(unknown.join("`, `")));
     }
     Ok(())
 }
@@ -356,7 +384,7 @@ mod tests {
 
     #[test]
     fn bad_filters_are_refused_with_a_reason() {
-        let err = |f: &str| PayloadFilter::parse(f).unwrap_err();
+        let err = |f: &str| PayloadFilter::parse(f).unwrap_err().to_string();
         assert!(err("data.severity ==").contains("not a valid CEL expression"));
         assert!(err("(((").contains("not a valid CEL expression"));
         assert!(err("dat.severity == 'x'").contains("`dat`"));

@@ -9,6 +9,6 @@ mod catalog;
 mod filter;
 mod spec;
 
-pub use catalog::{Catalog, Subscriptions};
-pub use filter::{FilterInput, PayloadFilter};
+pub use catalog::{BuildError, Catalog, Subscriptions};
+pub use filter::{FilterError, FilterInput, PayloadFilter};
 pub use spec::*;

@@ -8,20 +8,16 @@ use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
 use super::filter::PayloadFilter;
-use crate::config::{DeliveryConfig, Env, HumanDuration, SubscriptionConfig};
-use crate::delivery::rate_limit::Rate;
-use crate::delivery::retry::RetryPolicy;
-use crate::delivery::signing::SigningKey;
+use crate::config::{DeliveryConfig, Env, HumanDuration, SubscriptionConfig, check_retry_bounds};
+use crate::outbound::{endpoint_key, parse_header, parse_target_url};
 use crate::router::validate_pattern;
 use crate::secret::Secret;
+use crate::signing::SigningKey;
 use crate::store::SubscriptionSource;
-
-/// The longest `Retry-After` a receiver can impose.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// What defines a subscription; stored as JSON, so fields can be added with defaults.
 /// `Debug` shows setting and header names but never secret values.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     /// Where requests go.
@@ -71,12 +67,12 @@ pub struct SubscriptionSpec {
 impl std::fmt::Debug for SubscriptionSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriptionSpec")
-            .field("url", &self.url)
+            .field("url", &crate::secret::redact_url(&self.url))
             .field("events", &self.events)
             .field("filter", &self.filter)
             .field("plugin", &self.plugin)
             .field("rate_limit", &self.rate_limit)
-            .field("headers", &redacted(&self.headers, &[]))
+            .field("headers", &redacted(&self.headers, &self.secret_settings))
             .field("settings", &redacted(&self.settings, &self.secret_settings))
             .field("secrets", &self.secrets)
             .finish_non_exhaustive()
@@ -177,7 +173,7 @@ pub struct Subscription {
     /// The payload filter, if any: events must pass it as well as a pattern.
     pub filter: Option<PayloadFilter>,
     /// Most deliveries a second, if limited.
-    pub rate_limit: Option<Rate>,
+    pub rate_limit: Option<u32>,
     /// Keys that sign each request, with their expiry; more than one during a rotation.
     pub signing_keys: Vec<(SigningKey, Option<i64>)>,
     /// Adapter name (`plugins/<name>.wasm`); `None` sends the standard envelope.
@@ -186,8 +182,10 @@ pub struct Subscription {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Adapter settings, sorted by key.
     pub settings: Vec<(String, String)>,
-    /// When and how often to retry.
-    pub retry: RetryPolicy,
+    /// Waits before the 2nd, 3rd, … attempt; the last one repeats.
+    pub retry_schedule: Vec<Duration>,
+    /// Attempts before a dead letter, counting the first.
+    pub max_attempts: u32,
     /// Time limit of one attempt.
     pub timeout: Duration,
     /// The adapter's CPU budget for this subscription, if it overrides the plugin's.
@@ -196,6 +194,9 @@ pub struct Subscription {
     pub instance_reuse: Option<u32>,
     /// Settings whose values are secret, besides those whose names say so.
     pub secret_settings: Vec<String>,
+    /// Cancelled when the subscription is deleted or disabled, which interrupts adapter
+    /// calls still running for it. Kept across catalog rebuilds while it lives.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -208,7 +209,7 @@ impl std::fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("id", &self.id)
             .field("enabled", &self.enabled)
-            .field("url", &self.url)
+            .field("url", &crate::secret::redact_url(&self.url.to_string()))
             .field("patterns", &self.patterns)
             .field("filter", &self.filter)
             .field("rate_limit", &self.rate_limit)
@@ -236,69 +237,6 @@ impl Subscription {
     }
 }
 
-/// `scheme://host:port` of a URL.
-pub fn endpoint_key(url: &Uri) -> String {
-    let scheme = url.scheme_str().unwrap_or("http");
-    format!("{scheme}://{}:{}", url.host().unwrap_or(""), port_of(url))
-}
-
-/// The URL's port, or its scheme's default (443 for https, 80 otherwise).
-pub fn port_of(url: &Uri) -> u16 {
-    url.port_u16()
-        .unwrap_or(if url.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        })
-}
-
-/// Headers the engine owns; a subscription or adapter setting them would break signing or
-/// HTTP framing, so they are refused.
-pub fn is_reserved_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with("webhook-")
-        || matches!(
-            name.as_str(),
-            "host"
-                | "content-length"
-                | "transfer-encoding"
-                | "connection"
-                | "user-agent"
-                | "upgrade"
-                | "te"
-                | "trailer"
-        )
-}
-
-/// Parses and checks a receiver URL: absolute, http or https, with a host.
-pub fn parse_target_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a valid URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(format!("`{url}` must start with http:// or https://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{url}` has no host"));
-    }
-    Ok(uri)
-}
-
-/// Checks one custom header.
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    if is_reserved_header(name) {
-        return Err(format!(
-            "header `{name}` is set by the engine and cannot be overridden"
-        ));
-    }
-    let name =
-        HeaderName::try_from(name).map_err(|_| format!("`{name}` is not a valid header name"))?;
-    let value = HeaderValue::try_from(value)
-        .map_err(|_| format!("the value of header `{name}` is not valid"))?;
-    Ok((name, value))
-}
-
 /// Subscription ids: letters, digits, `_`, `-` and `.`, 1 to 64 characters.
 pub fn validate_subscription_id(id: &str) -> Result<(), SpecError> {
     let ok = !id.is_empty()
@@ -318,8 +256,15 @@ pub fn validate_subscription_id(id: &str) -> Result<(), SpecError> {
     }
 }
 
+/// A plugin name that is not a usable file stem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid plugin name `{0}`: use the file name without `.wasm`, made of letters, digits, `_` and `-`"
+)]
+pub struct PluginNameError(pub String);
+
 /// Plugin names are file stems: `[A-Za-z0-9_-]`, 1 to 64 characters.
-pub fn validate_plugin_name(name: &str) -> Result<(), String> {
+pub fn validate_plugin_name(name: &str) -> Result<(), PluginNameError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -328,9 +273,7 @@ pub fn validate_plugin_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid plugin name `{name}`: use the file name without `.wasm`, made of letters, digits, `_` and `-`"
-        ))
+        Err(PluginNameError(name.to_owned()))
     }
 }
 
@@ -342,6 +285,30 @@ impl SubscriptionSpec {
             if !self.secret_settings.contains(&name) {
                 self.secret_settings.push(name);
             }
+        }
+    }
+
+    /// The stored form. A spec is strings, numbers and lists, so serialising cannot fail;
+    /// a failure would be a bug, and storing an empty spec instead would lose the
+    /// subscription, so it panics (the API turns that into a `500`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a subscription spec always serialises")
+    }
+
+    /// A subscription may lower its adapter's CPU budget, never raise it above `ceiling`,
+    /// the operator's budget for the plugin (`[plugins] cpu_budget` or its override).
+    pub fn check_cpu_budget(&self, ceiling: Duration) -> Result<(), SpecError> {
+        match (self.cpu_budget, &self.plugin) {
+            (Some(budget), Some(plugin)) if budget.0 > ceiling => Err(spec_err(
+                "cpu_budget",
+                format!(
+                    "`cpu_budget` {} is above the {} the operator gives plugin `{plugin}` \
+                     ([plugins] cpu_budget or [plugins.overrides.{plugin}]); a subscription can only lower it",
+                    budget.compact(),
+                    HumanDuration(ceiling).compact()
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -400,7 +367,7 @@ impl SubscriptionSpec {
         defaults: &DeliveryConfig,
     ) -> Result<Subscription, SpecError> {
         validate_subscription_id(id)?;
-        let url = parse_target_url(&self.url).map_err(|e| spec_err("url", e))?;
+        let url = parse_target_url(&self.url).map_err(|e| spec_err("url", e.to_string()))?;
         if self.events.is_empty() {
             return Err(spec_err(
                 "events",
@@ -408,14 +375,14 @@ impl SubscriptionSpec {
             ));
         }
         for pattern in &self.events {
-            validate_pattern(pattern).map_err(|e| spec_err("events", e))?;
+            validate_pattern(pattern).map_err(|e| spec_err("events", e.to_string()))?;
         }
         let filter = self
             .filter
             .as_deref()
             .map(PayloadFilter::parse)
             .transpose()
-            .map_err(|e| spec_err("filter", e))?;
+            .map_err(|e| spec_err("filter", e.to_string()))?;
         if self.rate_limit == Some(0) {
             return Err(spec_err(
                 "rate_limit",
@@ -435,14 +402,14 @@ impl SubscriptionSpec {
             })
             .collect::<Result<_, _>>()?;
         if let Some(plugin) = &self.plugin {
-            validate_plugin_name(plugin).map_err(|e| spec_err("plugin", e))?;
+            validate_plugin_name(plugin).map_err(|e| spec_err("plugin", e.to_string()))?;
         }
         let headers = self
             .headers
             .iter()
             .map(|(k, v)| parse_header(k, v))
             .collect::<Result<_, _>>()
-            .map_err(|e| spec_err("headers", e))?;
+            .map_err(|e| spec_err("headers", e.to_string()))?;
         let schedule: Vec<Duration> = self
             .retry_schedule
             .as_ref()
@@ -450,6 +417,13 @@ impl SubscriptionSpec {
             .iter()
             .map(|d| d.0)
             .collect();
+        if let Some(own) = &self.retry_schedule {
+            check_retry_bounds(own, self.max_attempts)
+                .map_err(|e| spec_err("retry_schedule", e))?;
+        } else {
+            check_retry_bounds(&defaults.retry_schedule, self.max_attempts)
+                .map_err(|e| spec_err("max_attempts", e))?;
+        }
         // An own schedule brings its own default budget; otherwise the global one applies.
         let max_attempts = self
             .max_attempts
@@ -458,7 +432,7 @@ impl SubscriptionSpec {
             } else {
                 defaults.max_attempts
             })
-            .unwrap_or(schedule.len() as u32 + 1);
+            .unwrap_or((schedule.len() as u32 + 1).min(crate::config::MAX_ATTEMPTS));
         if max_attempts == 0 {
             return Err(spec_err(
                 "max_attempts",
@@ -483,7 +457,7 @@ impl SubscriptionSpec {
             url,
             patterns: self.events.clone(),
             filter,
-            rate_limit: self.rate_limit.map(Rate::per_second),
+            rate_limit: self.rate_limit,
             signing_keys,
             plugin: self.plugin.clone(),
             headers,
@@ -492,15 +466,13 @@ impl SubscriptionSpec {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            retry: RetryPolicy {
-                schedule,
-                max_attempts,
-                retry_after_cap: RETRY_AFTER_CAP,
-            },
+            retry_schedule: schedule,
+            max_attempts,
             timeout,
             cpu_budget: self.cpu_budget.map(|b| b.0),
             instance_reuse: self.instance_reuse,
             secret_settings: self.secret_settings.clone(),
+            cancel: tokio_util::sync::CancellationToken::new(),
         })
     }
 }
@@ -533,7 +505,7 @@ mod tests {
     #[test]
     fn builds_with_defaults_from_delivery() {
         let s = build("secret_env = \"HOOK_SECRET\"").unwrap();
-        assert_eq!(s.retry.max_attempts, 10);
+        assert_eq!(s.max_attempts, 10);
         assert_eq!(s.timeout, Duration::from_secs(15));
         assert_eq!(s.url.host(), Some("hooks.example.com"));
         assert_eq!(s.endpoint(), "https://hooks.example.com:443");
@@ -542,10 +514,10 @@ mod tests {
     #[test]
     fn own_schedule_sets_the_default_max_attempts() {
         let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\", \"2s\"]").unwrap();
-        assert_eq!(s.retry.max_attempts, 3);
+        assert_eq!(s.max_attempts, 3);
         let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\"]\nmax_attempts = 7")
             .unwrap();
-        assert_eq!(s.retry.max_attempts, 7);
+        assert_eq!(s.max_attempts, 7);
     }
 
     #[test]
@@ -590,16 +562,5 @@ mod tests {
             !format!("{spec:?}").contains("whsec_"),
             "Debug must hide secrets"
         );
-    }
-
-    #[test]
-    fn urls_must_be_absolute_http() {
-        assert!(
-            parse_target_url("ftp://x/")
-                .unwrap_err()
-                .contains("http://")
-        );
-        assert!(parse_target_url("/relative").is_err());
-        assert!(parse_target_url("http://127.0.0.1:9/hook").is_ok());
     }
 }

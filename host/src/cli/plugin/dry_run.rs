@@ -11,19 +11,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use http_body_util::BodyExt as _;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::load::{self, Loaded};
+use crate::clock::{now_ms, parse_rfc3339};
 use crate::config::{Config, ProcessEnv};
 use crate::delivery::attempt::outbound_request;
 use crate::delivery::client::vet_destination;
-use crate::delivery::signing::generate_secret;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::engine::USER_AGENT;
-use crate::event::{Event, new_id, now_ms, parse_event};
+use crate::event::{Event, EventLimits, Publisher, new_id, parse_event};
 use crate::plugins::{Action, AdapterInput, Call, CallLimits, Sandbox};
+use crate::signing::generate_secret;
 use crate::store::SubscriptionSource;
 use crate::subscription::{StoredSecret, Subscription, SubscriptionSpec};
 
@@ -85,7 +85,7 @@ pub fn once(
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read(&args.event)
         .with_context(|| format!("cannot read {}", args.event.display()))?;
-    let event = parse_event_file(&text)
+    let event = parse_event_file(&text, &config.limits.event_limits())
         .with_context(|| format!("{} is not a valid event", args.event.display()))?;
     let settings = settings(&args.settings)?;
     if let Some(manifest) = &loaded.manifest
@@ -104,7 +104,6 @@ pub fn once(
     };
     let now = now_ms();
     let keys = sub.active_keys(now);
-    let key_bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let url = sub.url.to_string();
     let input = AdapterInput {
         subscription_id: &sub.id,
@@ -112,7 +111,7 @@ pub fn once(
         settings: &pairs,
         attempt: 1,
         timestamp: now / 1000,
-        signing_keys: &key_bytes,
+        signing_keys: &keys,
     };
     let message_id = new_id("msg");
     let call = Call {
@@ -273,46 +272,34 @@ fn subscription(
     Ok((sub, generated))
 }
 
-/// An event file: the body of `POST /v1/events`, or a delivered envelope, which also has
-/// the `timestamp` the engine accepted it at.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventFile<'a> {
-    id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    timestamp: Option<String>,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-}
-
-/// Parses an event file with the engine's own rules; the payload keeps its bytes.
-pub fn parse_event_file(text: &[u8]) -> anyhow::Result<Event> {
-    let file: EventFile<'_> = serde_json::from_slice(text)?;
-    let mut posted = String::from("{");
-    if let Some(id) = &file.id {
-        posted.push_str(&format!("\"id\":{},", Value::String(id.clone())));
+/// Parses an event file with the engine's own rules, as the engine itself publishes
+/// (`wasmhook.*` types allowed, so operational events can be dry-run too); the payload
+/// keeps its bytes. An event file is the body of `POST /v1/events`, or a delivered
+/// envelope, whose `timestamp` (the time the engine accepted it) is kept.
+pub fn parse_event_file(text: &[u8], limits: &EventLimits) -> anyhow::Result<Event> {
+    let mut fields: Vec<(String, &RawValue)> =
+        serde_json::from_slice::<BTreeMap<String, &RawValue>>(text)?
+            .into_iter()
+            .collect();
+    let mut created_at_ms = now_ms();
+    if let Some(at) = fields.iter().position(|(k, _)| k == "timestamp") {
+        let (_, raw) = fields.remove(at);
+        let text: String = serde_json::from_str(raw.get())
+            .context("`timestamp` must be a string like 2026-06-13T12:00:00Z")?;
+        created_at_ms = parse_rfc3339(&text).with_context(|| {
+            format!("`timestamp` `{text}` is not an RFC 3339 time like 2026-06-13T12:00:00Z")
+        })?;
     }
-    if let Some(kind) = &file.kind {
-        posted.push_str(&format!("\"type\":{},", Value::String(kind.clone())));
-    }
-    if let Some(data) = file.data {
-        posted.push_str(&format!("\"data\":{},", data.get()));
-    }
-    if posted.ends_with(',') {
-        posted.pop();
-    }
-    posted.push('}');
-    let created_at_ms = match &file.timestamp {
-        None => now_ms(),
-        Some(t) => {
-            let at: jiff::Timestamp = t.parse().with_context(|| {
-                format!("`timestamp` `{t}` is not an RFC 3339 time like 2026-06-13T12:00:00Z")
-            })?;
-            at.as_millisecond()
-        }
-    };
-    Ok(parse_event(posted.as_bytes(), created_at_ms)?)
+    // The rest is held to exactly what POST /v1/events takes.
+    let posted: String = format!(
+        "{{{}}}",
+        fields
+            .iter()
+            .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v.get()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Ok(parse_event(posted.as_bytes())?.validate(created_at_ms, limits, Publisher::Engine)?)
 }
 
 /// A warning when the body does not look like what its `content-type` says (the engine
@@ -363,10 +350,15 @@ pub fn content_warning(content_type: Option<&str>, body: &[u8]) -> Option<String
 mod tests {
     use super::*;
 
+    const LIMITS: EventLimits = EventLimits {
+        max_type_bytes: 128,
+        max_data_bytes: 1 << 20,
+    };
+
     #[test]
     fn a_delivered_envelope_keeps_its_timestamp_and_bytes() {
         let text = br#"{"id":"evt_1","type":"host.down","timestamp":"2026-06-13T12:00:00Z","data":{"b":1,"a":2.50}}"#;
-        let event = parse_event_file(text).unwrap();
+        let event = parse_event_file(text, &LIMITS).unwrap();
         assert_eq!(event.timestamp(), "2026-06-13T12:00:00Z");
         assert_eq!(event.data, r#"{"b":1,"a":2.50}"#);
         assert_eq!(event.envelope(), text.to_vec());
@@ -374,12 +366,13 @@ mod tests {
 
     #[test]
     fn a_posted_event_follows_the_engines_rules() {
-        let event = parse_event_file(br#"{"type":"host.up"}"#).unwrap();
+        let event = parse_event_file(br#"{"type":"host.up"}"#, &LIMITS).unwrap();
         assert_eq!(event.data, "{}");
         assert!(event.id.starts_with("evt_"));
-        assert!(parse_event_file(br#"{"type":"bad type"}"#).is_err());
-        assert!(parse_event_file(br#"{"type":"a.b","payload":{}}"#).is_err());
-        let err = parse_event_file(br#"{"type":"a.b","timestamp":"yesterday"}"#).unwrap_err();
+        assert!(parse_event_file(br#"{"type":"bad type"}"#, &LIMITS).is_err());
+        assert!(parse_event_file(br#"{"type":"a.b","payload":{}}"#, &LIMITS).is_err());
+        let err =
+            parse_event_file(br#"{"type":"a.b","timestamp":"yesterday"}"#, &LIMITS).unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
     }
 

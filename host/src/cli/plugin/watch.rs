@@ -54,7 +54,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "--- run {} after a change, at {} ---",
                 runs + 1,
-                crate::event::rfc3339(crate::event::now_ms())
+                crate::clock::rfc3339(crate::clock::now_ms())
             );
         }
         match load::load(&sandbox, &args.file, &config, !args.no_cache) {

@@ -70,9 +70,12 @@ impl SigningKey {
         Ok(Self(key))
     }
 
-    /// The key's bytes, for the adapters' HMAC import (which never hands them to a guest).
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// HMAC-SHA256 of `message` under this key: what the adapters' host HMAC import hands
+    /// a guest. Only the MAC leaves this module; the key's bytes never do.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
     }
 
     /// One `v1,<base64>` signature of `body` for message `msg_id` at `timestamp`.
@@ -176,7 +179,12 @@ mod tests {
         assert_eq!(plain.expose().len(), 64);
         assert!(is_plain(plain.expose()));
         let key = SigningKey::from_secret(&Secret::new("it's a secret to everybody")).unwrap();
-        assert_eq!(key.as_bytes(), b"it's a secret to everybody");
+        let mut plain_hmac = Hmac::<Sha256>::new_from_slice(b"it's a secret to everybody").unwrap();
+        plain_hmac.update(b"body");
+        assert_eq!(
+            key.mac(b"body"),
+            <[u8; 32]>::from(plain_hmac.finalize().into_bytes())
+        );
         assert!(!is_plain(generate_secret().expose()));
     }
 }

@@ -1,0 +1,211 @@
+//! The ingest service: the one path every producer takes (the HTTP API, the test endpoint,
+//! NATS sources, programs embedding the engine, the engine's own events, the bench preload).
+//!
+//! It validates each [`EventDraft`], routes the event to the subscriptions that want it,
+//! mints one delivery id per match, writes the event with its deliveries in one transaction
+//! (durable before it returns), wakes the scheduler and counts. Nothing else writes events.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::clock::now_ms;
+use crate::event::{Event, EventDraft, EventError, EventLimits, Publisher, new_id};
+use crate::metrics::Metrics;
+use crate::plugins::Registry;
+use crate::store::{IngestResult, NewDelivery, NewEvent, Store, StoreError};
+use crate::subscription::Subscriptions;
+
+/// Why nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An event is invalid; `index` is its place in a batch.
+    #[error("{}{error}", index.map(|i| format!("event {i}: ")).unwrap_or_default())]
+    Invalid {
+        /// Which event of a batch, if it was one.
+        index: Option<usize>,
+        /// What is wrong with it.
+        error: EventError,
+    },
+    /// A targeted publish named a subscription that does not exist.
+    #[error("no subscription `{0}`")]
+    UnknownSubscription(String),
+    /// The store could not take it; nothing was stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    fn at(index: Option<usize>) -> impl Fn(EventError) -> Self {
+        move |error| Self::Invalid { index, error }
+    }
+}
+
+/// What ingest did: one result per event, in order, and problems that did not stop them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// One per event.
+    pub results: Vec<IngestResult>,
+    /// For example a matching subscription whose plugin is not loaded (its delivery is
+    /// stored and waits for it). Sorted, without repeats.
+    pub warnings: Vec<String>,
+}
+
+/// The ingest service. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    subscriptions: Arc<Subscriptions>,
+    /// To warn about matching subscriptions whose plugin is not loaded; `None` where no
+    /// plugins run (the bench preload).
+    registry: Option<Arc<Registry>>,
+    wake: Arc<Notify>,
+    metrics: Metrics,
+    limits: EventLimits,
+}
+
+impl Ingest {
+    /// A service writing to `store`, routing with `subscriptions`, and waking `wake` (the
+    /// scheduler) after each write.
+    pub fn new(
+        store: Arc<dyn Store>,
+        subscriptions: Arc<Subscriptions>,
+        registry: Option<Arc<Registry>>,
+        wake: Arc<Notify>,
+        metrics: Metrics,
+        limits: EventLimits,
+    ) -> Self {
+        Self {
+            store,
+            subscriptions,
+            registry,
+            wake,
+            metrics,
+            limits,
+        }
+    }
+
+    /// What drafts are held to.
+    pub fn limits(&self) -> &EventLimits {
+        &self.limits
+    }
+
+    /// Publishes one event from a producer; returns once it is durable.
+    pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
+        let event = draft
+            .validate(now_ms(), &self.limits, Publisher::Producer)
+            .map_err(IngestError::at(None))?;
+        self.store_routed(vec![event], &[]).await
+    }
+
+    /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events from a producer under one
+    /// commit. If any is invalid, none is stored and the error names its index.
+    pub async fn publish_batch(&self, drafts: Vec<EventDraft>) -> Result<Accepted, IngestError> {
+        if drafts.len() > crate::event::MAX_BATCH_EVENTS {
+            return Err(IngestError::at(None)(EventError::BatchTooLarge));
+        }
+        let now = now_ms();
+        let events = drafts
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.validate(now, &self.limits, Publisher::Producer)
+                    .map_err(IngestError::at(Some(i)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store_routed(events, &[]).await
+    }
+
+    /// Publishes one of the engine's own events (`wasmhook.*`), routed like any other,
+    /// except that it is never delivered to the subscriptions it is `about`.
+    pub async fn publish_own(
+        &self,
+        draft: EventDraft,
+        about: &[String],
+    ) -> Result<Accepted, IngestError> {
+        let event = draft
+            .validate(now_ms(), &self.limits, Publisher::Engine)
+            .map_err(IngestError::at(None))?;
+        self.store_routed(vec![event], about).await
+    }
+
+    /// Publishes one of the engine's own events to exactly one subscription, whatever its
+    /// patterns and filter say (the test endpoint). Returns the delivery id.
+    pub async fn publish_to(
+        &self,
+        draft: EventDraft,
+        subscription_id: &str,
+    ) -> Result<String, IngestError> {
+        if self.subscriptions.catalog().get(subscription_id).is_none() {
+            return Err(IngestError::UnknownSubscription(subscription_id.to_owned()));
+        }
+        let event = draft
+            .validate(now_ms(), &self.limits, Publisher::Engine)
+            .map_err(IngestError::at(None))?;
+        let delivery = new_id("msg");
+        let new = NewEvent {
+            event,
+            deliveries: vec![NewDelivery {
+                id: delivery.clone(),
+                subscription_id: subscription_id.to_owned(),
+            }],
+        };
+        self.write(vec![new]).await?;
+        Ok(delivery)
+    }
+
+    /// Routes each event and writes them all under one commit.
+    async fn store_routed(
+        &self,
+        events: Vec<Event>,
+        exclude: &[String],
+    ) -> Result<Accepted, IngestError> {
+        let mut warnings = Vec::new();
+        let batch = events
+            .into_iter()
+            .map(|event| self.route(event, exclude, &mut warnings))
+            .collect();
+        let results = self.write(batch).await?;
+        warnings.sort();
+        warnings.dedup();
+        Ok(Accepted { results, warnings })
+    }
+
+    /// One delivery per matching subscription (but those in `exclude`), plus a warning for
+    /// each whose plugin is not loaded.
+    fn route(&self, event: Event, exclude: &[String], warnings: &mut Vec<String>) -> NewEvent {
+        let catalog = self.subscriptions.catalog();
+        let deliveries = catalog
+            .matching(&event)
+            .into_iter()
+            .filter(|sub| !exclude.contains(&sub.id))
+            .map(|sub| {
+                if let (Some(plugin), Some(registry)) = (&sub.plugin, &self.registry)
+                    && registry.get(plugin).is_none()
+                {
+                    warnings.push(format!(
+                        "subscription `{}`: plugin `{plugin}` is not loaded (no {plugin}.wasm in {}); its delivery waits until it is",
+                        sub.id,
+                        registry.dir().display()
+                    ));
+                }
+                NewDelivery {
+                    id: new_id("msg"),
+                    subscription_id: sub.id.clone(),
+                }
+            })
+            .collect();
+        NewEvent { event, deliveries }
+    }
+
+    /// Writes, wakes the scheduler and counts what was new.
+    async fn write(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
+        let results = self.store.ingest(batch).await?;
+        self.wake.notify_one();
+        let fresh = results.iter().filter(|r| !r.duplicate);
+        let (events, deliveries) =
+            fresh.fold((0, 0), |(e, d), r| (e + 1, d + u64::from(r.deliveries)));
+        self.metrics.ingested(events, deliveries);
+        Ok(results)
+    }
+}
