@@ -7,11 +7,13 @@
 //! - `watch`: `plugin watch`, the dry run again at every change of the file.
 //! - `scaffold`: `plugin new`, a project that builds with one command, and `wit`.
 //! - `build`: `plugin build`, the project's own build, then a check.
+//! - `out`: printing on stdout without panicking on a closed pipe.
 
 mod build;
 mod check;
 mod dry_run;
 mod load;
+mod out;
 mod scaffold;
 mod watch;
 

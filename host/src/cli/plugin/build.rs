@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
+use super::out::{self, outln};
 use super::{check, load};
 use crate::config::Config;
 
@@ -40,15 +41,15 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let config = Config::default();
     let sandbox = load::sandbox(&config)?;
     let loaded = load::load(&sandbox, &output, &config, true)?;
-    println!(
+    outln!(
         "built {} ({} bytes, wasmhook:adapter@{}) in {:.1} s",
         output.display(),
         loaded.size,
         loaded.prepared.world_version,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     if let Some(manifest) = &loaded.manifest {
-        print!("{}", check::describe(manifest));
+        out::raw(check::describe(manifest).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::load;
+use super::out::{self, outln};
 use crate::config::Config;
 use crate::plugins::Manifest;
 
@@ -19,13 +20,13 @@ pub fn run(file: &Path, use_cache: bool) -> anyhow::Result<ExitCode> {
     let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
     imports.sort();
     exports.sort();
-    println!("{}: ok", file.display());
-    println!(
+    outln!("{}: ok", file.display())?;
+    outln!(
         "implements: wasmhook:adapter/adapter@{}",
         loaded.prepared.world_version
-    );
-    println!("size: {} bytes", loaded.size);
-    println!(
+    )?;
+    outln!("size: {} bytes", loaded.size)?;
+    outln!(
         "compiled in {:.0} ms{}",
         loaded.compile_time.as_secs_f64() * 1e3,
         if loaded.from_cache {
@@ -33,21 +34,21 @@ pub fn run(file: &Path, use_cache: bool) -> anyhow::Result<ExitCode> {
         } else {
             ""
         }
-    );
-    println!("imports:");
+    )?;
+    outln!("imports:")?;
     for name in imports {
-        println!("  {name}");
+        outln!("  {name}")?;
     }
-    println!("exports:");
+    outln!("exports:")?;
     for name in exports {
-        println!("  {name}");
+        outln!("  {name}")?;
     }
     match &loaded.manifest {
-        Some(manifest) => print!("{}", describe(manifest)),
-        None => println!(
+        Some(manifest) => out::raw(describe(manifest).as_bytes())?,
+        None => outln!(
             "manifest: none (WIT {} has no manifest; settings are passed unchecked)",
             loaded.prepared.world_version
-        ),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,6 @@
 //! byte for byte (`--raw`).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::load::{self, Loaded};
+use super::out::{self, outln};
 use crate::clock::{now_ms, parse_rfc3339};
 use crate::config::{Config, ProcessEnv};
 use crate::delivery::attempt::outbound_request;
@@ -131,10 +131,10 @@ pub fn once(
     };
     let request = match action {
         Action::Skip(reason) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({"action": "skip", "reason": reason}))?
-            );
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
         Action::Deliver(request) => request,
@@ -189,9 +189,7 @@ pub fn once(
         for (name, value) in &headers {
             eprintln!("{name}: {value}");
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&body)?;
-        stdout.flush()?;
+        out::raw(&body)?;
         return Ok(ExitCode::SUCCESS);
     }
     let shown = serde_json::from_slice::<Value>(&body)
@@ -203,7 +201,7 @@ pub fn once(
         "headers": headers,
         "body": shown,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

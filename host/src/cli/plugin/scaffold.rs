@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
+use super::out::{self, outln};
 use crate::plugins::wit::{LATEST, WIT_FILES};
 use crate::subscription::validate_plugin_name;
 
@@ -68,11 +69,11 @@ pub fn wit(args: &WitArgs) -> anyhow::Result<ExitCode> {
     let version = args.version.as_deref().unwrap_or(LATEST);
     let text = wit_text(version)?;
     match &args.out {
-        None => print!("{text}"),
+        None => out::raw(text.as_bytes())?,
         Some(dir) => {
             let path = dir.join(format!("v{version}")).join("adapter.wit");
             write(&path, text)?;
-            println!("wrote {}", path.display());
+            outln!("wrote {}", path.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -255,14 +256,14 @@ pub fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
             write(&dir.join("vendor/wasmhook-adapter").join(path), text)?;
         }
     }
-    println!("wrote a {} adapter in {}", layout.language, dir.display());
-    println!("next:");
-    println!("  cd {}", dir.display());
-    println!("  wasmhook plugin build            # → {}.wasm", args.name);
-    println!(
+    outln!("wrote a {} adapter in {}", layout.language, dir.display())?;
+    outln!("next:")?;
+    outln!("  cd {}", dir.display())?;
+    outln!("  wasmhook plugin build            # → {}.wasm", args.name)?;
+    outln!(
         "  wasmhook plugin run {}.wasm --event sample-event.json --set channel=#ops",
         args.name
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
