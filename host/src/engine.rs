@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
 use crate::outbound::parse_target_url;
 use crate::plugins::watcher::{self, Change, Watch};
-use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits};
+use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits, SettingsCheck};
 use crate::store::{
     DisablePolicy, EmbeddedStore, PgTls, PostgresOptions, PostgresStore, SealedStore, Store,
     StoredSubscription, SubscriptionSource, default_node_id,
@@ -124,14 +124,19 @@ fn watch_plugins(
     Ok(watch)
 }
 
-/// The config file's subscriptions, validated, as store records.
-fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<StoredSubscription>> {
+/// The config file's subscriptions, validated (their settings against their adapter's
+/// manifest too, when it is loaded), as store records.
+fn config_subscriptions(
+    config: &Config,
+    env: &dyn Env,
+    registry: &Registry,
+) -> anyhow::Result<Vec<StoredSubscription>> {
     let now = now_ms();
     config
         .subscriptions
         .iter()
         .map(|c| {
-            let spec = SubscriptionSpec::from_config(c, env)
+            let mut spec = SubscriptionSpec::from_config(c, env)
                 .and_then(|spec| {
                     spec.build(&c.id, SubscriptionSource::Config, &config.delivery)?;
                     if let Some(plugin) = &spec.plugin {
@@ -142,6 +147,14 @@ fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<St
                     Ok(spec)
                 })
                 .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+            if let Some(plugin) = &spec.plugin {
+                let check = registry
+                    .check_settings(plugin, &spec.settings)
+                    .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+                if let SettingsCheck::Checked { secret } = check {
+                    spec.add_secret_settings(secret);
+                }
+            }
             Ok(StoredSubscription {
                 id: c.id.clone(),
                 source: SubscriptionSource::Config,
@@ -233,18 +246,19 @@ pub async fn run(
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
-    let from_config = config_subscriptions(&config, env)?;
-    vet_config_destinations(&config, &policy).await?;
-    let store = open_store(&config).await?;
-    store.sync_config_subscriptions(from_config).await?;
-    let subscriptions =
-        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
-
+    // Plugins load first, so the config's settings are checked against their manifests
+    // before anything is stored.
     let registry = Arc::new(registry(&config)?);
     let loader = Arc::clone(&registry);
     tokio::task::spawn_blocking(move || loader.load_all())
         .await
         .context("loading plugins panicked")?;
+    let from_config = config_subscriptions(&config, env, &registry)?;
+    vet_config_destinations(&config, &policy).await?;
+    let store = open_store(&config).await?;
+    store.sync_config_subscriptions(from_config).await?;
+    let subscriptions =
+        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
     let wake = Arc::new(Notify::new());
     let (ops, reports) = ops::channel();
     let _watch = watch_plugins(

@@ -20,7 +20,8 @@
 //! - [`cluster`]: heartbeats, lease renewal and subscription changes between nodes.
 //! - [`delivery`]: scheduler, attempts, retry policy, rate limits, circuit breakers,
 //!   signing, HTTP client, SSRF guard.
-//! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
+//! - [`plugins`]: one module per WIT version (bindings, conversions, linker), manifests and
+//!   settings checks, the sandbox and the plugin registry.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ops`]: the engine's own `wasmhook.*` events, published through ingest.
 //! - [`api`]: the HTTP API and its generated OpenAPI document.

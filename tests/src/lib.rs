@@ -22,6 +22,25 @@ pub const SLACK: &str = env!("WASMHOOK_PLUGIN_SLACK");
 pub const PAGERDUTY: &str = env!("WASMHOOK_PLUGIN_PAGERDUTY");
 /// The settings-steered test adapter.
 pub const PROBE: &str = env!("WASMHOOK_GUEST_PROBE");
+/// The bundled GitHub-style signature adapter (WIT 0.2.0, host HMAC).
+pub const GITHUB_SIGNATURE: &str = env!("WASMHOOK_PLUGIN_GITHUB_SIGNATURE");
+/// The Slack adapter as it shipped for WIT 0.1.0, built from its old source.
+pub const SLACK_V0_1_0: &str = env!("WASMHOOK_GUEST_SLACK_V0_1_0");
+/// The adapter that misbehaves on purpose (`mode` setting).
+pub const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
+
+/// Lower-case hex of HMAC-SHA256(`key`, `message`), computed here with the `hmac` crate,
+/// independently of the engine, as a GitHub-style receiver computes it.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Versions 1, 2 and 3 of an adapter whose body names its version.
 pub const VERSIONED: [&str; 3] = [

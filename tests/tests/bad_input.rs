@@ -196,7 +196,12 @@ async fn a_file_that_is_not_a_component_is_rejected_with_a_reason() {
             .expect("error")
             .contains("core wasm module")
     );
-    assert_eq!(find("slack")["world_version"], "0.1.0");
+    assert_eq!(find("slack")["world_version"], "0.2.0");
+    assert_eq!(
+        find("slack")["manifest"]["name"],
+        "slack",
+        "the manifest is listed"
+    );
     assert!(
         engine.log().contains("rejected plugin file"),
         "{}",
@@ -220,7 +225,7 @@ async fn a_file_that_is_not_a_component_is_rejected_with_a_reason() {
     let (ok, stdout, _) = run_cli(&["plugin", "check", SLACK]);
     assert!(ok);
     assert!(
-        stdout.contains("implements: wasmhook:adapter/adapter@0.1.0"),
+        stdout.contains("implements: wasmhook:adapter/adapter@0.2.0"),
         "{stdout}"
     );
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmhook_tests::{Engine, Receiver, SECRET, Workdir, base_config};
+use wasmhook_tests::{Engine, HOSTILE, Receiver, SECRET, Workdir, base_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -311,7 +311,7 @@ fn guest_cpu_seconds(pid: u32) -> f64 {
 async fn a_subscription_cannot_raise_its_budget_and_deleting_it_stops_its_calls() {
     let receiver = Receiver::start().await;
     let work = Workdir::new();
-    work.install_plugin("hostile", env!("WASMHOOK_GUEST_HOSTILE"));
+    work.install_plugin("hostile", HOSTILE);
     // A long operator budget, so that only the deletion can end the spin in time.
     work.write_config(&config_to(
         &receiver,
@@ -495,9 +495,6 @@ async fn nat64_and_hop_by_hop_headers_are_refused() {
     assert!(receiver.requests_to("/hop").is_empty());
 }
 
-/// Built by build.rs from `tests/guests/hostile`: `mode = "spin"` loops forever, `"membomb"`
-/// allocates until stopped.
-const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
 /// Events per load run, and their pace.
 const LOAD_EVENTS: usize = 300;
 /// Rounds of each run, interleaved; each figure is the best of its rounds, so one stall of

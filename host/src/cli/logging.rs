@@ -21,10 +21,13 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) 
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,cranelift=warn,wasmtime=warn"));
+/// The log filter when `RUST_LOG` is unset, for most commands.
+pub const DEFAULT_FILTER: &str = "info,cranelift=warn,wasmtime=warn";
+
+/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let colour = use_colour(
         super::output::stderr_is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),

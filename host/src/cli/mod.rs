@@ -4,7 +4,8 @@
 //! - `send`: publish one event to a running engine.
 //! - `subscriptions`: manage a running engine's subscriptions.
 //! - `deliveries`, `dead-letters`, `endpoints`, `health`: inspect and act on a running engine.
-//! - `plugin check` / `plugin run`: validate or dry-run an adapter with no engine running.
+//! - `plugin check` / `run` / `watch` / `new` / `build`, `wit`: write, build, validate and
+//!   dry-run adapters with no engine running.
 //! - `verify`: check a Standard Webhooks signature, for people writing receivers.
 //! - `secret`: print a fresh `whsec_` signing secret.
 //! - `migrate-store`: copy the embedded store into PostgreSQL, to go from one node to several.
@@ -75,13 +76,20 @@ enum Command {
     Endpoints(api::Connection),
     /// Check that a running engine answers `/healthz` (exits non-zero if not).
     Health(api::Connection),
-    /// Check or dry-run an adapter component.
+    /// Write, build, check or dry-run an adapter.
     #[command(subcommand)]
     Plugin(plugin::Command),
+    /// Print the WIT adapters implement (`wasmhook:adapter`), the newest version by default.
+    Wit(plugin::WitArgs),
     /// Check a webhook signature, as a receiver would.
     Verify(verify::Args),
     /// Print a new random `whsec_` signing secret.
-    Secret,
+    Secret {
+        /// A plain secret (64 hex digits) instead, for receivers with their own signature
+        /// scheme that take the secret as text (GitHub-style `X-Hub-Signature-256`).
+        #[arg(long)]
+        plain: bool,
+    },
     /// Print the HTTP API's OpenAPI 3.1 document, as served at `/openapi.json`.
     Openapi,
     /// Copy the embedded store (engine stopped) into an empty PostgreSQL database.
@@ -96,7 +104,13 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    logging::init(
+        cli.log_format,
+        match &cli.command {
+            Command::Plugin(cmd) => cmd.default_log_filter(),
+            _ => logging::DEFAULT_FILTER,
+        },
+    );
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Send(args) => send::run(args),
@@ -106,10 +120,18 @@ pub fn main() -> ExitCode {
         Command::Endpoints(connection) => manage::endpoints(connection),
         Command::Health(connection) => manage::health(connection),
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Wit(args) => plugin::wit(&args),
         Command::Verify(args) => verify::run(args),
-        Command::Secret => outln!("{}", crate::signing::generate_secret().expose())
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Secret { plain } => {
+            let secret = if plain {
+                crate::signing::generate_plain_secret()
+            } else {
+                crate::signing::generate_secret()
+            };
+            outln!("{}", secret.expose())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
         Command::MigrateStore(args) => migrate::run(args),
         Command::Openapi => outln!("{}", crate::api::openapi::document_json())
             .map(|()| ExitCode::SUCCESS)
