@@ -673,8 +673,9 @@ impl Config {
     }
 
     /// Checks what types cannot: limits that must be positive. Subscriptions are checked
-    /// when they are built (`subscription::Subscription::from_config`).
-    fn validate(&self) -> anyhow::Result<()> {
+    /// when they are built (`subscription::Subscription::from_config`). [`Config::load`]
+    /// calls it; [`crate::engine::Engine::start`] calls it for configs built in code.
+    pub fn validate(&self) -> anyhow::Result<()> {
         self.server.check_listen(self.server.listen)?;
         for (key, value) in [
             ("header_read_timeout", self.server.header_read_timeout),

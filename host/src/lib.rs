@@ -4,6 +4,42 @@
 //! matching subscription, runs the subscription's adapter (a WASM component) to shape the
 //! request, signs it (Standard Webhooks) and delivers it at least once.
 //!
+//! # Embedding
+//!
+//! A Rust program can run the engine in its own process and publish without any HTTP or
+//! TCP listener: build an [`Engine`] from a [`config::Config`] value (the same TOML
+//! `wasmhook serve` reads), call [`Engine::publish`], which returns once the event is
+//! durable, and [`Engine::shutdown`] at the end. `wasmhook serve` is this same engine with
+//! the HTTP API in front ([`engine::run`]). `examples/embedded` is a complete program.
+//!
+//! ```no_run
+//! use wasmhook::config::{Config, ProcessEnv};
+//! use wasmhook::event::EventDraft;
+//! use wasmhook::Engine;
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = Config::parse(r#"
+//!     [storage]
+//!     path = "/var/lib/my-service/webhooks"
+//!
+//!     [[subscriptions]]
+//!     id = "billing"
+//!     url = "https://billing.example.com/hooks"
+//!     events = ["order.*"]
+//!     secret_env = "BILLING_WEBHOOK_SECRET"
+//! "#)?;
+//! let engine = Engine::start(config, &ProcessEnv).await?;
+//!
+//! let draft = EventDraft::new("order.paid", &serde_json::json!({"order": 42}))
+//!     .with_id("order-42-paid"); // the idempotency key
+//! let accepted = engine.publish(draft).await?; // durable once this returns
+//! assert_eq!(accepted.results.len(), 1);
+//!
+//! engine.shutdown().await?; // attempts in flight finish within [delivery] shutdown_grace
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration, its defaults and environment overrides.
@@ -24,7 +60,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ops`]: the engine's own `wasmhook.*` events, published through ingest.
 //! - [`api`]: the HTTP API and its generated OpenAPI document.
-//! - [`engine`]: wires everything together for `wasmhook serve`.
+//! - [`engine`]: wires everything together into an [`Engine`], embedded in a program or
+//!   served over HTTP by `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
 //! - [`signing`]: Standard Webhooks signatures and secrets; used by delivery, the CLI's
 //!   `verify`, subscription validation and the adapters' host signing import.
@@ -52,3 +89,5 @@ pub mod signing;
 pub mod store;
 pub mod subscription;
 pub mod text;
+
+pub use engine::Engine;
