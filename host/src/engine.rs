@@ -23,6 +23,7 @@ use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
 use crate::event::EventDraft;
+use crate::event::catalog::EventTypes;
 use crate::ingest::{Accepted, Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
@@ -313,7 +314,7 @@ impl Engine {
         };
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let others = vec![
+        let mut others = vec![
             tokio::spawn(heartbeat_loop(
                 Arc::clone(&cluster),
                 Arc::clone(&store),
@@ -334,15 +335,28 @@ impl Engine {
                 stop_rx.clone(),
             )),
         ];
-        let ingest = Arc::new(Ingest::new(
-            Arc::clone(&store),
-            Arc::clone(&subscriptions),
-            Some(Arc::clone(&registry)),
-            Arc::clone(&wake),
-            metrics.clone(),
-            config.limits.event_limits(),
-        ));
+        let ingest = Arc::new(
+            Ingest::new(
+                Arc::clone(&store),
+                Arc::clone(&subscriptions),
+                Some(Arc::clone(&registry)),
+                Arc::clone(&wake),
+                metrics.clone(),
+                config.limits.event_limits(),
+            )
+            .with_event_types(Arc::new(
+                EventTypes::new(&config.event_types).map_err(anyhow::Error::msg)?,
+            )),
+        );
         let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
+        for source in &config.sources {
+            others.push(tokio::spawn(crate::source::nats::run(
+                source.clone(),
+                Arc::clone(&ingest),
+                metrics.clone(),
+                stop_rx.clone(),
+            )));
+        }
         // Plugins rejected at start are news too (hot reloads report themselves).
         for plugin in registry.list() {
             if let Some(error) = plugin.last_error {

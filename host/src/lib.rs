@@ -49,6 +49,8 @@
 //!   wake the scheduler, count.
 //! - [`subscription`]: subscriptions, their payload filters and the
 //!   [`subscription::Catalog`] that routes to them.
+//! - [`source`]: `[[sources]]`, producers the engine pulls from (NATS JetStream), each
+//!   feeding ingest and acknowledging only what is committed.
 //! - [`retention`]: purging what `[retention]` no longer keeps, in small steps.
 //! - [`router`]: the event-type pattern index behind the catalog.
 //! - [`store`]: the durable store trait, the embedded SQLite backend and the PostgreSQL
@@ -86,6 +88,7 @@ pub mod retention;
 pub mod router;
 pub mod secret;
 pub mod signing;
+pub mod source;
 pub mod store;
 pub mod subscription;
 pub mod text;
