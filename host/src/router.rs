@@ -1,7 +1,7 @@
 //! Routing: which subscriptions want an event type. Patterns live in a segment trie, so
 //! matching costs the depth of the type, not the number of subscriptions.
 //!
-//! Pattern rules (the same as the bundled adapters' `kit::type_matches`):
+//! Pattern rules (the same as the adapter SDK's `type_matches`, in `sdk/rust/src/text.rs`):
 //! - a literal segment matches itself;
 //! - `*` anywhere but last matches exactly one segment (`host.*.failed`);
 //! - `>` as the last segment matches one or more remaining segments, as in NATS
