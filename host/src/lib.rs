@@ -44,7 +44,8 @@
 //!
 //! - [`config`]: the TOML configuration, its defaults and environment overrides.
 //! - [`clock`]: now, and the RFC 3339 times the engine writes and reads.
-//! - [`event`]: published events, their validation and the default envelope.
+//! - [`event`]: published events, their validation, the default envelope and the
+//!   declared event type catalog (`[[event_types]]`).
 //! - [`ingest`]: the one path every producer takes: validate, route, mint ids, store,
 //!   wake the scheduler, count.
 //! - [`subscription`]: subscriptions, their payload filters and the
