@@ -443,6 +443,14 @@ pub struct SubscriptionConfig {
     /// whose names already say so (`*key*`, `*token*`, `*secret*`, `*password*`).
     #[serde(default)]
     pub secret_settings: Vec<String>,
+    /// A PEM client certificate (then any intermediates) presented to a receiver that
+    /// requires mutual TLS; with `client_key_file`. Relative paths are relative to the
+    /// config file.
+    #[serde(default)]
+    pub client_certificate_file: Option<PathBuf>,
+    /// The PEM private key of `client_certificate_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for SubscriptionConfig {
@@ -456,6 +464,7 @@ impl fmt::Debug for SubscriptionConfig {
             .field("rate_limit", &self.rate_limit)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("client_certificate_file", &self.client_certificate_file)
             .finish_non_exhaustive()
     }
 }
@@ -621,6 +630,11 @@ impl Config {
         config.storage.path = base.join(&config.storage.path);
         config.plugins.dir = base.join(&config.plugins.dir);
         config.delivery.tls_ca_file = config.delivery.tls_ca_file.map(|f| base.join(f));
+        for sub in &mut config.subscriptions {
+            for file in [&mut sub.client_certificate_file, &mut sub.client_key_file] {
+                *file = file.take().map(|f| base.join(f));
+            }
+        }
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)

@@ -212,7 +212,12 @@ impl Deliverer {
         };
         let result = self
             .client
-            .send_reading(request, sub.timeout, self.response_body_bytes)
+            .send_as(
+                request,
+                sub.timeout,
+                self.response_body_bytes,
+                sub.client_identity.as_ref(),
+            )
             .await;
         let latency = clock.elapsed();
         record.latency_us = latency.as_micros() as u64;
