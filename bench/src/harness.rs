@@ -60,6 +60,8 @@ impl Engine {
 #[derive(Debug)]
 pub struct ChildEngine {
     child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
 }
 
 impl ChildEngine {
@@ -79,11 +81,33 @@ impl ChildEngine {
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
-        anyhow::ensure!(
-            line.starts_with("listening"),
-            "the child engine did not start: {line}"
-        );
-        Ok(Self { child })
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or_else(|| anyhow::anyhow!("the child engine did not start: {line}"))?;
+        Ok(Self {
+            base: format!("http://{addr}"),
+            child,
+        })
+    }
+
+    /// The child's CPU time so far (user and system), seconds, from `/proc/<pid>/stat`
+    /// (whose clock ticks are 1/100 s on Linux).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line, 11 and 12 counting from 0
+        // after `)`.
+        (ticks(11) + ticks(12)) / 100.0
     }
 
     /// The child's peak RSS so far, bytes.
@@ -242,8 +266,12 @@ pub fn subscription(id: &str, url: &str, extra: &str) -> String {
 }
 
 /// A config preamble: `concurrency` attempts per endpoint (the baseline's concurrency),
-/// twice that across endpoints, as the defaults (256 and 32) also leave room.
+/// twice that across endpoints, as the defaults also leave room; 0 keeps the engine's
+/// defaults.
 pub fn preamble(concurrency: usize) -> String {
+    if concurrency == 0 {
+        return "[delivery]\nallow_private_networks = true\n\n".into();
+    }
     format!(
         "[delivery]\nallow_private_networks = true\nconcurrency = {}\nendpoint_concurrency = {concurrency}\n\n",
         concurrency * 2

@@ -20,19 +20,19 @@ use hyper_util::rt::TokioExecutor;
 use crate::harness::{Engine, micros, preamble, subscription};
 use crate::receiver::Receiver;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-fn client() -> HttpClient {
+pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// One 1 KiB event as JSON.
-fn event_json(n: u64) -> String {
+pub fn event_json(n: u64) -> String {
     let pad = "x".repeat(960);
     format!(r#"{{"type":"bench.ingest","data":{{"n":{n},"pad":"{pad}"}}}}"#)
 }
 
-async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> anyhow::Result<()> {
+pub async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> anyhow::Result<()> {
     let request = http::Request::post(url.clone())
         .header("content-type", "application/json")
         .body(Full::new(body))?;

@@ -9,7 +9,8 @@
 //! - `report`: runs the scenarios and writes their sections; `targets`: the targets table.
 //! - `baseline`: the raw hyper POST loop every figure is compared with.
 //! - `drain`, `ingest`, `adapters`, `reload`, `cluster`: the scenarios (`cluster` is the
-//!   PostgreSQL mode with several nodes).
+//!   PostgreSQL mode with several nodes); `mixed`: producers posting while the engine
+//!   delivers, on default settings, with the engine's CPU time per delivery.
 //! - `harness`: engines in this process or in child processes, preloading, RSS and disk.
 //! - `receiver`: the loopback receiver that counts and times deliveries.
 
@@ -19,6 +20,7 @@ mod cluster;
 mod drain;
 mod harness;
 mod ingest;
+mod mixed;
 mod receiver;
 mod reload;
 mod report;
@@ -31,7 +33,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 struct Args {
     /// What to run: `all`, or one of `baseline`, `drain`, `ingest`, `latency`, `curves`,
-    /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`; `profile-drain-none` and
+    /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`, `producers`; `profile-drain-none` and
     /// `profile-drain-slack` run one drain alone, for a profiler.
     #[arg(default_value = "all")]
     scenario: String,
@@ -69,6 +71,10 @@ struct Scale {
     backlogs: [usize; 3],
     /// Events drained by 1, 2 and 3 PostgreSQL nodes.
     postgres_events: usize,
+    /// Events per producers' run (mixed and end to end).
+    producer_events: u64,
+    /// Events per latency point of the producers' section.
+    producer_latency_events: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +99,8 @@ fn main() -> anyhow::Result<()> {
             payloads: [(1 << 10, 100), (16 << 10, 50), (256 << 10, 10)],
             backlogs: [100, 300, 1000],
             postgres_events: 200,
+            producer_events: 1_000,
+            producer_latency_events: 50,
         }
     } else {
         Scale {
@@ -111,6 +119,8 @@ fn main() -> anyhow::Result<()> {
             payloads: [(1 << 10, 30_000), (16 << 10, 10_000), (256 << 10, 2_000)],
             backlogs: [10_000, 100_000, 1_000_000],
             postgres_events: 30_000,
+            producer_events: 60_000,
+            producer_latency_events: 2_000,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -136,6 +146,7 @@ fn main() -> anyhow::Result<()> {
             "## Adapter overhead per delivery",
             "## A dead endpoint beside a healthy one",
             "## Hot reload",
+            "## Producers posting while the engine delivers",
             "## Targets",
         ] {
             anyhow::ensure!(

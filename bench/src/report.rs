@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::targets::Targets;
 use crate::{DISCORD, SLACK, Scale, TEAMS};
-use crate::{adapters, baseline, cluster, drain, harness, ingest, receiver, reload};
+use crate::{adapters, baseline, cluster, drain, harness, ingest, mixed, receiver, reload};
 
 pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     let receiver = receiver::Receiver::start().await?;
@@ -144,6 +144,9 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
             100.0 * beside / base.rate,
             100.0 * (1.0 - beside / alone),
         )?;
+    }
+    if all || scenario == "producers" {
+        mixed::report(&mut out, &receiver, base.rate, scale, &mut targets).await?;
     }
     if all {
         reload_report(&mut out, &receiver, scale).await?;
@@ -325,6 +328,7 @@ async fn drain_report(
     let events = scale.drain_events;
     let c = scale.concurrency;
     let none = drain::drain(receiver, "/drain-none", events, None, &[], c).await?;
+    let defaults = drain::drain(receiver, "/drain-defaults", events, None, &[], 0).await?;
     let slack = drain::Adapter {
         name: "slack",
         path: std::path::Path::new(SLACK),
@@ -338,6 +342,7 @@ async fn drain_report(
     };
     let teams = drain::drain(receiver, "/drain-teams", events, Some(teams), &[], c).await?;
     targets.drain_none = Some(none);
+    targets.drain_defaults = Some(defaults);
     targets.drain_slack = Some(slack);
     writeln!(
         out,
@@ -346,9 +351,11 @@ async fn drain_report(
          (concurrency {c}) and its attempt recorded durably.\n\n\
          | Case | Deliveries/s | vs baseline |\n|---|---|---|\n\
          | No adapter | {none:.0} | {:.0}% |\n\
+         | No adapter, the engine's default settings | {defaults:.0} | {:.0}% |\n\
          | Rust `slack`, fresh instance per delivery | {slack:.0} | {:.0}% |\n\
          | JavaScript `teams`, instance reused (1,000 calls) | {teams:.0} | {:.0}% |\n",
         100.0 * none / baseline,
+        100.0 * defaults / baseline,
         100.0 * slack / baseline,
         100.0 * teams / baseline,
     )?;

@@ -28,8 +28,8 @@ use crate::outbound::parse_target_url;
 use crate::plugins::watcher::{self, Change, Watch};
 use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits};
 use crate::store::{
-    DisablePolicy, EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription,
-    SubscriptionSource, default_node_id,
+    DisablePolicy, EmbeddedStore, PgTls, PostgresOptions, PostgresStore, SealedStore, Store,
+    StoredSubscription, SubscriptionSource, default_node_id,
 };
 use crate::subscription::{SubscriptionSpec, Subscriptions};
 
@@ -171,8 +171,22 @@ async fn vet_config_destinations(config: &Config, policy: &NetworkPolicy) -> any
     Ok(())
 }
 
-/// Opens the store `[storage]` names.
+/// Opens the store `[storage]` names, with subscription specs encrypted by the keys it
+/// configures (see `keyring::for_storage`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let keys = crate::keyring::for_storage(&config.storage)?;
+    let backend = open_backend(config).await?;
+    let store = SealedStore::open(backend, keys).await?;
+    tracing::info!(
+        key = store.keys().primary_id(),
+        keys = store.keys().ids().len(),
+        "subscription secrets are encrypted at rest"
+    );
+    Ok(Arc::new(store))
+}
+
+/// Opens the backend `[storage]` names, as it is (specs as the backend holds them).
+async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let storage = &config.storage;
     Ok(match storage.backend {
         Backend::Embedded => Arc::new(EmbeddedStore::open(&storage.path, now_ms())?),
@@ -187,6 +201,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 node_id: storage.node_id.clone().unwrap_or_else(default_node_id),
                 heartbeat: storage.heartbeat.0,
                 lease: storage.lease.0,
+                tls: PgTls {
+                    sslmode: storage.sslmode,
+                    ca_file: storage.ca_file.clone(),
+                },
             };
             let store = PostgresStore::open(options, now_ms()).await?;
             tracing::info!(node = store.node_id(), "using the PostgreSQL store");
@@ -203,6 +221,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.server.check_listen(listener.local_addr()?)?;
+    let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|&soft| soft != rlimit::INFINITY);
+    let serve_limits =
+        api::serve::ServeLimits::new(&config.server, open_files).map_err(anyhow::Error::msg)?;
+    let browser = api::browser::BrowserPolicy::new(&config.server).map_err(anyhow::Error::msg)?;
     let policy = NetworkPolicy {
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
@@ -342,23 +368,34 @@ pub async fn run(
         endpoints,
         metrics,
         wake,
-        api_tokens: config.server.admin_tokens(),
+        api_tokens: config.server.api_tokens(env)?,
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,
+        browser,
+        store_probe: Arc::default(),
         ops,
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
     let addr = listener.local_addr()?;
+    if config.server.is_open() {
+        tracing::warn!(
+            "no [server] api_token: the API is open to every process on this machine, so it listens on \
+             loopback only and answers only loopback host names; set api_token to serve the network"
+        );
+    }
+    tracing::info!(
+        max_connections = serve_limits.max_connections,
+        open_file_limit = open_files.map_or("unlimited".to_owned(), |n| n.to_string()),
+        "API connection cap"
+    );
     tracing::info!("wasmhook listening on http://{addr}");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new events are accepted");
-        })
-        .await
-        .context("the API server failed")?;
+    api::serve::serve(listener, api::router(state), serve_limits, async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new events are accepted");
+    })
+    .await;
     let _ = stop_tx.send(true);
     scheduler.await.context("the scheduler panicked")?;
     let _ = tokio::join!(heartbeat, follower, purger, disabler);

@@ -26,6 +26,7 @@
 //! - [`api`]: the HTTP API and its generated OpenAPI document.
 //! - [`engine`]: wires everything together for `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
+//! - [`keyring`]: the keys that encrypt secrets at rest, and sealing with them.
 //! - [`signing`]: Standard Webhooks signatures and secrets; used by delivery, the CLI's
 //!   `verify`, subscription validation and the adapters' host signing import.
 //! - [`outbound`]: the rules every outbound request follows: receiver URLs, endpoint
@@ -41,6 +42,7 @@ pub mod delivery;
 pub mod engine;
 pub mod event;
 pub mod ingest;
+pub mod keyring;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;

@@ -1,6 +1,7 @@
 //! Runs the real `wasmhook` binary for a test: writes its config into a temporary folder,
 //! starts `wasmhook serve` on port 0, waits until `/healthz` answers, and kills it on drop.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +62,20 @@ impl Workdir {
         std::fs::copy(built, self.plugins().join(format!("{name}.wasm"))).expect("copy plugin");
     }
 
+    /// Writes [`crate::STORAGE_KEY`] to `storage.key`, for a config that says
+    /// `encryption_key_files = ["storage.key"]`; returns its path.
+    pub fn write_storage_key(&self) -> PathBuf {
+        let path = self.path().join("storage.key");
+        std::fs::write(&path, crate::STORAGE_KEY).expect("write storage key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod storage key");
+        }
+        path
+    }
+
     /// Writes `wasmhook.toml`.
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.path().join("wasmhook.toml");
@@ -91,15 +106,37 @@ impl Drop for Engine {
     }
 }
 
+/// `wasmhook <args>`, or, with `shell`, `sh -c '<shell>; exec wasmhook <args>'` (to start
+/// it under `ulimit` limits or with signals ignored).
+fn command(args: &[&str], shell: Option<&str>) -> Command {
+    match shell {
+        None => {
+            let mut cmd = Command::new(bin());
+            cmd.args(args);
+            cmd
+        }
+        Some(shell) => {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                .arg(bin())
+                .args(args);
+            cmd
+        }
+    }
+}
+
 /// Spawns `wasmhook <args>` and collects stderr into `log`; `ready` gets the listen address.
 fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
+    shell: Option<&str>,
 ) -> (Child, Arc<Mutex<String>>, mpsc::Receiver<String>) {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .env("WASMHOOK_LISTEN", "127.0.0.1:0")
+    let mut cmd = command(args, shell);
+    cmd.env("WASMHOOK_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
+        // Plain log lines, so tests can match `field=value`.
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -128,8 +165,14 @@ fn spawn(
 impl Engine {
     /// Starts `wasmhook serve --config <config>` and waits until it is healthy.
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_under(config, env, None).await
+    }
+
+    /// As [`Engine::start`], with the engine exec'd from `sh -c '<shell>; exec …'`, such as
+    /// `ulimit -n 256` to start it with a low open-file limit.
+    pub async fn start_under(config: &Path, env: &[(&str, &str)], shell: Option<&str>) -> Self {
         let config = config.to_str().expect("utf-8 path").to_owned();
-        let (mut child, log, ready) = spawn(&["serve", "--config", &config], env);
+        let (mut child, log, ready) = spawn(&["serve", "--config", &config], env, shell);
         let addr = tokio::task::spawn_blocking(move || ready.recv_timeout(START_TIMEOUT))
             .await
             .expect("join");
@@ -178,6 +221,22 @@ impl Engine {
     /// Everything the engine logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("lock").clone()
+    }
+
+    /// Polls the log until `done` holds for it; panics with the log after `timeout`.
+    pub async fn wait_log(&self, timeout: Duration, what: &str, done: impl Fn(&str) -> bool) {
+        let what = format!("the log, waiting for {what},");
+        poll_until(&what, timeout, || async { self.log() }, |log| done(log)).await;
+    }
+
+    /// Bytes the engine process has read through any read call so far (`rchar` of
+    /// `/proc/<pid>/io`): files, sockets and pipes alike.
+    pub fn bytes_read(&self) -> u64 {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid())).expect("proc io");
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("rchar in /proc/<pid>/io")
     }
 
     /// The process id.
@@ -236,6 +295,11 @@ impl Engine {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET path`; the JSON answer whatever the status.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.1
+    }
+
     /// Publishes an event and asserts it was accepted; returns the answer.
     pub async fn publish(&self, event: Value) -> Value {
         let (status, body) = self.post("/v1/events", &event).await;
@@ -254,6 +318,29 @@ impl Engine {
             .await;
         assert_eq!(status, 200, "{id}: {detail}");
         detail["attempts_log"][0].clone()
+    }
+
+    /// The `/v1/plugins` entry of plugin `name`, or null when the engine knows none.
+    pub async fn plugin_info(&self, name: &str) -> Value {
+        let (_, plugins) = self.get("/v1/plugins").await;
+        plugins["data"]
+            .as_array()
+            .expect("plugin list")
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls `/v1/plugins` until `done` holds for plugin `name`; panics after `timeout`.
+    pub async fn wait_plugin(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let what = format!("plugin {name}");
+        poll_until(&what, timeout, || self.plugin_info(name), done).await
     }
 
     /// The deliveries of one event.
@@ -298,18 +385,30 @@ impl Engine {
         timeout: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let (_, body) = self.get(&format!("/v1/deliveries/{id}")).await;
-            if done(&body) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "delivery {id} did not reach the expected state in {timeout:?}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let (what, path) = (format!("delivery {id}"), format!("/v1/deliveries/{id}"));
+        poll_until(&what, timeout, || self.get_json(&path), done).await
+    }
+}
+
+/// Calls `probe` every 20 ms until `done` holds for its answer, and returns that answer;
+/// panics with `what` and the last answer after `timeout`.
+async fn poll_until<T: std::fmt::Display, F: Future<Output = T>>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answer = probe().await;
+        if done(&answer) {
+            return answer;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not reach the expected state in {timeout:?}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -328,11 +427,34 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
 
 /// Starts `wasmhook serve` expecting it to fail; returns its exit status and stderr.
 pub fn serve_should_fail(config: &Path) -> (std::process::ExitStatus, String) {
-    let out = Command::new(bin())
+    serve_should_fail_with(config, &[])
+}
+
+/// As [`serve_should_fail`], with environment variables (which may override
+/// `WASMHOOK_LISTEN`). An engine that starts instead of failing is killed, and the test
+/// fails, after the start timeout.
+pub fn serve_should_fail_with(
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let child = Command::new(bin())
         .args(["serve", "--config", config.to_str().expect("utf-8")])
         .env("WASMHOOK_LISTEN", "127.0.0.1:0")
-        .output()
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run wasmhook");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(START_TIMEOUT) else {
+        send_signal(pid, 9);
+        panic!("serve was expected to fail, but it was still running after {START_TIMEOUT:?}");
+    };
+    let out = out.expect("wait for wasmhook");
     assert!(!out.status.success(), "serve was expected to fail");
     (
         out.status,

@@ -3,13 +3,17 @@
 //!
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
+//! - `postgres`: the test PostgreSQL server and a fresh database on it.
+//! - `raw`: raw HTTP/1.1 over TCP, for requests a client library will not send.
 //! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
 pub mod openapi;
+pub mod postgres;
+pub mod raw;
 pub mod receiver;
 
-pub use engine::{Engine, Workdir, run_cli, serve_should_fail};
+pub use engine::{Engine, Workdir, run_cli, serve_should_fail, serve_should_fail_with};
 pub use receiver::{Received, Receiver, Reply};
 
 /// The bundled Slack adapter, built by build.rs.
@@ -40,6 +44,9 @@ pub fn verify(secret: &str, request: &Received) -> Result<(), String> {
         .verify(&request.body, &request.headers)
         .map_err(|e| format!("{e:?}"))
 }
+
+/// A fixed storage key for tests (32 bytes, base64), for stores shared by several nodes.
+pub const STORAGE_KEY: &str = "d2FzbWhvb2sgdGVzdCBzdG9yYWdlIGtleSwgMzIgYiE=";
 
 /// A config preamble: private networks allowed (the receiver is on loopback), quick retries.
 pub fn base_config() -> String {

@@ -6,9 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasmhook_tests::{
-    Engine, PROBE, Receiver, SECRET, VERSIONED, Workdir, base_config, run_cli, verify,
-};
+use wasmhook_tests::{PROBE, Receiver, SECRET, VERSIONED, Workdir, base_config, run_cli, verify};
 
 const WAIT: Duration = Duration::from_secs(60);
 const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
@@ -19,33 +17,6 @@ fn subscription(id: &str, url: &str, events: &str, extra: &str) -> String {
     format!(
         "[[subscriptions]]\nid = \"{id}\"\nurl = \"{url}\"\nevents = [\"{events}\"]\nsecret = \"{SECRET}\"\n{extra}\n"
     )
-}
-
-async fn plugin_info(engine: &Engine, name: &str) -> Value {
-    let (_, plugins) = engine.get("/v1/plugins").await;
-    plugins["data"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Polls `/v1/plugins` until `done` holds for plugin `name`.
-async fn wait_plugin(engine: &Engine, name: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let info = plugin_info(engine, name).await;
-        if done(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "plugin {name}: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,7 +55,7 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
     let engine = work.start().await;
 
     // Files that are not adapters are refused at load, with the reason on /v1/plugins.
-    let wrong = plugin_info(&engine, "wrongworld").await;
+    let wrong = engine.plugin_info("wrongworld").await;
     assert!(
         wrong["last_error"]
             .as_str()
@@ -92,14 +63,14 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
             .contains("does not implement the wasmhook:adapter world"),
         "{wrong}"
     );
-    let future = plugin_info(&engine, "future").await;
+    let future = engine.plugin_info("future").await;
     assert!(
         future["last_error"].as_str().expect("error").contains(
             "implements wasmhook:adapter@0.9.0, which this engine does not run; supported versions: 0.1.0"
         ),
         "{future}"
     );
-    let notwasm = plugin_info(&engine, "notwasm").await;
+    let notwasm = engine.plugin_info("notwasm").await;
     assert!(
         notwasm["last_error"]
             .as_str()
@@ -317,7 +288,7 @@ async fn hot_reload_under_load_moves_versions_forward_and_loses_nothing() {
         "hot reload: {} events, file write to first delivery by the new version: in place {in_place:?}, rename {renamed:?}",
         sent.len()
     );
-    let info = plugin_info(&engine, "shaper").await;
+    let info = engine.plugin_info("shaper").await;
     assert_eq!(info["version"], 3);
 }
 
@@ -337,7 +308,7 @@ async fn a_broken_replacement_keeps_the_old_version_and_a_deleted_plugin_waits()
         )
     ));
     let engine = work.start().await;
-    let sha = plugin_info(&engine, "shaper").await["sha256"].clone();
+    let sha = engine.plugin_info("shaper").await["sha256"].clone();
 
     // A broken file: rejected, the error shown, the old version keeps serving.
     std::fs::write(
@@ -345,7 +316,9 @@ async fn a_broken_replacement_keeps_the_old_version_and_a_deleted_plugin_waits()
         b"\0asm\x0d\0\x01\0garbage",
     )
     .expect("write");
-    let info = wait_plugin(&engine, "shaper", |p| !p["last_error"].is_null()).await;
+    let info = engine
+        .wait_plugin("shaper", WAIT, |p| !p["last_error"].is_null())
+        .await;
     assert_eq!(info["sha256"], sha, "the old version still serves");
     assert!(
         info["last_error"]
@@ -367,7 +340,7 @@ async fn a_broken_replacement_keeps_the_old_version_and_a_deleted_plugin_waits()
 
     // Deleted: new deliveries wait, with a clear status, and are not dropped.
     std::fs::remove_file(work.plugins().join("shaper.wasm")).expect("remove");
-    wait_plugin(&engine, "shaper", Value::is_null).await;
+    engine.wait_plugin("shaper", WAIT, Value::is_null).await;
     engine
         .publish(json!({"id": "evt_waits", "type": "a.b"}))
         .await;
@@ -395,7 +368,7 @@ async fn a_broken_replacement_keeps_the_old_version_and_a_deleted_plugin_waits()
         back.elapsed() < Duration::from_secs(30),
         "resumed by the reload, not the 60 s poll"
     );
-    let info = plugin_info(&engine, "shaper").await;
+    let info = engine.plugin_info("shaper").await;
     assert!(info["last_error"].is_null(), "{info}");
 }
 
@@ -448,12 +421,12 @@ async fn the_compile_cache_serves_restarts_and_refuses_bytes_it_did_not_seal() {
     work.install_plugin("probe", PROBE);
     work.write_config(&base_config());
     let engine = work.start().await;
-    assert_eq!(plugin_info(&engine, "probe").await["from_cache"], false);
+    assert_eq!(engine.plugin_info("probe").await["from_cache"], false);
     drop(engine);
 
     let engine = work.start().await;
     assert_eq!(
-        plugin_info(&engine, "probe").await["from_cache"],
+        engine.plugin_info("probe").await["from_cache"],
         true,
         "a restart loads native code"
     );
@@ -472,7 +445,7 @@ async fn the_compile_cache_serves_restarts_and_refuses_bytes_it_did_not_seal() {
     bytes[last] ^= 0xff;
     std::fs::write(&entry, bytes).expect("write");
     let engine = work.start().await;
-    assert_eq!(plugin_info(&engine, "probe").await["from_cache"], false);
+    assert_eq!(engine.plugin_info("probe").await["from_cache"], false);
     assert!(
         engine.log().contains("was not written by this engine"),
         "{}",

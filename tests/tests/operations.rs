@@ -201,10 +201,12 @@ async fn retention_keeps_the_store_level_and_never_purges_pending_work() {
     const WAVES: usize = 12;
     const PER_WAVE: usize = 100;
     let receiver = Receiver::start().await;
+    // Full jitter makes a "1h" wait anywhere in [0, 1h]; the attempt budget is large so
+    // that a short draw can never turn a stuck delivery into a (purgeable) dead letter.
     receiver.set_default("/stuck", Reply::Status(503));
     let work = Workdir::new();
     work.write_config(&format!(
-        "[delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\n\n\
+        "[delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\nmax_attempts = 50\n\n\
          [retention]\ndelivered = \"1s\"\ndead_letters = \"1s\"\ninterval = \"200ms\"\nbatch = 50\n\n{}{}",
         subscription("fast", &receiver.url("/fast"), "\"big.*\"", ""),
         subscription("stuck", &receiver.url("/stuck"), "\"keep.*\"", ""),

@@ -1,9 +1,11 @@
-//! The HTTP API: `/v1/*` (bearer-token auth), `/healthz`, `/metrics` and `/openapi.json`.
+//! The HTTP API: `/v1/*` (bearer tokens with scopes), `/healthz`, `/metrics` and
+//! `/openapi.json`.
 //! One file per resource; errors map to status codes in one place (`error.rs`); the
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
 mod auth;
 mod body;
+pub mod browser;
 mod dead_letters;
 mod deliveries;
 mod endpoints;
@@ -13,9 +15,11 @@ mod health;
 pub mod openapi;
 mod plugins;
 mod query;
+pub mod serve;
 mod subscriptions;
 
 pub use error::ApiError;
+pub use health::StoreProbe;
 
 use std::sync::Arc;
 
@@ -25,14 +29,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::cluster::Cluster;
-use crate::config::LimitsConfig;
+use crate::config::{ApiToken, LimitsConfig};
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ops::OpsEmitter;
 use crate::plugins::Registry;
-use crate::secret::Secret;
 use crate::store::Store;
 use crate::subscription::Subscriptions;
 
@@ -55,14 +58,19 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the scheduler after ingest.
     pub wake: Arc<Notify>,
-    /// Accepted bearer tokens for `/v1/*`; empty leaves the API open.
-    pub api_tokens: Vec<Secret>,
+    /// Accepted bearer tokens for `/v1/*`, each with its name and scope; empty leaves the
+    /// API open.
+    pub api_tokens: Vec<ApiToken>,
     /// Whether `/metrics` needs a token too.
     pub metrics_require_token: bool,
     /// Input limits.
     pub limits: LimitsConfig,
     /// The SSRF policy, to refuse internal URLs when a subscription is created.
     pub network: NetworkPolicy,
+    /// Origin, Host and content-type checks against web pages.
+    pub browser: browser::BrowserPolicy,
+    /// The write probe behind `/healthz`.
+    pub store_probe: Arc<StoreProbe>,
     /// Where operational events go (an operator disabling a subscription).
     pub ops: OpsEmitter,
 }
@@ -97,7 +105,10 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut document = routes().split_for_parts().1;
+    openapi::add_scopes(&mut document);
+    openapi::add_guard_answers(&mut document);
+    document
 }
 
 /// The whole API.
@@ -108,6 +119,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            browser::guard,
         ))
         .with_state(state);
     catch_panics(router)

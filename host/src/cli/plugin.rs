@@ -1,7 +1,7 @@
 //! `wasmhook plugin check` and `wasmhook plugin run`: work on an adapter file with no
 //! engine running, under the same sandbox and limits the engine uses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::clock::now_ms;
 use crate::config::{Config, ProcessEnv};
 use crate::event::parse_event;
+use crate::plugins::registry::read_plugin_file;
 use crate::plugins::{Action, AdapterInput, Call, CallLimits, PluginLabel};
 
 use super::output::outln;
@@ -57,10 +58,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn load(
-    file: &PathBuf,
+    file: &Path,
     config: &Config,
 ) -> anyhow::Result<(crate::plugins::Sandbox, crate::plugins::Prepared)> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Never blocks on a FIFO or reads without bound, as the engine's own loads.
+    let bytes = read_plugin_file(file, config.plugins.max_plugin_bytes)?;
     let sandbox = crate::engine::sandbox(config)?;
     let component = sandbox
         .compile(&bytes)
@@ -75,7 +77,7 @@ fn check(file: PathBuf) -> anyhow::Result<ExitCode> {
     let mut config = Config::default();
     config.delivery.concurrency = 1;
     let (sandbox, prepared) = load(&file, &config)?;
-    let bytes = std::fs::read(&file)?;
+    let bytes = read_plugin_file(&file, config.plugins.max_plugin_bytes)?;
     let component = sandbox.compile(&bytes)?;
     let ty = component.component_type();
     let engine = sandbox.engine();

@@ -170,7 +170,7 @@ impl Deliverer {
 
         // The endpoint's breaker and concurrency limit come before any network I/O.
         let endpoint = self.endpoints.get(&endpoint_key(&prepared.url));
-        let _slot = match endpoint.try_slot() {
+        let _slot = match endpoint.slot().await {
             Some(slot) => slot,
             None => {
                 record.error = Some(format!(

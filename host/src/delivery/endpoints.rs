@@ -41,9 +41,23 @@ impl Endpoint {
         self.lock().admit(now_ms)
     }
 
-    /// Takes one of the endpoint's slots, if one is free.
-    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.permits).try_acquire_owned().ok()
+    /// Takes one of the endpoint's slots, waiting for one to free for up to about two of
+    /// the endpoint's attempts (at most 50 ms). A busy, healthy endpoint frees slots in
+    /// that time, and the attempt goes on without a round trip through the store; a hanging
+    /// one does not, and its deliveries then wait in the store instead of holding the
+    /// engine's attempt slots.
+    pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            return Some(permit);
+        }
+        let wait = match self.latency_us.load(Ordering::Relaxed) {
+            0 => return None,
+            us => (Duration::from_micros(us) * 2).min(Duration::from_millis(50)),
+        };
+        tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Reports an attempt's result to the breaker and the latency estimate; answers the

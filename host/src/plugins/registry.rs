@@ -1,8 +1,12 @@
 //! The loaded plugins: one `Arc<LoadedPlugin>` per name in a map that is swapped whole
 //! (`ArcSwap`), so a delivery that already holds a plugin finishes on that version while new
-//! deliveries pick up the new one.
+//! deliveries pick up the new one. A plugin file is read only if it is a regular file under
+//! `[plugins] max_plugin_bytes`, and bytes that were already loaded or already rejected are
+//! not compiled (or logged) again.
 
 use std::collections::HashMap;
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,6 +82,27 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// The name is a FIFO, a device, a socket or a folder (or a symlink to one): only
+    /// regular files are loaded, so a special file can neither block nor flood the engine.
+    #[error("{path} is {kind}, not a regular file; only regular files are loaded as plugins")]
+    NotRegular {
+        /// The file.
+        path: String,
+        /// What it is instead: "a FIFO", "a character device", …
+        kind: &'static str,
+    },
+    /// The file is over `[plugins] max_plugin_bytes`.
+    #[error(
+        "{path} is {size} bytes, over the {limit}-byte limit; raise [plugins] max_plugin_bytes if it is a real adapter"
+    )]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size (at least this much: reading stops at the limit).
+        size: u64,
+        /// `[plugins] max_plugin_bytes`.
+        limit: u64,
+    },
     /// The file name is not a valid plugin name.
     #[error("{0}")]
     BadName(String),
@@ -117,6 +142,16 @@ pub struct PluginInfo {
     pub mean_latency_us: Option<f64>,
 }
 
+/// Why the last load of a name failed.
+#[derive(Debug, Clone)]
+struct Rejection {
+    /// The error, for `/v1/plugins`.
+    message: String,
+    /// SHA-256 of the rejected bytes, when they were read: the same bytes are not tried
+    /// (nor logged) again, so a bad file costs one error, not one per file event.
+    sha256: Option<String>,
+}
+
 /// The set of loaded plugins.
 #[derive(Debug)]
 pub struct Registry {
@@ -127,7 +162,7 @@ pub struct Registry {
     cache: Option<CompileCache>,
     loaded: ArcSwap<HashMap<String, Arc<LoadedPlugin>>>,
     /// Last load failure per name; cleared by a successful load.
-    last_errors: Mutex<HashMap<String, String>>,
+    last_errors: Mutex<HashMap<String, Rejection>>,
     /// Next version number per name.
     versions: Mutex<HashMap<String, u32>>,
 }
@@ -187,15 +222,33 @@ impl Registry {
         }
     }
 
-    /// Loads or reloads one file, swapping it in on success. On failure the previous version
-    /// (if any) keeps serving and the error is kept for `/v1/plugins`.
+    /// Loads or reloads one file, swapping it in on success. Returns `Ok(None)` when the
+    /// bytes are those already serving or already rejected: nothing is compiled or logged
+    /// again. On failure the previous version (if any) keeps serving and the error is kept
+    /// for `/v1/plugins`.
     pub fn load(&self, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
         let Some(name) = plugin_name(path) else {
             return Ok(None);
         };
-        let result = self.try_load(&name, path);
+        let (result, sha256) =
+            match validate_plugin_name(&name).map_err(|e| LoadError::BadName(e.to_string())) {
+                Err(e) => (Err(e), None),
+                Ok(()) => match read_plugin_file(path, self.config.max_plugin_bytes) {
+                    Err(e) => (Err(e), None),
+                    Ok(bytes) => {
+                        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+                        if self.get(&name).is_some_and(|p| p.sha256 == sha256)
+                            || self.errors().get(&name).and_then(|r| r.sha256.as_deref())
+                                == Some(sha256.as_str())
+                        {
+                            return Ok(None); // unchanged: a touch or a duplicate file event
+                        }
+                        (self.install(&name, &bytes, sha256.clone()), Some(sha256))
+                    }
+                },
+            };
         match &result {
-            Ok(Some(plugin)) => {
+            Ok(plugin) => {
                 tracing::info!(
                     plugin = %plugin.label.name, version = plugin.label.version, world = plugin.world_version,
                     sha256 = %plugin.label.hash, compile_ms = plugin.compile_time.as_secs_f64() * 1e3,
@@ -203,25 +256,22 @@ impl Registry {
                 );
                 self.errors().remove(&name);
             }
-            Ok(None) => {}
             Err(e) => {
                 tracing::error!(plugin = %name, path = %path.display(), error = %e, "rejected plugin file; the previous version, if any, keeps serving");
-                self.errors().insert(name, e.to_string());
+                let message = e.to_string();
+                self.errors().insert(name, Rejection { message, sha256 });
             }
         }
-        result
+        result.map(Some)
     }
 
-    fn try_load(&self, name: &str, path: &Path) -> Result<Option<Arc<LoadedPlugin>>, LoadError> {
-        validate_plugin_name(name).map_err(|e| LoadError::BadName(e.to_string()))?;
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let sha256 = format!("{:x}", Sha256::digest(&bytes));
-        if self.get(name).is_some_and(|p| p.sha256 == sha256) {
-            return Ok(None); // unchanged: a touch or a duplicate file event
-        }
+    /// Compiles (or takes from the compile cache) and swaps in `bytes` as plugin `name`.
+    fn install(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: String,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let started = Instant::now();
         let cached = self
             .cache
@@ -230,7 +280,7 @@ impl Registry {
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => self.sandbox.compile(&bytes)?,
+            None => self.sandbox.compile(bytes)?,
         };
         let prepared = self.sandbox.prepare(&component)?;
         if let (Some(cache), false) = (&self.cache, from_cache) {
@@ -267,7 +317,7 @@ impl Registry {
         if let Some(old) = previous.get(name) {
             self.sandbox.forget(&old.prepared);
         }
-        Ok(Some(plugin))
+        Ok(plugin)
     }
 
     /// Stops serving `name` (its file was deleted). Attempts already running finish.
@@ -294,7 +344,11 @@ impl Registry {
     /// Every plugin that is loaded or failed to load, by name.
     pub fn list(&self) -> Vec<PluginInfo> {
         let loaded = self.loaded.load();
-        let errors = self.errors().clone();
+        let errors: HashMap<String, String> = self
+            .errors()
+            .iter()
+            .map(|(name, r)| (name.clone(), r.message.clone()))
+            .collect();
         let mut names: Vec<&String> = loaded.keys().chain(errors.keys()).collect();
         names.sort();
         names.dedup();
@@ -323,8 +377,67 @@ impl Registry {
             .collect()
     }
 
-    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<String, Rejection>> {
         self.last_errors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads a plugin file without ever blocking or reading without bound: the file is opened
+/// non-blocking (a FIFO opens at once instead of waiting for a writer), its type is checked
+/// on the opened descriptor (no window between a check and the open), and at most `limit`
+/// bytes are read even if it grows meanwhile.
+pub fn read_plugin_file(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    let read_error = |e: std::io::Error| LoadError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if let Some(kind) = not_regular(meta.file_type()) {
+        return Err(LoadError::NotRegular {
+            path: path.display().to_string(),
+            kind,
+        });
+    }
+    let too_large = |size| LoadError::TooLarge {
+        path: path.display().to_string(),
+        size,
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a file is when it is not a regular file, in words for an error message.
+fn not_regular(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_file() {
+        None
+    } else if file_type.is_dir() {
+        Some("a folder")
+    } else if file_type.is_fifo() {
+        Some("a FIFO")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("an unknown kind of file")
     }
 }
 
@@ -343,6 +456,52 @@ pub fn plugin_name(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_under_the_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.wasm");
+        std::fs::write(&file, b"0123456789").unwrap();
+        assert_eq!(read_plugin_file(&file, 10).unwrap(), b"0123456789");
+        let err = read_plugin_file(&file, 9).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LoadError::TooLarge {
+                    size: 10,
+                    limit: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // A symlink to a device is opened (it could be a symlink to a real file) but not
+        // read: /dev/zero would never end.
+        let zero = dir.path().join("zero.wasm");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = read_plugin_file(&zero, 1 << 30).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is a character device, not a regular file"),
+            "{err}"
+        );
+
+        // A FIFO with no writer: opening it must not wait for one.
+        let fifo = dir.path().join("x.wasm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = read_plugin_file(&fifo, 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+
+        let err = read_plugin_file(dir.path(), 1 << 30).unwrap_err();
+        assert!(err.to_string().contains("a folder"), "{err}");
+        let err = read_plugin_file(&dir.path().join("missing.wasm"), 1).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }), "{err}");
+    }
 
     #[test]
     fn only_visible_wasm_files_are_plugins() {

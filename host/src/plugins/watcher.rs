@@ -3,6 +3,10 @@
 //! runtime. Writing a file in place and renaming a finished file over the old one both
 //! work: the debouncer waits for the folder to be quiet, and a load that fails (a file
 //! caught half-written) leaves the last good version serving until the next change.
+//!
+//! Only events that can change a file's content count (create, write, close after writing,
+//! rename, remove): the engine's own reads fire open and access events (gVisor reports them
+//! whatever the watch asked for), and reacting to those reloaded a file forever.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -53,14 +58,26 @@ pub fn watch(
     let dir = registry.dir().to_path_buf();
     std::fs::create_dir_all(&dir)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let known = Arc::clone(&registry);
     let mut debouncer =
         new_debouncer(
             debounce,
             None,
             move |result: DebounceEventResult| match result {
                 Ok(events) => {
-                    let paths = events.into_iter().flat_map(|e| e.event.paths).collect();
-                    let _ = tx.send(paths);
+                    let mut paths = Vec::new();
+                    for e in events {
+                        if e.event.need_rescan() {
+                            // Events were lost: look at every file once more (unchanged
+                            // content is not reloaded).
+                            paths.extend(rescan_paths(&known));
+                        } else if reloads(&e.event.kind) {
+                            paths.extend(e.event.paths);
+                        }
+                    }
+                    if !paths.is_empty() {
+                        let _ = tx.send(paths);
+                    }
                 }
                 Err(errors) => {
                     for e in errors {
@@ -93,6 +110,35 @@ pub fn watch(
     })
 }
 
+/// Whether a file event can mean new content (or a file gone): creates, writes, a close
+/// after writing, renames and removes. Opens, reads, closes after reading and metadata
+/// changes (permissions, times) do not: the engine's own loads cause those.
+pub fn reloads(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any) => true,
+        EventKind::Modify(ModifyKind::Metadata(_) | ModifyKind::Other) => false,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Every file in the folder and every plugin the registry knows (a removed file is found
+/// that way), for a rescan after lost events.
+fn rescan_paths(registry: &Registry) -> Vec<PathBuf> {
+    let dir = registry.dir();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.extend(
+        registry
+            .list()
+            .into_iter()
+            .map(|p| dir.join(format!("{}.wasm", p.name))),
+    );
+    paths
+}
+
 /// Reloads or removes one plugin to match its file.
 fn apply(registry: &Registry, name: &str, path: &Path) -> Option<Change> {
     if path.is_file() {
@@ -110,5 +156,38 @@ fn apply(registry: &Registry, name: &str, path: &Path) -> Option<Change> {
         Some(Change::Removed(name.to_owned()))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    use super::*;
+
+    #[test]
+    fn only_content_changes_reload() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(reloads(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(!reloads(&kind), "{kind:?}");
+        }
     }
 }

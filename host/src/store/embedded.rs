@@ -26,7 +26,7 @@ use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
-    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
 use super::{PurgeCutoffs, Purged};
@@ -100,6 +100,10 @@ CREATE TABLE IF NOT EXISTS subscription_stats (
     failed          INTEGER NOT NULL,
     PRIMARY KEY (subscription_id, hour)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
 ";
 
 /// The SQLite-backed store.
@@ -122,6 +126,37 @@ struct Inner {
     path: PathBuf,
     /// Kept only so the checkpoint thread stops with the store.
     _checkpointer: Checkpointer,
+    /// The last write the disk refused, for `/healthz`.
+    trouble: Trouble,
+}
+
+/// How long a write the disk refused keeps `/healthz` at `503`: a tiny probe row may still
+/// fit where an event no longer does, so a probe alone would say `200` while producers
+/// are refused.
+const TROUBLE_HOLDS: Duration = Duration::from_secs(30);
+
+/// The last write refused for lack of space, an I/O error or a read-only file, and when.
+#[derive(Debug, Clone, Default)]
+struct Trouble(Arc<Mutex<Option<(std::time::Instant, String)>>>);
+
+impl Trouble {
+    /// Remembers `e` when it says the disk, not the query, is at fault.
+    fn note(&self, e: &rusqlite::Error) {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        if let rusqlite::Error::SqliteFailure(f, _) = e
+            && matches!(f.code, DiskFull | SystemIoFailure | ReadOnly | CannotOpen)
+            && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some((std::time::Instant::now(), e.to_string()));
+        }
+    }
+
+    /// The reason, while a refused write is recent.
+    fn recent(&self) -> Option<String> {
+        let last = self.0.lock().ok()?;
+        let (at, reason) = last.as_ref()?;
+        (at.elapsed() < TROUBLE_HOLDS).then(|| reason.clone())
+    }
 }
 
 /// How often the WAL is checkpointed into the main file.
@@ -159,9 +194,18 @@ impl Drop for Checkpointer {
     }
 }
 
-/// A write job: runs inside the batch transaction and returns what to do once the batch
+/// A write that runs inside the batch transaction and returns what to do once the batch
 /// has committed (or failed to).
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type DurableJob = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+/// Work for the writer thread.
+enum Job {
+    /// See [`DurableJob`].
+    Durable(DurableJob),
+    /// Reads committed rows and the in-memory leases (a claim) and answers at once: it runs
+    /// before the batch's writes and never waits for their `fsync`.
+    Immediate(Box<dyn FnOnce(&Connection) + Send>),
+}
 /// Delivers a job's result after the commit.
 type Finish = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
@@ -199,12 +243,16 @@ impl EmbeddedStore {
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| open_err(e.to_string()))?;
+        let trouble = Trouble::default();
         let checkpointer =
             Checkpointer::start(open_connection(&path).map_err(|e| open_err(e.to_string()))?)
                 .map_err(|e| open_err(e.to_string()))?;
         std::thread::Builder::new()
             .name("wasmhook-store".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn({
+                let trouble = trouble.clone();
+                move || writer_loop(writer, rx, &trouble)
+            })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -214,6 +262,7 @@ impl EmbeddedStore {
                 reader: Arc::new(Mutex::new(reader)),
                 path,
                 _checkpointer: checkpointer,
+                trouble,
             }),
         })
     }
@@ -230,8 +279,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
+        let trouble = self.inner.trouble.clone();
+        let job = Job::Durable(Box::new(move |conn| {
+            let result = in_savepoint(conn, f, &trouble);
             Box::new(move |committed| {
                 let answer = match committed {
                     Ok(()) => result,
@@ -240,14 +290,32 @@ impl EmbeddedStore {
                 // A caller that stopped waiting is fine to ignore.
                 let _ = tx.send(answer);
             })
-        });
+        }));
+        self.send(job)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the writer thread before its next batch's writes, outside any
+    /// transaction, and answers at once. For claims: they read what is committed and the
+    /// leases, which only this thread touches.
+    async fn immediate<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Immediate(Box::new(move |conn| {
+            let _ = tx.send(f(conn).map_err(StoreError::from));
+        })))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
         self.inner
             .writer
             .lock()
             .map_err(|_| StoreError::Closed)?
             .send(job)
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn read<T: Send + 'static>(
@@ -324,7 +392,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Claim, StoreError> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let leases = Arc::clone(&self.inner.leases);
-        self.write(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
+        self.immediate(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
             .await
     }
 
@@ -724,6 +792,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError> {
+        let changed = self
+            .write(move |conn| {
+                // Zero the old text's bytes instead of leaving them in the page's free space.
+                conn.pragma_update(None, "secure_delete", true)?;
+                let mut changed = 0;
+                for r in &rewrites {
+                    changed += conn.execute(
+                        "UPDATE subscriptions SET spec = ?3 WHERE id = ?1 AND spec = ?2",
+                        params![r.id, r.old, r.new],
+                    )? as u64;
+                }
+                conn.pragma_update(None, "secure_delete", false)?;
+                Ok(changed)
+            })
+            .await?;
+        if changed > 0 {
+            // Copy the new pages into the file and empty the WAL, which still holds the
+            // old ones.
+            self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+                .await?;
+        }
+        Ok(changed)
+    }
+
     async fn set_subscription_enabled(
         &self,
         id: &str,
@@ -769,6 +862,22 @@ impl Store for EmbeddedStore {
 
     fn node_id(&self) -> &str {
         &self.inner.node_id
+    }
+
+    async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(reason) = self.inner.trouble.recent() {
+            return Err(StoreError::Database(reason));
+        }
+        // Joins the writer's next group commit, so it costs no commit of its own under load.
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )?
+            .execute([now_ms])?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -855,7 +964,7 @@ fn upsert_subscription(
 }
 
 /// The writer thread: group commit until every sender is gone.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -864,20 +973,34 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, jobs);
+        // Claims first, on committed rows, answered at once: the drain does not wait for
+        // the batch's `fsync`, however much ingest the batch carries.
+        let mut durable = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Immediate(f) => f(&conn),
+                Job::Durable(f) => durable.push(f),
+            }
+        }
+        if !durable.is_empty() {
+            run_batch(&mut conn, durable, trouble);
+        }
     }
 }
 
-fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
+fn run_batch(conn: &mut Connection, jobs: Vec<DurableJob>, trouble: &Trouble) {
     let mut finishers = Vec::with_capacity(jobs.len());
-    let committed = (|| -> Result<(), StoreError> {
+    let committed = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
         for job in jobs {
             finishers.push(job(&tx));
         }
-        tx.commit()?;
-        Ok(())
-    })();
+        tx.commit()
+    })()
+    .map_err(|e| {
+        trouble.note(&e);
+        StoreError::from(e)
+    });
     if let Err(e) = &committed {
         tracing::error!(error = %e, "store commit failed; the batch was rolled back and its callers told");
     }
@@ -890,6 +1013,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    trouble: &Trouble,
 ) -> Result<T, StoreError> {
     // Cached: parsing these three statements for every job was a visible cost.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
@@ -899,6 +1023,7 @@ fn in_savepoint<T>(
             Ok(v)
         }
         Err(e) => {
+            trouble.note(&e);
             conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
             conn.prepare_cached("RELEASE job")?.execute([])?;
             Err(e.into())

@@ -1,0 +1,289 @@
+//! Workloads as producers run them: events arriving while the engine delivers, on the
+//! engine's default settings, with the engine in a process of its own so its CPU time can
+//! be counted alone.
+//!
+//! - `mixed`: producers post batches while the engine drains what they posted.
+//! - `end_to_end`: producers post one event per request; the rate is counted at the
+//!   receiver.
+//! - `latency`: one event per request at a fixed rate; publish-to-receipt percentiles.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::harness::{ChildEngine, micros, subscription};
+use crate::ingest::{client, event_json, post};
+use crate::receiver::Receiver;
+
+/// Producers, as the issue's workloads have them.
+pub const PRODUCERS: usize = 32;
+/// Events per batch in the mixed workload.
+pub const BATCH: usize = 100;
+
+/// The receiver's subscription on default settings (only loopback receivers allowed),
+/// with `adapter` (`plugin = …` and its settings) and `extra` config appended.
+fn defaults_config(url: &str, adapter: &str, extra: &str) -> String {
+    format!(
+        "[delivery]\nallow_private_networks = true\n{extra}\n\n{}",
+        subscription("main", url, adapter)
+    )
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// Deliveries per second at the receiver, from the first publish to the last receipt.
+    pub rate: f64,
+    /// The engine's CPU time (user + system) per delivery, milliseconds.
+    pub cpu_ms_per_delivery: f64,
+}
+
+/// Starts a child engine in a fresh folder; `plugin` is copied in as `<name>.wasm`.
+fn engine(
+    config: &str,
+    plugin: Option<(&str, &str)>,
+) -> anyhow::Result<(ChildEngine, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    if let Some((name, path)) = plugin {
+        std::fs::copy(path, dir.path().join(format!("plugins/{name}.wasm")))?;
+    }
+    Ok((ChildEngine::start(config, dir.path())?, dir))
+}
+
+/// `PRODUCERS` producers post `events` events (in batches of `batch`, or one per request
+/// with `batch` 1) to an engine on default settings plus `extra`, delivering to `path`;
+/// measures the delivery rate and the engine's CPU per delivery.
+pub async fn run(
+    receiver: &Receiver,
+    path: &str,
+    events: u64,
+    batch: usize,
+    plugin: Option<(&str, &str, &str)>,
+    extra: &str,
+) -> anyhow::Result<Run> {
+    let adapter = plugin.map_or(String::new(), |(name, _, settings)| {
+        format!("plugin = \"{name}\"\n{settings}")
+    });
+    let config = defaults_config(&receiver.url(path), &adapter, extra);
+    let (engine, _dir) = engine(&config, plugin.map(|(name, file, _)| (name, file)))?;
+    let base = engine.base.clone();
+    let client = client();
+    // Warm the connections and the adapter.
+    let one: http::Uri = format!("{base}/v1/events").parse()?;
+    post(&client, &one, Bytes::from(event_json(0))).await?;
+    receiver.wait_for(path, 1).await;
+    let cpu_before = engine.cpu_seconds();
+    let started = Instant::now();
+    let url: http::Uri = if batch > 1 {
+        format!("{base}/v1/events/batch").parse()?
+    } else {
+        one
+    };
+    let requests = (events as usize).div_ceil(batch) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut producers = Vec::new();
+    for _ in 0..PRODUCERS {
+        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
+        producers.push(tokio::spawn(async move {
+            loop {
+                let r = next.fetch_add(1, Ordering::Relaxed);
+                if r >= requests {
+                    return anyhow::Ok(());
+                }
+                let body = if batch > 1 {
+                    let first = 1 + r * batch as u64;
+                    let events: Vec<String> =
+                        (first..first + batch as u64).map(event_json).collect();
+                    format!("[{}]", events.join(","))
+                } else {
+                    event_json(1 + r)
+                };
+                post(&client, &url, Bytes::from(body)).await?;
+            }
+        }));
+    }
+    for p in producers {
+        p.await??;
+    }
+    let total = requests * batch as u64;
+    receiver.wait_for(path, total + 1).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = engine.cpu_seconds() - cpu_before;
+    Ok(Run {
+        rate: total as f64 / elapsed,
+        cpu_ms_per_delivery: 1e3 * cpu / total as f64,
+    })
+}
+
+/// Publish-to-receipt percentiles, microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Events measured.
+    pub events: usize,
+}
+
+/// Publishes `events` events at `per_second`, one per request, to an engine on default
+/// settings, and measures publish-to-receipt times.
+pub async fn latency(
+    receiver: &Receiver,
+    path: &str,
+    events: usize,
+    per_second: u64,
+) -> anyhow::Result<Latency> {
+    anyhow::ensure!(
+        path.starts_with("/latency"),
+        "the receiver times /latency paths only"
+    );
+    let config = defaults_config(&receiver.url(path), "", "");
+    let (engine, _dir) = engine(&config, None)?;
+    let url: http::Uri = format!("{}/v1/events", engine.base).parse()?;
+    let client = client();
+    post(&client, &url, Bytes::from(event_json(0))).await?;
+    receiver.wait_for(path, 1).await;
+    let stats = receiver.stats(path);
+    stats.latencies_us.lock().expect("lock").clear();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = Vec::with_capacity(events);
+    for n in 0..events {
+        tick.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        sends.push(tokio::spawn(async move {
+            let body = format!(
+                r#"{{"type":"bench.latency","data":{{"n":{n},"sent_us":{}}}}}"#,
+                micros()
+            );
+            post(&client, &url, Bytes::from(body)).await
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    receiver.wait_for(path, events as u64 + 1).await;
+    let mut all = stats.latencies_us.lock().expect("lock").clone();
+    all.sort_unstable();
+    anyhow::ensure!(!all.is_empty(), "no latency was recorded");
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Ok(Latency {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        events: all.len(),
+    })
+}
+
+/// Everything the producers' section measured, for the targets table.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    /// Batched ingest while draining, no adapter.
+    pub mixed: Run,
+    /// The same with the Slack adapter on fresh instances.
+    pub mixed_slack: Run,
+    /// Single-event POSTs, no adapter.
+    pub end_to_end: Run,
+    /// Latency at 200 events/s.
+    pub light: Latency,
+    /// Latency at half the end-to-end peak.
+    pub half_peak: Latency,
+}
+
+/// Runs the producers' workloads and writes their section.
+pub async fn report(
+    out: &mut String,
+    receiver: &Receiver,
+    baseline: f64,
+    scale: crate::Scale,
+    targets: &mut crate::targets::Targets,
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let slack = Some(("slack", crate::SLACK, "settings = { channel = \"#ops\" }"));
+    let n = scale.producer_events;
+    let mixed = run(receiver, "/mixed-none", n, BATCH, None, "").await?;
+    let mixed_slack = run(receiver, "/mixed-slack", n, BATCH, slack, "").await?;
+    let tuned = run(
+        receiver,
+        "/mixed-tuned",
+        n,
+        BATCH,
+        None,
+        "endpoint_concurrency = 64",
+    )
+    .await?;
+    let purging = run(
+        receiver,
+        "/mixed-purging",
+        n,
+        BATCH,
+        None,
+        "\n[retention]\ndelivered = \"1s\"\ninterval = \"1s\"",
+    )
+    .await?;
+    let end_to_end = run(receiver, "/e2e-none", n, 1, None, "").await?;
+    let e2e_slack = run(receiver, "/e2e-slack", n, 1, slack, "").await?;
+    let light = latency(receiver, "/latency-200", scale.producer_latency_events, 200).await?;
+    let half = ((end_to_end.rate / 2.0) as u64).max(1);
+    let half_events = (half as usize * 10)
+        .min(n as usize)
+        .max(scale.producer_latency_events);
+    let half_peak = latency(receiver, "/latency-half", half_events, half).await?;
+    let pct = |r: f64| 100.0 * r / baseline;
+    let row = |label: &str, r: Run| {
+        format!(
+            "| {label} | {:.0} | {:.0}% | {:.3} ms |\n",
+            r.rate,
+            pct(r.rate),
+            r.cpu_ms_per_delivery
+        )
+    };
+    writeln!(
+        out,
+        "## Producers posting while the engine delivers\n\n\
+         The engine on its default settings in a process of its own, one subscription, 1 KiB events, {PRODUCERS} \
+         producers posting {n} events while the engine delivers them; the rate is counted at the receiver from the \
+         first publish to the last delivery, and the engine's CPU time (user and system, from `/proc`) is divided by \
+         the deliveries.\n\n\
+         | Workload | Deliveries/s | vs baseline | Engine CPU per delivery |\n|---|---|---|---|\n{}{}{}{}{}{}\n\
+         Publish-to-receipt latency, one event per request at a steady rate, no adapter:\n\n\
+         | Rate | Events | p50 | p99 |\n|---|---|---|---|\n\
+         | 200 events/s | {} | {:.2} ms | {:.2} ms |\n\
+         | {half} events/s (half the end-to-end peak) | {} | {:.2} ms | {:.2} ms |\n",
+        row("Batches of 100, no adapter", mixed),
+        row(
+            "Batches of 100, Slack adapter, fresh instances",
+            mixed_slack
+        ),
+        row(
+            "Batches of 100, no adapter, `endpoint_concurrency = 64`",
+            tuned
+        ),
+        row(
+            "Batches of 100, no adapter, purging every second (`[retention] delivered = \"1s\"`)",
+            purging
+        ),
+        row("One event per POST, no adapter", end_to_end),
+        row(
+            "One event per POST, Slack adapter, fresh instances",
+            e2e_slack
+        ),
+        light.events,
+        light.p50_us as f64 / 1e3,
+        light.p99_us as f64 / 1e3,
+        half_peak.events,
+        half_peak.p50_us as f64 / 1e3,
+        half_peak.p99_us as f64 / 1e3,
+    )?;
+    targets.producers = Some(Figures {
+        mixed,
+        mixed_slack,
+        end_to_end,
+        light,
+        half_peak,
+    });
+    Ok(())
+}

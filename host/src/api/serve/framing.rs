@@ -1,0 +1,292 @@
+//! Follows the request stream of one connection as bytes are read, to see what hyper does
+//! not show: where a request head starts (for the header-read timeout) and whether it
+//! carried both `Content-Length` and `Transfer-Encoding` (hyper drops the former and goes
+//! on; RFC 9112 section 6.3 says such a request may be smuggling and must close the
+//! connection). Heads and chunk sizes are parsed with `httparse`, the parser hyper uses.
+//! On anything it cannot follow it stops reporting, and hyper answers the client as usual.
+
+/// Longest head followed, as hyper's default read buffer (about 400 KiB).
+const MAX_HEAD: usize = 400 << 10;
+/// Longest chunk-size or trailer line followed.
+const MAX_LINE: usize = 8 << 10;
+/// Most headers in a head, as hyper's default.
+const MAX_HEADERS: usize = 100;
+
+/// What the bytes just read revealed, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The first byte of a request head arrived.
+    HeadStarted,
+    /// A head is complete. `ambiguous`: it had both `Content-Length` and
+    /// `Transfer-Encoding`.
+    Head {
+        /// Both framing headers were present.
+        ambiguous: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Between requests or inside a head (`buf` holds the head so far).
+    Head,
+    /// Inside a body of known length.
+    Body(u64),
+    /// Expecting a chunk-size line (`buf` holds it so far).
+    ChunkSize,
+    /// Inside chunk data, then its CRLF.
+    ChunkData(u64),
+    /// The CRLF after chunk data: bytes still expected.
+    ChunkEnd(u8),
+    /// Trailer lines after the last chunk, until an empty line.
+    Trailers,
+    /// Gave up (parse error, upgrade, oversized head); nothing more is reported.
+    Stopped,
+}
+
+/// The follower of one connection's request bytes.
+#[derive(Debug)]
+pub struct Framing {
+    state: State,
+    buf: Vec<u8>,
+}
+
+impl Default for Framing {
+    fn default() -> Self {
+        Self {
+            state: State::Head,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Framing {
+    /// Feeds bytes just read; appends what they revealed to `seen`.
+    pub fn feed(&mut self, mut data: &[u8], seen: &mut Vec<Seen>) {
+        while !data.is_empty() {
+            match self.state {
+                State::Stopped => return,
+                State::Head => {
+                    if self.buf.is_empty() {
+                        // Empty lines before a request line are allowed (RFC 9112 2.2).
+                        let skip = data.iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+                        data = &data[skip.count()..];
+                        if data.is_empty() {
+                            return;
+                        }
+                        seen.push(Seen::HeadStarted);
+                    }
+                    data = self.head(data, seen);
+                }
+                State::Body(left) => {
+                    let (left, rest) = skip(left, data);
+                    data = rest;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
+                }
+                State::ChunkSize => {
+                    let Some((line, rest)) = self.line(data) else {
+                        return;
+                    };
+                    data = rest;
+                    self.state = match httparse::parse_chunk_size(&line) {
+                        Ok(httparse::Status::Complete((_, 0))) => State::Trailers,
+                        Ok(httparse::Status::Complete((_, size))) => State::ChunkData(size),
+                        _ => State::Stopped,
+                    };
+                }
+                State::ChunkData(left) => {
+                    let (left, rest) = skip(left, data);
+                    data = rest;
+                    self.state = if left == 0 {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(left)
+                    };
+                }
+                State::ChunkEnd(left) => {
+                    let want: &[u8] = if left == 2 { b"\r\n" } else { b"\n" };
+                    let take = want.len().min(data.len());
+                    if data[..take] != want[..take] {
+                        self.state = State::Stopped;
+                        return;
+                    }
+                    data = &data[take..];
+                    self.state = match left - take as u8 {
+                        0 => State::ChunkSize,
+                        left => State::ChunkEnd(left),
+                    };
+                }
+                State::Trailers => {
+                    let Some((line, rest)) = self.line(data) else {
+                        return;
+                    };
+                    data = rest;
+                    if line == b"\r\n" || line == b"\n" {
+                        self.state = State::Head;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one line (up to and including `\n`) into `buf`; returns it and the rest once
+    /// it is complete.
+    fn line<'a>(&mut self, data: &'a [u8]) -> Option<(Vec<u8>, &'a [u8])> {
+        match data.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                self.buf.extend_from_slice(&data[..=end]);
+                Some((std::mem::take(&mut self.buf), &data[end + 1..]))
+            }
+            None => {
+                self.buf.extend_from_slice(data);
+                if self.buf.len() > MAX_LINE {
+                    self.state = State::Stopped;
+                }
+                None
+            }
+        }
+    }
+
+    /// Adds head bytes; once the head is complete, reports it, sets up its body and
+    /// returns the bytes after it.
+    fn head<'a>(&mut self, data: &'a [u8], seen: &mut Vec<Seen>) -> &'a [u8] {
+        // Look for the blank line only around the new bytes, so a head sent one byte at a
+        // time costs linear work.
+        let from = self.buf.len().saturating_sub(3);
+        self.buf.extend_from_slice(data);
+        let window = &self.buf[from..];
+        if !window.windows(2).any(|w| w == b"\n\n") && !window.windows(4).any(|w| w == b"\r\n\r\n")
+        {
+            if self.buf.len() > MAX_HEAD {
+                self.state = State::Stopped;
+            }
+            return &[];
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let len = match request.parse(&self.buf) {
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+            _ => {
+                self.state = State::Stopped;
+                return &[];
+            }
+        };
+        let mut length = None;
+        let mut chunked = None;
+        let mut upgrade = request.method == Some("CONNECT");
+        for h in request.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                length = Some(
+                    std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u64>().ok()),
+                );
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        let ambiguous = length.is_some() && chunked.is_some();
+        seen.push(Seen::Head { ambiguous });
+        // `buf` holds this head and maybe more; the bytes after the head are in `data`.
+        let after = data.len() - (self.buf.len() - len);
+        self.buf.clear();
+        self.state = match (chunked, length) {
+            // hyper closes the connection after an ambiguous request, and refuses an
+            // upgrade it was not asked to handle: nothing more to follow.
+            _ if ambiguous || upgrade => State::Stopped,
+            (Some(true), None) => State::ChunkSize,
+            (Some(false), None) | (None, Some(None)) => State::Stopped,
+            (None, Some(Some(0))) | (None, None) => State::Head,
+            (None, Some(Some(n))) => State::Body(n),
+            (Some(_), Some(_)) => State::Stopped,
+        };
+        &data[after..]
+    }
+}
+
+/// Skips up to `left` bytes of `data`; returns how many are still to skip, and the rest.
+fn skip(left: u64, data: &[u8]) -> (u64, &[u8]) {
+    let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+    (left - take as u64, &data[take..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `stream` in pieces of `step` bytes; returns everything seen.
+    fn follow(stream: &[u8], step: usize) -> Vec<Seen> {
+        let mut framing = Framing::default();
+        let mut seen = Vec::new();
+        for piece in stream.chunks(step) {
+            framing.feed(piece, &mut seen);
+        }
+        seen
+    }
+
+    const PLAIN: Seen = Seen::Head { ambiguous: false };
+    const SMUGGLED: Seen = Seen::Head { ambiguous: true };
+    const START: Seen = Seen::HeadStarted;
+
+    #[test]
+    fn pipelined_requests_are_followed_through_their_bodies() {
+        let stream = b"POST /v1/events HTTP/1.1\r\nHost: a\r\nContent-Length: 27\r\n\r\n\
+            GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+            5;ext=1\r\nGET /\r\n0\r\nTrailer: x\r\n\r\n\
+            GET /last HTTP/1.1\r\n\r\n";
+        for step in [1, 2, 3, 7, 64, stream.len()] {
+            // The first body looks like a request; it must be skipped as a body.
+            assert_eq!(
+                follow(stream, step),
+                [START, PLAIN, START, PLAIN, START, PLAIN],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn both_framing_headers_in_either_order_are_ambiguous() {
+        for head in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+        ] {
+            assert_eq!(follow(head.as_bytes(), 1), [START, SMUGGLED], "{head}");
+        }
+        // After a plain chunked request, a smuggled one on the same connection is seen too.
+        let stream = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+            POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(follow(stream, 5), [START, PLAIN, START, SMUGGLED]);
+    }
+
+    #[test]
+    fn a_partial_head_is_started_but_not_complete() {
+        assert_eq!(
+            follow(b"\r\nGET / HTTP/1.1\r\nHost: a\r\nX-Slow:", 1),
+            [START]
+        );
+        assert_eq!(follow(b"\r\n\r\n", 1), []);
+    }
+
+    #[test]
+    fn what_cannot_be_followed_stops_the_report() {
+        // Garbage, an oversized head, a bad chunk size: nothing more is reported.
+        assert_eq!(
+            follow(b"\x16\x03\x01 not http\r\n\r\nGET / HTTP/1.1\r\n\r\n", 4),
+            [START]
+        );
+        let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        huge.extend(std::iter::repeat_n(b'a', MAX_HEAD + 1));
+        huge.extend(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(follow(&huge, 4096), [START]);
+        let stream =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(follow(stream, 3), [START, PLAIN]);
+    }
+}
