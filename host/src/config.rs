@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long finished deliveries, dead letters and events are kept.
     pub retention: RetentionConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
 }
@@ -531,6 +533,46 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP, off unless `otlp_endpoint` is set.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP endpoint, `http://127.0.0.1:4318` (`/v1/traces` is
+    /// added unless given). Also `WASMHOOK_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` on every span.
+    pub service_name: String,
+    /// How long one export may take.
+    pub timeout: HumanDuration,
+    /// Headers sent with every export (for a collector that wants a key). Never logged.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "wasmhook".into(),
+            timeout: HumanDuration(Duration::from_secs(10)),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(crate::secret::redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .field("timeout", &self.timeout)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// `[retention]`: what is purged, and when. Pending deliveries are never purged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -897,6 +939,9 @@ impl Config {
         }
         if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
             self.plugins.dir = PathBuf::from(dir);
+        }
+        if let Some(endpoint) = env.var("WASMHOOK_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(endpoint);
         }
         if let Some(proxy) = env.var("WASMHOOK_PROXY") {
             self.delivery.proxy = Some(Secret::new(proxy));

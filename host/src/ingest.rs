@@ -90,11 +90,17 @@ impl Ingest {
         &self.limits
     }
 
-    /// Publishes one event from a producer; returns once it is durable.
-    pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
-        let event = draft
+    /// Publishes one event from a producer; returns once it is durable. `traceparent`
+    /// (W3C) is kept with it, the parent of its delivery attempts' spans.
+    pub async fn publish(
+        &self,
+        draft: EventDraft,
+        traceparent: Option<String>,
+    ) -> Result<Accepted, IngestError> {
+        let mut event = draft
             .validate(now_ms(), &self.limits, Publisher::Producer)
             .map_err(IngestError::at(None))?;
+        event.traceparent = traceparent;
         self.store_routed(vec![event], &[]).await
     }
 

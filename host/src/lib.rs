@@ -53,4 +53,5 @@ pub mod secret;
 pub mod signing;
 pub mod store;
 pub mod subscription;
+pub mod telemetry;
 pub mod text;

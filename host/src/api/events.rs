@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::body::read_body;
@@ -14,6 +15,7 @@ use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::event::{parse_event, parse_event_batch};
 use crate::store::IngestResult;
+use crate::telemetry;
 
 /// An event to publish. Documents what `event::parse_event` accepts; unknown fields are
 /// refused.
@@ -80,22 +82,41 @@ pub struct BatchAccepted {
 )]
 pub async fn publish(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let bytes = read_body(body, state.limits.max_event_bytes).await?;
-    let accepted = state.ingest.publish(parse_event(&bytes)?).await?;
-    let result = accepted.results.into_iter().next().ok_or_else(|| {
-        ApiError::from(crate::store::StoreError::Database(
-            "the store answered no result".into(),
-        ))
-    })?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            result,
-            warnings: accepted.warnings,
-        }),
-    ))
+    // The producer's trace, if it sent one, continues through ingest to the deliveries.
+    let sent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(telemetry::valid_traceparent);
+    let span = tracing::info_span!(
+        "ingest",
+        otel.name = "ingest",
+        otel.kind = "server",
+        event.id = tracing::field::Empty,
+        event.type = tracing::field::Empty,
+        deliveries = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, sent.as_deref());
+    let traceparent = telemetry::traceparent_of(&span).or(sent);
+    let work = async {
+        let bytes = read_body(body, state.limits.max_event_bytes).await?;
+        let draft = parse_event(&bytes)?;
+        tracing::Span::current().record("event.type", draft.kind.as_str());
+        let accepted = state.ingest.publish(draft, traceparent).await?;
+        let result = accepted.results.into_iter().next().ok_or_else(|| {
+            ApiError::from(crate::store::StoreError::Database(
+                "the store answered no result".into(),
+            ))
+        })?;
+        Ok::<_, ApiError>((result, accepted.warnings))
+    };
+    let (result, warnings) = work.instrument(span.clone()).await?;
+    span.record("event.id", result.id.as_str());
+    span.record("deliveries", result.deliveries);
+    let accepted = Accepted { result, warnings };
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// Publishes up to 1,000 events at once.

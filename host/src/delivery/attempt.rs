@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
+use tracing::Instrument as _;
 
 use super::adapter_breakers::AdapterBreakers;
 use super::breaker::{Admission, Transition};
@@ -26,6 +27,7 @@ use crate::plugins::{Action, Fault, OutboundRequest, OwnedCall, PluginLabel, Reg
 use crate::signing::signature_header;
 use crate::store::{AttemptRecord, ClaimedDelivery, DisablePolicy, NextState, Store};
 use crate::subscription::{Subscription, Subscriptions};
+use crate::telemetry;
 
 /// How long a delivery waits before looking again for a plugin that is not loaded. Loading
 /// the plugin resumes its waiting deliveries at once (`Store::unpark`); this is the safety
@@ -98,7 +100,37 @@ impl Deliverer {
     /// Makes one attempt at `delivery` and returns what to record; a dead letter is also
     /// reported to operators.
     pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
-        let record = self.try_once(delivery).await;
+        // One span per attempt, a child of the event's ingest span (or of the producer's
+        // trace) when it carried a `traceparent`.
+        let span = tracing::info_span!(
+            "delivery.attempt",
+            otel.name = "delivery attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            event.id = delivery.event.id.as_str(),
+            event.type = delivery.event.kind.as_str(),
+            delivery.id = delivery.id.as_str(),
+            subscription.id = delivery.subscription_id.as_str(),
+            attempt = delivery.attempts + 1,
+            plugin = tracing::field::Empty,
+            endpoint = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        telemetry::set_parent(&span, delivery.event.traceparent.as_deref());
+        let record = self.try_once(delivery).instrument(span.clone()).await;
+        let outcome = outcome_label(&record);
+        span.record("outcome", outcome);
+        if let Some(status) = record.status_code {
+            span.record("http.response.status_code", status);
+        }
+        if let Some(error) = &record.error {
+            span.record("error", error.as_str());
+        }
+        if outcome == "failed" {
+            span.record("otel.status_code", "ERROR");
+        }
         if record.next == NextState::DeadLetter {
             self.report_dead_letter(delivery, &record);
         }
@@ -167,9 +199,15 @@ impl Deliverer {
             }
         };
         record.plugin_version = prepared.plugin_version.clone();
+        let span = tracing::Span::current();
+        span.record(
+            "plugin",
+            prepared.plugin_version.as_deref().unwrap_or("none"),
+        );
 
         // The endpoint's breaker and concurrency limit come before any network I/O.
         let endpoint = self.endpoints.get(&endpoint_key(&prepared.url));
+        span.record("endpoint", endpoint.key());
         let _slot = match endpoint.slot().await {
             Some(slot) => slot,
             None => {
@@ -558,6 +596,26 @@ fn adapter_request(
 
 /// Whether an attempt shows the endpoint is up, for its breaker: any answer but 408, 429 and
 /// 5xx. A 4xx is the request's fault, not the endpoint's.
+/// What an attempt came to, for its span's `outcome`: `succeeded` or `failed` when the
+/// receiver was reached for, `cancelled`, `waiting` (a wait that spent no attempt), or
+/// `not_sent` (an adapter error or an open circuit).
+fn outcome_label(record: &AttemptRecord) -> &'static str {
+    match (record.receiver, &record.next) {
+        (Some(true), _) => "succeeded",
+        (Some(false), _) => "failed",
+        (None, NextState::Cancelled) => "cancelled",
+        (None, NextState::WaitUntil(_))
+            if record
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("waiting")) =>
+        {
+            "waiting"
+        }
+        (None, _) => "not_sent",
+    }
+}
+
 fn endpoint_healthy(outcome: AttemptResult) -> bool {
     match outcome {
         AttemptResult::Response { status, .. } => !matches!(status, 408 | 429 | 500..=599),
