@@ -71,6 +71,7 @@ pub struct BatchAccepted {
 /// patterns matches the type and its `filter`, if any, is true for the event.
 #[utoipa::path(
     post, path = "/events", tag = "events", operation_id = "publish_event",
+    params(("traceparent" = Option<String>, Header, description = "A W3C trace context (`00-<trace id>-<span id>-<flags>`); the event's ingest and delivery attempt spans join that trace. Ignored when malformed.")),
     request_body(content = EventIn, content_type = "application/json"),
     responses(
         (status = 202, description = "Stored durably", body = Accepted),
