@@ -106,7 +106,12 @@ impl Ingest {
 
     /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events from a producer under one
     /// commit. If any is invalid, none is stored and the error names its index.
-    pub async fn publish_batch(&self, drafts: Vec<EventDraft>) -> Result<Accepted, IngestError> {
+    /// Each event keeps `traceparent`, like a single one.
+    pub async fn publish_batch(
+        &self,
+        drafts: Vec<EventDraft>,
+        traceparent: Option<String>,
+    ) -> Result<Accepted, IngestError> {
         if drafts.len() > crate::event::MAX_BATCH_EVENTS {
             return Err(IngestError::at(None)(EventError::BatchTooLarge));
         }
@@ -115,8 +120,11 @@ impl Ingest {
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
-                d.validate(now, &self.limits, Publisher::Producer)
-                    .map_err(IngestError::at(Some(i)))
+                let mut event = d
+                    .validate(now, &self.limits, Publisher::Producer)
+                    .map_err(IngestError::at(Some(i)))?;
+                event.traceparent.clone_from(&traceparent);
+                Ok::<_, IngestError>(event)
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.store_routed(events, &[]).await

@@ -195,7 +195,7 @@ impl Telemetry {
         Ok(Some(Self { provider }))
     }
 
-    /// The layer that turns `tracing` spans into OpenTelemetry spans.
+    /// The tracer for the `tracing` layer that turns spans into OpenTelemetry spans.
     pub fn tracer(&self) -> opentelemetry_sdk::trace::Tracer {
         use opentelemetry::trace::TracerProvider as _;
         self.provider.tracer("wasmhook")

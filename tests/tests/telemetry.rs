@@ -251,4 +251,40 @@ async fn a_traceparent_links_the_ingest_and_attempt_spans_in_one_trace() {
         .await;
     assert_eq!(failed.attribute("outcome"), Some("failed"), "{failed:?}");
     assert_eq!(failed.attribute("http.response.status_code"), Some("500"));
+
+    // A batch: one ingest span, and every event's attempt is its child.
+    let batch_trace = "b".repeat(32);
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/events/batch", engine.base))
+        .header(
+            "traceparent",
+            format!("00-{batch_trace}-{producer_span}-01"),
+        )
+        .json(&json!([{"type": "a.d"}, {"type": "a.e"}]))
+        .send()
+        .await
+        .expect("publish batch");
+    assert_eq!(answer.status(), 202);
+    let (ingest, attempts) = collector
+        .wait_for("batch spans", |spans| {
+            let ingest = spans
+                .iter()
+                .find(|s| s.name == "ingest" && s.trace_id == batch_trace)?;
+            let attempts: Vec<Span> = spans
+                .iter()
+                .filter(|s| s.name == "delivery attempt" && s.trace_id == batch_trace)
+                .cloned()
+                .collect();
+            let types: std::collections::BTreeSet<_> = attempts
+                .iter()
+                .filter_map(|s| s.attribute("event.type"))
+                .collect();
+            (types.len() == 2).then(|| (ingest.clone(), attempts.clone()))
+        })
+        .await;
+    assert_eq!(ingest.parent_span_id, producer_span);
+    assert_eq!(ingest.attribute("events"), Some("2"), "{ingest:?}");
+    for attempt in &attempts {
+        assert_eq!(attempt.parent_span_id, ingest.span_id, "{attempt:?}");
+    }
 }

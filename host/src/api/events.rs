@@ -64,6 +64,28 @@ pub struct BatchAccepted {
     pub warnings: Vec<String>,
 }
 
+/// The `ingest` span of a publish, continuing the producer's `traceparent` header if it
+/// sent a valid one, and the `traceparent` to store with the events: the span's own when
+/// traces are exported, else the producer's as it came.
+fn ingest_span(headers: &HeaderMap) -> (tracing::Span, Option<String>) {
+    let sent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(telemetry::valid_traceparent);
+    let span = tracing::info_span!(
+        "ingest",
+        otel.name = "ingest",
+        otel.kind = "server",
+        event.id = tracing::field::Empty,
+        event.type = tracing::field::Empty,
+        events = tracing::field::Empty,
+        deliveries = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, sent.as_deref());
+    let traceparent = telemetry::traceparent_of(&span).or(sent);
+    (span, traceparent)
+}
+
 /// Publishes one event.
 ///
 /// The event and one delivery per matching subscription are stored in one transaction
@@ -86,21 +108,7 @@ pub async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    // The producer's trace, if it sent one, continues through ingest to the deliveries.
-    let sent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(telemetry::valid_traceparent);
-    let span = tracing::info_span!(
-        "ingest",
-        otel.name = "ingest",
-        otel.kind = "server",
-        event.id = tracing::field::Empty,
-        event.type = tracing::field::Empty,
-        deliveries = tracing::field::Empty,
-    );
-    telemetry::set_parent(&span, sent.as_deref());
-    let traceparent = telemetry::traceparent_of(&span).or(sent);
+    let (span, traceparent) = ingest_span(&headers);
     let work = async {
         let bytes = read_body(body, state.limits.max_event_bytes).await?;
         let draft = parse_event(&bytes)?;
@@ -127,6 +135,7 @@ pub async fn publish(
 /// invalid, none is stored and the error names its index.
 #[utoipa::path(
     post, path = "/events/batch", tag = "events", operation_id = "publish_events",
+    params(("traceparent" = Option<String>, Header, description = "A W3C trace context, as for `POST /v1/events`; every event of the batch joins that trace.")),
     request_body(content = Vec<EventIn>, content_type = "application/json"),
     responses(
         (status = 202, description = "All stored durably", body = BatchAccepted),
@@ -138,17 +147,27 @@ pub async fn publish(
 )]
 pub async fn publish_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
-    let bytes = read_body(body, state.limits.max_batch_bytes).await?;
-    let drafts = parse_event_batch(&bytes).map_err(|(index, error)| {
-        let mut err = ApiError::from(error);
-        if err.code != "batch_too_large" {
-            err.message = format!("event {index}: {}", err.message);
-        }
-        err
-    })?;
-    let accepted = state.ingest.publish_batch(drafts).await?;
+    let (span, traceparent) = ingest_span(&headers);
+    let work = async {
+        let bytes = read_body(body, state.limits.max_batch_bytes).await?;
+        let drafts = parse_event_batch(&bytes).map_err(|(index, error)| {
+            let mut err = ApiError::from(error);
+            if err.code != "batch_too_large" {
+                err.message = format!("event {index}: {}", err.message);
+            }
+            err
+        })?;
+        Ok::<_, ApiError>(state.ingest.publish_batch(drafts, traceparent).await?)
+    };
+    let accepted = work.instrument(span.clone()).await?;
+    span.record("events", accepted.results.len());
+    span.record(
+        "deliveries",
+        accepted.results.iter().map(|r| r.deliveries).sum::<u32>(),
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {

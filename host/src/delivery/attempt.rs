@@ -1,5 +1,9 @@
 //! One delivery attempt: run the adapter (or build the envelope), sign, send, and decide
 //! what happens next. Returns the record to store; never panics on bad input.
+//!
+//! Over 500 lines because an attempt is one sequence of gates (catalog, enabled, rate
+//! limit, adapter, endpoint slot, circuit, signing, send) whose early returns all fill the
+//! same record; its span lives in `trace`, its pure decisions in `retry` and `breaker`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +19,7 @@ use super::client::{HttpClient, SendError};
 use super::endpoints::Endpoints;
 use super::rate_limit::{Rate, RateLimits, Slot};
 use super::retry::{AttemptResult, RetryPolicy, Verdict, parse_retry_after};
+use super::trace;
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::event::ENGINE_TYPE_PREFIX;
@@ -27,7 +32,6 @@ use crate::plugins::{Action, Fault, OutboundRequest, OwnedCall, PluginLabel, Reg
 use crate::signing::signature_header;
 use crate::store::{AttemptRecord, ClaimedDelivery, DisablePolicy, NextState, Store};
 use crate::subscription::{Subscription, Subscriptions};
-use crate::telemetry;
 
 /// How long a delivery waits before looking again for a plugin that is not loaded. Loading
 /// the plugin resumes its waiting deliveries at once (`Store::unpark`); this is the safety
@@ -100,37 +104,9 @@ impl Deliverer {
     /// Makes one attempt at `delivery` and returns what to record; a dead letter is also
     /// reported to operators.
     pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
-        // One span per attempt, a child of the event's ingest span (or of the producer's
-        // trace) when it carried a `traceparent`.
-        let span = tracing::info_span!(
-            "delivery.attempt",
-            otel.name = "delivery attempt",
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            event.id = delivery.event.id.as_str(),
-            event.type = delivery.event.kind.as_str(),
-            delivery.id = delivery.id.as_str(),
-            subscription.id = delivery.subscription_id.as_str(),
-            attempt = delivery.attempts + 1,
-            plugin = tracing::field::Empty,
-            endpoint = tracing::field::Empty,
-            http.response.status_code = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            error = tracing::field::Empty,
-        );
-        telemetry::set_parent(&span, delivery.event.traceparent.as_deref());
+        let span = trace::attempt_span(delivery);
         let record = self.try_once(delivery).instrument(span.clone()).await;
-        let outcome = outcome_label(&record);
-        span.record("outcome", outcome);
-        if let Some(status) = record.status_code {
-            span.record("http.response.status_code", status);
-        }
-        if let Some(error) = &record.error {
-            span.record("error", error.as_str());
-        }
-        if outcome == "failed" {
-            span.record("otel.status_code", "ERROR");
-        }
+        trace::record_outcome(&span, &record);
         if record.next == NextState::DeadLetter {
             self.report_dead_letter(delivery, &record);
         }
@@ -596,26 +572,6 @@ fn adapter_request(
 
 /// Whether an attempt shows the endpoint is up, for its breaker: any answer but 408, 429 and
 /// 5xx. A 4xx is the request's fault, not the endpoint's.
-/// What an attempt came to, for its span's `outcome`: `succeeded` or `failed` when the
-/// receiver was reached for, `cancelled`, `waiting` (a wait that spent no attempt), or
-/// `not_sent` (an adapter error or an open circuit).
-fn outcome_label(record: &AttemptRecord) -> &'static str {
-    match (record.receiver, &record.next) {
-        (Some(true), _) => "succeeded",
-        (Some(false), _) => "failed",
-        (None, NextState::Cancelled) => "cancelled",
-        (None, NextState::WaitUntil(_))
-            if record
-                .error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("waiting")) =>
-        {
-            "waiting"
-        }
-        (None, _) => "not_sent",
-    }
-}
-
 fn endpoint_healthy(outcome: AttemptResult) -> bool {
     match outcome {
         AttemptResult::Response { status, .. } => !matches!(status, 408 | 429 | 500..=599),
