@@ -1280,3 +1280,32 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_traceparent_gains_the_column_and_keeps_its_events() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let old = Connection::open(dir.path().join("wasmhook.db")).expect("create");
+            old.execute_batch(
+                "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at INTEGER NOT NULL,
+                                      data TEXT NOT NULL, delivery_count INTEGER NOT NULL);
+                 INSERT INTO events VALUES ('evt_old', 'a.b', 1, '{}', 0);",
+            )
+            .expect("old schema");
+        }
+        drop(EmbeddedStore::open(dir.path(), 0).expect("opens and adds the column"));
+        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
+        let (id, trace): (String, Option<String>) = conn
+            .query_row("SELECT id, traceparent FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the old event, with the new column");
+        assert_eq!((id.as_str(), trace), ("evt_old", None));
+        // Opening again finds the column there and leaves it.
+        drop(EmbeddedStore::open(dir.path(), 0).expect("opens again"));
+    }
+}
