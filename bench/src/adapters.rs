@@ -30,6 +30,7 @@ pub fn sample_event() -> Event {
         data: format!(
             "{{\"summary\":\"web-1 stopped answering\",\"host\":\"web-1\",\"severity\":\"critical\",\"region\":\"eu-west\",\"pad\":\"{pad}\"}}"
         ),
+        traceparent: None,
     }
 }
 

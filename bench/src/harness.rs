@@ -207,7 +207,7 @@ pub async fn preload_into(
             })
             .collect();
         i += batch.len();
-        ingest.publish_batch(batch).await?;
+        ingest.publish_batch(batch, None).await?;
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long finished deliveries, dead letters and events are kept.
     pub retention: RetentionConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
     /// Where the engine consumes events from besides its API (NATS JetStream).
@@ -535,6 +537,46 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP, off unless `otlp_endpoint` is set.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP endpoint, `http://127.0.0.1:4318` (`/v1/traces` is
+    /// added unless given). Also `WASMHOOK_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` on every span.
+    pub service_name: String,
+    /// How long one export may take.
+    pub timeout: HumanDuration,
+    /// Headers sent with every export (for a collector that wants a key). Never logged.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "wasmhook".into(),
+            timeout: HumanDuration(Duration::from_secs(10)),
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(crate::secret::redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .field("timeout", &self.timeout)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// `[retention]`: what is purged, and when. Pending deliveries are never purged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -661,6 +703,14 @@ pub struct SubscriptionConfig {
     /// whose names already say so (`*key*`, `*token*`, `*secret*`, `*password*`).
     #[serde(default)]
     pub secret_settings: Vec<String>,
+    /// A PEM client certificate (then any intermediates) presented to a receiver that
+    /// requires mutual TLS; with `client_key_file`. Relative paths are relative to the
+    /// config file.
+    #[serde(default)]
+    pub client_certificate_file: Option<PathBuf>,
+    /// The PEM private key of `client_certificate_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for SubscriptionConfig {
@@ -674,6 +724,7 @@ impl fmt::Debug for SubscriptionConfig {
             .field("rate_limit", &self.rate_limit)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .field("client_certificate_file", &self.client_certificate_file)
             .finish_non_exhaustive()
     }
 }
@@ -845,6 +896,11 @@ impl Config {
         config.storage.path = base.join(&config.storage.path);
         config.plugins.dir = base.join(&config.plugins.dir);
         config.delivery.tls_ca_file = config.delivery.tls_ca_file.map(|f| base.join(f));
+        for sub in &mut config.subscriptions {
+            for file in [&mut sub.client_certificate_file, &mut sub.client_key_file] {
+                *file = file.take().map(|f| base.join(f));
+            }
+        }
         config.storage.ca_file = config.storage.ca_file.map(|f| base.join(f));
         for file in &mut config.storage.encryption_key_files {
             *file = base.join(&*file);
@@ -887,6 +943,9 @@ impl Config {
         }
         if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
             self.plugins.dir = PathBuf::from(dir);
+        }
+        if let Some(endpoint) = env.var("WASMHOOK_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(endpoint);
         }
         if let Some(proxy) = env.var("WASMHOOK_PROXY") {
             self.delivery.proxy = Some(Secret::new(proxy));

@@ -439,13 +439,13 @@ impl Engine {
     /// Publishes one event; returns once it is durable (stored with one delivery per
     /// matching subscription). Publishing the same `id` again returns the first result.
     pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
-        self.state.ingest.publish(draft).await
+        self.state.ingest.publish(draft, None).await
     }
 
     /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events under one commit; if any
     /// is invalid, none is stored.
     pub async fn publish_batch(&self, drafts: Vec<EventDraft>) -> Result<Accepted, IngestError> {
-        self.state.ingest.publish_batch(drafts).await
+        self.state.ingest.publish_batch(drafts, None).await
     }
 
     /// The ingest service, for producers that run beside the engine (NATS sources).

@@ -25,6 +25,9 @@ pub struct Event {
     pub created_at_ms: i64,
     /// The payload as JSON text, passed to adapters and into the envelope byte for byte.
     pub data: String,
+    /// The W3C `traceparent` of the ingest that accepted it, the parent of its delivery
+    /// attempts' spans (see `telemetry`).
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -242,6 +245,7 @@ impl EventDraft {
             kind: self.kind,
             created_at_ms: now_ms,
             data,
+            traceparent: None,
         })
     }
 }

@@ -121,18 +121,29 @@ impl Ingest {
         &self.limits
     }
 
-    /// Publishes one event from a producer; returns once it is durable.
-    pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
+    /// Publishes one event from a producer; returns once it is durable. `traceparent`
+    /// (W3C) is kept with it, the parent of its delivery attempts' spans.
+    pub async fn publish(
+        &self,
+        draft: EventDraft,
+        traceparent: Option<String>,
+    ) -> Result<Accepted, IngestError> {
         let mut warnings = Vec::new();
-        let event = self
+        let mut event = self
             .accept(draft, now_ms(), &mut warnings)
             .map_err(IngestError::at(None))?;
+        event.traceparent = traceparent;
         self.store_routed(vec![event], &[], warnings).await
     }
 
     /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events from a producer under one
     /// commit. If any is invalid, none is stored and the error names its index.
-    pub async fn publish_batch(&self, drafts: Vec<EventDraft>) -> Result<Accepted, IngestError> {
+    /// Each event keeps `traceparent`, like a single one.
+    pub async fn publish_batch(
+        &self,
+        drafts: Vec<EventDraft>,
+        traceparent: Option<String>,
+    ) -> Result<Accepted, IngestError> {
         if drafts.len() > crate::event::MAX_BATCH_EVENTS {
             return Err(IngestError::at(None)(EventError::BatchTooLarge));
         }
@@ -142,8 +153,11 @@ impl Ingest {
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
-                self.accept(d, now, &mut warnings)
-                    .map_err(IngestError::at(Some(i)))
+                let mut event = self
+                    .accept(d, now, &mut warnings)
+                    .map_err(IngestError::at(Some(i)))?;
+                event.traceparent.clone_from(&traceparent);
+                Ok::<_, IngestError>(event)
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.store_routed(events, &[], warnings).await

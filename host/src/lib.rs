@@ -95,6 +95,7 @@ pub mod signing;
 pub mod source;
 pub mod store;
 pub mod subscription;
+pub mod telemetry;
 pub mod text;
 
 pub use engine::Engine;

@@ -117,8 +117,13 @@ impl Receiver {
         .with_no_client_auth()
         .with_single_cert(vec![certified.cert.der().clone()], key)
         .expect("server config");
-        let receiver = Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
-        (receiver, certified.cert.pem())
+        (Self::start_with_tls(config).await, certified.cert.pem())
+    }
+
+    /// Binds 127.0.0.1:0 and serves HTTPS with `config` (for a test's own CA, or a
+    /// receiver that requires client certificates).
+    pub async fn start_with_tls(config: tokio_rustls::rustls::ServerConfig) -> Self {
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
     async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {

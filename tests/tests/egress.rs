@@ -1,11 +1,13 @@
 //! Egress through an HTTP proxy on the real binary: a real CONNECT proxy on loopback,
 //! written here, carries plain and TLS deliveries; `NO_PROXY` sends a destination around
 //! it; and the SSRF guard still refuses an internal destination before the proxy is asked.
+//! A receiver requiring mutual TLS, with a CA the test makes, takes deliveries from the
+//! subscriptions that carry a client certificate it issued and refuses the others.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use wasmhook_tests::{Engine, PROBE, Receiver, SECRET, Workdir, verify};
@@ -159,4 +161,205 @@ async fn deliveries_go_through_the_proxy_and_the_guard_still_holds() {
         "NO_PROXY=127.0.0.1 still went through the proxy: {:?}",
         proxy.seen()
     );
+}
+
+/// The test's own PKI: a CA, a server certificate for 127.0.0.1 and a client certificate,
+/// both issued by it.
+struct Pki {
+    ca_pem: String,
+    server: rcgen::Certificate,
+    server_key: rcgen::KeyPair,
+    ca_der: Vec<u8>,
+    client_pem: String,
+    client_key_pem: String,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair,
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "wasmhook test CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let server_key = KeyPair::generate().expect("server key");
+        let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = server.signed_by(&server_key, &issuer).expect("server cert");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client = CertificateParams::new(Vec::new()).expect("params");
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "wasmhook test client");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client.signed_by(&client_key, &issuer).expect("client cert");
+        Self {
+            ca_pem: ca_cert.pem(),
+            ca_der: ca_cert.der().to_vec(),
+            server,
+            server_key,
+            client_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        }
+    }
+
+    /// A server that requires a client certificate issued by the CA.
+    fn mtls_server(&self) -> tokio_rustls::rustls::ServerConfig {
+        use tokio_rustls::rustls;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(self.ca_der.clone()))
+            .expect("CA root");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(self.server_key.serialize_der())
+            .expect("server key");
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.server.der().clone()], key)
+            .expect("server config")
+    }
+}
+
+/// True when `text` shows any of the private key's material.
+fn leaks_key(text: &str, key_pem: &str) -> bool {
+    let body: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    text.contains("PRIVATE KEY") || text.contains(&body[..32])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mtls_receiver_takes_deliveries_only_with_a_client_certificate() {
+    let pki = Pki::new();
+    let receiver = Receiver::start_with_tls(pki.mtls_server()).await;
+    let work = Workdir::new();
+    for (name, text) in [
+        ("ca.pem", &pki.ca_pem),
+        ("client.crt", &pki.client_pem),
+        ("client.key", &pki.client_key_pem),
+    ] {
+        std::fs::write(work.path().join(name), text).expect("write PEM");
+    }
+    // The guard stays on: only 127.0.0.1 is allowed.
+    work.write_config(&format!(
+        "[delivery]\nallowed_cidrs = [\"127.0.0.1/32\"]\nretry_schedule = [\"10ms\"]\n\
+         tls_ca_file = \"ca.pem\"\n\n\
+         [[subscriptions]]\nid = \"file\"\nurl = \"{}\"\nevents = [\"a.*\"]\nsecret = \"{SECRET}\"\n\
+         client_certificate_file = \"client.crt\"\nclient_key_file = \"client.key\"\n",
+        receiver.url("/file"),
+    ));
+    let engine = work.start().await;
+
+    // From the config file: the certificate files are read and presented.
+    engine
+        .publish(json!({"type": "a.b", "data": {"mtls": true}}))
+        .await;
+    let got = &receiver.wait_for("/file", 1, WAIT).await[0];
+    verify(SECRET, got).expect("signed, over mutual TLS");
+
+    // Through the API: one subscription with the certificate, one without.
+    let certificate = json!({"certificate": pki.client_pem, "private_key": pki.client_key_pem});
+    let (status, created) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"id": "api", "url": receiver.url("/api"), "events": ["none"],
+                    "client_certificate": certificate}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        !leaks_key(&created.to_string(), &pki.client_key_pem),
+        "{created}"
+    );
+    let (status, bare) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"id": "bare", "url": receiver.url("/bare"), "events": ["none"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bare}");
+    let attempt = engine.test_ping("api").await;
+    assert_eq!(attempt["status_code"], 200, "{attempt}");
+    assert_eq!(receiver.requests_to("/api").len(), 1);
+    let attempt = engine.test_ping("bare").await;
+    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
+    assert!(
+        !attempt["error"].as_str().unwrap_or_default().is_empty(),
+        "{attempt}"
+    );
+    assert!(
+        receiver.requests_to("/bare").is_empty(),
+        "accepted without a certificate"
+    );
+
+    // Reads describe the certificate and never show the key; nor do the logs.
+    let (status, one) = engine.get("/v1/subscriptions/api").await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        one["client_certificate"]["subject"], "CN=wasmhook test client",
+        "{one}"
+    );
+    assert_eq!(one["client_certificate"]["issuer"], "CN=wasmhook test CA");
+    let (status, list) = engine.get("/v1/subscriptions").await;
+    assert_eq!(status, 200, "{list}");
+    for text in [one.to_string(), list.to_string(), engine.log()] {
+        assert!(
+            !leaks_key(&text, &pki.client_key_pem),
+            "the key leaked: {text}"
+        );
+    }
+
+    // A patch of another field keeps the certificate; `null` removes it.
+    let (status, patched) = engine
+        .request(
+            "PATCH",
+            "/v1/subscriptions/api",
+            Some(&json!({"events": ["other"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(engine.test_ping("api").await["status_code"], 200);
+    let (status, patched) = engine
+        .request(
+            "PATCH",
+            "/v1/subscriptions/api",
+            Some(&json!({"client_certificate": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["subscription"]["client_certificate"], Value::Null);
+    assert_eq!(engine.test_ping("api").await["status_code"], Value::Null);
+    assert_eq!(receiver.requests_to("/api").len(), 2);
+
+    // A bad pair is refused with the fix; the guard still refuses an internal address.
+    let (status, answer) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"url": receiver.url("/x"), "events": ["*"],
+                    "client_certificate": {"certificate": pki.client_pem, "private_key": pki.ca_pem}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid_subscription", "{answer}");
+    let (status, answer) = engine
+        .post(
+            "/v1/subscriptions",
+            &json!({"url": "https://127.0.0.2:9/", "events": ["*"], "client_certificate": certificate}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
 }

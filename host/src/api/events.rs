@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 
 use super::body::read_body;
@@ -14,6 +15,7 @@ use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::event::{parse_event, parse_event_batch};
 use crate::store::IngestResult;
+use crate::telemetry;
 
 /// An event to publish. Documents what `event::parse_event` accepts; unknown fields are
 /// refused.
@@ -62,6 +64,28 @@ pub struct BatchAccepted {
     pub warnings: Vec<String>,
 }
 
+/// The `ingest` span of a publish, continuing the producer's `traceparent` header if it
+/// sent a valid one, and the `traceparent` to store with the events: the span's own when
+/// traces are exported, else the producer's as it came.
+fn ingest_span(headers: &HeaderMap) -> (tracing::Span, Option<String>) {
+    let sent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(telemetry::valid_traceparent);
+    let span = tracing::info_span!(
+        "ingest",
+        otel.name = "ingest",
+        otel.kind = "server",
+        event.id = tracing::field::Empty,
+        event.type = tracing::field::Empty,
+        events = tracing::field::Empty,
+        deliveries = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, sent.as_deref());
+    let traceparent = telemetry::traceparent_of(&span).or(sent);
+    (span, traceparent)
+}
+
 /// Publishes one event.
 ///
 /// The event and one delivery per matching subscription are stored in one transaction
@@ -69,6 +93,7 @@ pub struct BatchAccepted {
 /// patterns matches the type and its `filter`, if any, is true for the event.
 #[utoipa::path(
     post, path = "/events", tag = "events", operation_id = "publish_event",
+    params(("traceparent" = Option<String>, Header, description = "A W3C trace context (`00-<trace id>-<span id>-<flags>`); the event's ingest and delivery attempt spans join that trace. Ignored when malformed.")),
     request_body(content = EventIn, content_type = "application/json"),
     responses(
         (status = 202, description = "Stored durably", body = Accepted),
@@ -80,22 +105,27 @@ pub struct BatchAccepted {
 )]
 pub async fn publish(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let bytes = read_body(body, state.limits.max_event_bytes).await?;
-    let accepted = state.ingest.publish(parse_event(&bytes)?).await?;
-    let result = accepted.results.into_iter().next().ok_or_else(|| {
-        ApiError::from(crate::store::StoreError::Database(
-            "the store answered no result".into(),
-        ))
-    })?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            result,
-            warnings: accepted.warnings,
-        }),
-    ))
+    let (span, traceparent) = ingest_span(&headers);
+    let work = async {
+        let bytes = read_body(body, state.limits.max_event_bytes).await?;
+        let draft = parse_event(&bytes)?;
+        tracing::Span::current().record("event.type", draft.kind.as_str());
+        let accepted = state.ingest.publish(draft, traceparent).await?;
+        let result = accepted.results.into_iter().next().ok_or_else(|| {
+            ApiError::from(crate::store::StoreError::Database(
+                "the store answered no result".into(),
+            ))
+        })?;
+        Ok::<_, ApiError>((result, accepted.warnings))
+    };
+    let (result, warnings) = work.instrument(span.clone()).await?;
+    span.record("event.id", result.id.as_str());
+    span.record("deliveries", result.deliveries);
+    let accepted = Accepted { result, warnings };
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// Publishes up to 1,000 events at once.
@@ -105,6 +135,7 @@ pub async fn publish(
 /// invalid, none is stored and the error names its index.
 #[utoipa::path(
     post, path = "/events/batch", tag = "events", operation_id = "publish_events",
+    params(("traceparent" = Option<String>, Header, description = "A W3C trace context, as for `POST /v1/events`; every event of the batch joins that trace.")),
     request_body(content = Vec<EventIn>, content_type = "application/json"),
     responses(
         (status = 202, description = "All stored durably", body = BatchAccepted),
@@ -116,17 +147,27 @@ pub async fn publish(
 )]
 pub async fn publish_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
-    let bytes = read_body(body, state.limits.max_batch_bytes).await?;
-    let drafts = parse_event_batch(&bytes).map_err(|(index, error)| {
-        let mut err = ApiError::from(error);
-        if err.code != "batch_too_large" {
-            err.message = format!("event {index}: {}", err.message);
-        }
-        err
-    })?;
-    let accepted = state.ingest.publish_batch(drafts).await?;
+    let (span, traceparent) = ingest_span(&headers);
+    let work = async {
+        let bytes = read_body(body, state.limits.max_batch_bytes).await?;
+        let drafts = parse_event_batch(&bytes).map_err(|(index, error)| {
+            let mut err = ApiError::from(error);
+            if err.code != "batch_too_large" {
+                err.message = format!("event {index}: {}", err.message);
+            }
+            err
+        })?;
+        Ok::<_, ApiError>(state.ingest.publish_batch(drafts, traceparent).await?)
+    };
+    let accepted = work.instrument(span.clone()).await?;
+    span.record("events", accepted.results.len());
+    span.record(
+        "deliveries",
+        accepted.results.iter().map(|r| r.deliveries).sum::<u32>(),
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {

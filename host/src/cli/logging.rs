@@ -1,5 +1,8 @@
 //! Logs on stderr: `--log-format text` (colours only on a terminal, and never with
 //! `NO_COLOR`) or `json` (one object a line, for log shippers). `RUST_LOG` picks the level.
+//! `serve` adds the OpenTelemetry layer when `[telemetry]` asks for it.
+
+use tracing_subscriber::Registry;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -24,15 +27,23 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) 
 /// The log filter when `RUST_LOG` is unset, for most commands.
 pub const DEFAULT_FILTER: &str = "info,cranelift=warn,wasmtime=warn";
 
-/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset. With
+/// `tracer`, spans are also exported through it. (The layer is there from the start:
+/// `tracing_subscriber::reload` would hide it from `OpenTelemetrySpanExt`, which finds it
+/// by downcasting.)
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let colour = use_colour(
         super::output::stderr_is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let registry = tracing_subscriber::registry().with(filter);
+    let traces = tracer.map(|t| tracing_opentelemetry::layer::<Registry>().with_tracer(t));
+    let registry = tracing_subscriber::registry().with(traces).with(filter);
     let result = match format {
         LogFormat::Text => registry
             .with(

@@ -104,15 +104,19 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(
-        cli.log_format,
-        match &cli.command {
-            Command::Plugin(cmd) => cmd.default_log_filter(),
-            _ => logging::DEFAULT_FILTER,
-        },
-    );
+    // `serve` sets logging up itself, once its config says whether traces are exported.
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(
+            cli.log_format,
+            match &cli.command {
+                Command::Plugin(cmd) => cmd.default_log_filter(),
+                _ => logging::DEFAULT_FILTER,
+            },
+            None,
+        );
+    }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, cli.log_format),
         Command::Send(args) => send::run(args),
         Command::Subscriptions(cmd) => subscriptions::run(*cmd),
         Command::Deliveries(cmd) => manage::deliveries(cmd),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use super::logging::LogFormat;
 use crate::config::{Config, ProcessEnv};
 
 /// Arguments of `serve`.
@@ -16,14 +17,36 @@ pub struct Args {
 }
 
 /// Loads the config, binds the listener and runs until a signal arrives.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = Config::load(args.config.as_deref(), &ProcessEnv)?;
+pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    let config = Config::load(args.config.as_deref(), &ProcessEnv);
+    // Kept until the engine stops; dropping it flushes the spans still batched.
+    let telemetry = match &config {
+        Ok(config) => crate::telemetry::Telemetry::start(&config.telemetry)
+            .context("cannot set up OpenTelemetry ([telemetry])")?,
+        Err(_) => None,
+    };
+    super::logging::init(
+        log_format,
+        super::logging::DEFAULT_FILTER,
+        telemetry.as_ref().map(|t| t.tracer()),
+    );
+    let config = config?;
+    if let Some(endpoint) = telemetry
+        .as_ref()
+        .and(config.telemetry.otlp_endpoint.as_deref())
+    {
+        tracing::info!(
+            endpoint = %crate::secret::redact_url(endpoint),
+            "exporting traces over OTLP"
+        );
+    }
     super::runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         crate::engine::run(config, &ProcessEnv, listener, shutdown_signal()).await
     })?;
+    drop(telemetry);
     Ok(ExitCode::SUCCESS)
 }
 

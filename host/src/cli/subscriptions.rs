@@ -146,6 +146,13 @@ pub struct Fields {
     /// Reuse one adapter instance for up to this many deliveries.
     #[arg(long)]
     instance_reuse: Option<u32>,
+    /// A PEM client certificate for a receiver that requires mutual TLS; with
+    /// `--client-key`.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The PEM private key of `--client-cert`.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 impl Fields {
@@ -199,6 +206,16 @@ impl Fields {
         }
         if let Some(n) = self.instance_reuse {
             set("instance_reuse", json!(n));
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            set(
+                "client_certificate",
+                json!({"certificate": read(cert)?, "private_key": read(key)?}),
+            );
         }
         Ok(body)
     }

@@ -1,5 +1,9 @@
 //! One delivery attempt: run the adapter (or build the envelope), sign, send, and decide
 //! what happens next. Returns the record to store; never panics on bad input.
+//!
+//! Over 500 lines because an attempt is one sequence of gates (catalog, enabled, rate
+//! limit, adapter, endpoint slot, circuit, signing, send) whose early returns all fill the
+//! same record; its span lives in `trace`, its pure decisions in `retry` and `breaker`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -7,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Uri, header};
 use http_body_util::Full;
+use tracing::Instrument as _;
 
 use super::adapter_breakers::AdapterBreakers;
 use super::breaker::{Admission, Transition};
@@ -14,6 +19,7 @@ use super::client::{HttpClient, SendError};
 use super::endpoints::Endpoints;
 use super::rate_limit::{Rate, RateLimits, Slot};
 use super::retry::{AttemptResult, RetryPolicy, Verdict, parse_retry_after};
+use super::trace;
 use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::event::ENGINE_TYPE_PREFIX;
@@ -100,7 +106,9 @@ impl Deliverer {
     /// Makes one attempt at `delivery` and returns what to record; a dead letter is also
     /// reported to operators.
     pub async fn attempt(&self, delivery: &ClaimedDelivery) -> AttemptRecord {
-        let record = self.try_once(delivery).await;
+        let span = trace::attempt_span(delivery);
+        let record = self.try_once(delivery).instrument(span.clone()).await;
+        trace::record_outcome(&span, &record);
         if record.next == NextState::DeadLetter {
             self.report_dead_letter(delivery, &record);
         }
@@ -169,9 +177,15 @@ impl Deliverer {
             }
         };
         record.plugin_version = prepared.plugin_version.clone();
+        let span = tracing::Span::current();
+        span.record(
+            "plugin",
+            prepared.plugin_version.as_deref().unwrap_or("none"),
+        );
 
         // The endpoint's breaker and concurrency limit come before any network I/O.
         let endpoint = self.endpoints.get(&endpoint_key(&prepared.url));
+        span.record("endpoint", endpoint.key());
         let _slot = match endpoint.slot().await {
             Some(slot) => slot,
             None => {
@@ -214,7 +228,12 @@ impl Deliverer {
         };
         let result = self
             .client
-            .send_reading(request, sub.timeout, self.response_body_bytes)
+            .send_as(
+                request,
+                sub.timeout,
+                self.response_body_bytes,
+                sub.client_identity.as_ref(),
+            )
             .await;
         let latency = clock.elapsed();
         record.latency_us = latency.as_micros() as u64;

@@ -1,13 +1,15 @@
 //! The outbound HTTP client: hyper with pooled keep-alive connections, rustls for https,
 //! and a connector that resolves names itself and refuses internal addresses (see `ssrf`)
-//! at connect time, directly or through a CONNECT proxy (see `proxy`). Redirects are never
-//! followed, and response bodies are read only up to a cap.
+//! at connect time, directly or through a CONNECT proxy (see `proxy`). A subscription with
+//! a TLS client certificate gets a pool of its own. Redirects are never followed, and
+//! response bodies are read only up to a cap.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use super::proxy::{Proxy, Route};
 use super::ssrf::NetworkPolicy;
 use crate::outbound::port_of;
 use crate::secret::redact_url;
+use crate::subscription::ClientIdentity;
 
 /// How much of a response body is kept on the attempt record.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4 << 10;
@@ -267,10 +270,58 @@ impl tower_service::Service<Uri> for ProxyDialer {
     }
 }
 
+/// A pooled hyper client over the guarded connector.
+type Pool = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
+
+/// What every pool shares: the guard, the proxy and the trusted roots.
+#[derive(Debug)]
+struct Parts {
+    policy: Arc<NetworkPolicy>,
+    proxy: Option<Arc<Proxy>>,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+impl Parts {
+    /// A pool presenting `identity` to receivers that ask for a client certificate, or
+    /// none.
+    fn pool(&self, identity: Option<&ClientIdentity>) -> Result<Pool, rustls::Error> {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(Arc::clone(&self.roots));
+        let tls = match identity {
+            Some(identity) => tls.with_client_cert_resolver(Arc::new(
+                rustls::sign::SingleCertAndKey::from(identity.certified_key()),
+            )),
+            None => tls.with_no_client_auth(),
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(GuardedConnector {
+                policy: Arc::clone(&self.policy),
+                proxy: self.proxy.clone(),
+            });
+        Ok(Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https))
+    }
+}
+
+/// The pools of the client certificates in use, by the certificate chain's hash. An entry
+/// lives while a subscription holds its identity; the next new certificate sweeps the rest.
+type IdentityPools = Mutex<HashMap<[u8; 32], (Weak<ClientIdentity>, Pool)>>;
+
 /// The pooled client used for every delivery.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<GuardedConnector>, Full<Bytes>>,
+    inner: Pool,
+    parts: Arc<Parts>,
+    /// One pool per client certificate: a connection opened with one certificate must never
+    /// carry a request for a subscription with another one, or with none.
+    identities: Arc<IdentityPools>,
 }
 
 impl HttpClient {
@@ -303,24 +354,41 @@ impl HttpClient {
                 roots.add(cert)?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(GuardedConnector {
-                policy: Arc::new(policy),
-                proxy: proxy.map(Arc::new),
-            });
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
-        Ok(Self { inner })
+        let parts = Arc::new(Parts {
+            policy: Arc::new(policy),
+            proxy: proxy.map(Arc::new),
+            roots: Arc::new(roots),
+        });
+        Ok(Self {
+            inner: parts.pool(None)?,
+            parts,
+            identities: Arc::default(),
+        })
+    }
+
+    /// The pool for `identity`: the shared one without a client certificate, else the
+    /// certificate's own, made on first use.
+    fn pool_for(&self, identity: Option<&Arc<ClientIdentity>>) -> Result<Pool, SendError> {
+        let Some(identity) = identity else {
+            return Ok(self.inner.clone());
+        };
+        let mut pools = self
+            .identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((holder, pool)) = pools.get_mut(&identity.key_id()) {
+            // A rebuilt catalog holds a new Arc for the same certificate: keep the pool.
+            *holder = Arc::downgrade(identity);
+            return Ok(pool.clone());
+        }
+        let pool = self.parts.pool(Some(identity)).map_err(|e| {
+            SendError::Network(format!(
+                "cannot set up TLS with the client certificate: {e}"
+            ))
+        })?;
+        pools.retain(|_, (holder, _)| holder.strong_count() > 0);
+        pools.insert(identity.key_id(), (Arc::downgrade(identity), pool.clone()));
+        Ok(pool)
     }
 
     /// Sends `request` and reads the status, `Retry-After` and the start of the body, all
@@ -341,48 +409,58 @@ impl HttpClient {
         timeout: Duration,
         body_limit: usize,
     ) -> Result<Response, SendError> {
-        match tokio::time::timeout(timeout, self.exchange(request, body_limit)).await {
+        self.send_as(request, timeout, body_limit, None).await
+    }
+
+    /// Like `send_reading`, presenting `identity` (a subscription's client certificate) to a
+    /// receiver that asks for one.
+    pub async fn send_as(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+        body_limit: usize,
+        identity: Option<&Arc<ClientIdentity>>,
+    ) -> Result<Response, SendError> {
+        let pool = self.pool_for(identity)?;
+        match tokio::time::timeout(timeout, exchange(&pool, request, body_limit)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout(timeout)),
         }
     }
+}
 
-    async fn exchange(
-        &self,
-        request: http::Request<Full<Bytes>>,
-        body_limit: usize,
-    ) -> Result<Response, SendError> {
-        let response = self
-            .inner
-            .request(request)
-            .await
-            .map_err(|e| classify(&e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = response.into_body();
-        let mut snippet = Vec::new();
-        while snippet.len() < body_limit {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        let room = body_limit - snippet.len();
-                        snippet.extend_from_slice(&data[..data.len().min(room)]);
-                    }
+/// Sends `request` on `pool` and reads the answer, keeping `body_limit` bytes of its body.
+async fn exchange(
+    pool: &Pool,
+    request: http::Request<Full<Bytes>>,
+    body_limit: usize,
+) -> Result<Response, SendError> {
+    let response = pool.request(request).await.map_err(|e| classify(&e))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut body = response.into_body();
+    let mut snippet = Vec::new();
+    while snippet.len() < body_limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = body_limit - snippet.len();
+                    snippet.extend_from_slice(&data[..data.len().min(room)]);
                 }
-                // A broken body after the status line still counts as the status.
-                Some(Err(_)) | None => break,
             }
+            // A broken body after the status line still counts as the status.
+            Some(Err(_)) | None => break,
         }
-        Ok(Response {
-            status,
-            retry_after,
-            body_snippet: String::from_utf8_lossy(&snippet).into_owned(),
-        })
     }
+    Ok(Response {
+        status,
+        retry_after,
+        body_snippet: String::from_utf8_lossy(&snippet).into_owned(),
+    })
 }
 
 /// Names the real cause of a hyper client error: the guard's refusal, or the deepest

@@ -10,6 +10,7 @@
 //! - `retry`: the retry policy, pure.
 //! - `client`: the pooled HTTP client and its guarded connector.
 //! - `proxy`: egress through an HTTP proxy, and which destinations bypass it.
+//! - `trace`: the OpenTelemetry span of an attempt and the outcome it records.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
 pub mod adapter_breakers;
@@ -22,6 +23,7 @@ pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;
 pub mod ssrf;
+pub mod trace;
 
 pub use attempt::Deliverer;
 pub use client::HttpClient;

@@ -180,6 +180,7 @@ mod tests {
             kind: kind.into(),
             created_at_ms: 0,
             data: data.to_string(),
+            traceparent: None,
         }
     }
 

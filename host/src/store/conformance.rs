@@ -17,6 +17,9 @@ pub type Opener =
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// Stored with every test event; claims must hand it back.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn new_event(id: &str, subs: &[&str]) -> NewEvent {
     NewEvent {
         event: Event {
@@ -24,6 +27,7 @@ fn new_event(id: &str, subs: &[&str]) -> NewEvent {
             kind: "host.up".into(),
             created_at_ms: 1_000,
             data: "{\"n\":1}".into(),
+            traceparent: Some(TRACEPARENT.into()),
         },
         deliveries: subs
             .iter()
@@ -114,6 +118,10 @@ pub async fn claim_and_record(open: Opener) {
     let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
     assert_eq!(claim.deliveries.len(), 2);
     assert_eq!(claim.deliveries[0].event.data, "{\"n\":1}");
+    assert_eq!(
+        claim.deliveries[0].event.traceparent.as_deref(),
+        Some(TRACEPARENT)
+    );
     assert_eq!(claim.deliveries[0].event.kind, "host.up");
     assert!(
         store

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     type           TEXT NOT NULL,
     created_at     INTEGER NOT NULL,
     data           TEXT NOT NULL,
-    delivery_count INTEGER NOT NULL
+    delivery_count INTEGER NOT NULL,
+    traceparent    TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id               TEXT PRIMARY KEY,
@@ -224,6 +225,7 @@ impl EmbeddedStore {
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
+        add_traceparent_column(&writer).map_err(|e| open_err(e.to_string()))?;
         let released = writer
             .execute(
                 "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE status = 'pending' AND leased = 1",
@@ -1031,9 +1033,23 @@ fn in_savepoint<T>(
     }
 }
 
+/// Adds `events.traceparent` to a store made before it existed (SQLite has no
+/// `ADD COLUMN IF NOT EXISTS`).
+fn add_traceparent_column(conn: &Connection) -> rusqlite::Result<()> {
+    let present: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'traceparent'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN traceparent TEXT")?;
+    }
+    Ok(())
+}
+
 fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestResult>> {
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (id, type, created_at, data, delivery_count) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO events (id, type, created_at, data, delivery_count, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut existing = tx.prepare_cached("SELECT delivery_count FROM events WHERE id = ?1")?;
@@ -1049,7 +1065,8 @@ fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestRes
             e.kind,
             e.created_at_ms,
             e.data,
-            new.deliveries.len() as i64
+            new.deliveries.len() as i64,
+            e.traceparent
         ])?;
         if inserted == 0 {
             let deliveries: u32 = existing.query_row([&e.id], |r| r.get(0))?;
@@ -1122,7 +1139,7 @@ fn claim(
         next_due_ms = leases.values().copied().filter(|&u| u != i64::MAX).min();
     }
     let mut load = tx.prepare_cached(
-        "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data
+        "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data, e.traceparent
          FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.rowid = ?1",
     )?;
     let deliveries = chosen
@@ -1141,6 +1158,7 @@ fn claim(
                         kind: r.get(5)?,
                         created_at_ms: r.get(6)?,
                         data: r.get(7)?,
+                        traceparent: r.get(8)?,
                     },
                 })
             })
@@ -1261,4 +1279,33 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_traceparent_gains_the_column_and_keeps_its_events() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let old = Connection::open(dir.path().join("wasmhook.db")).expect("create");
+            old.execute_batch(
+                "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at INTEGER NOT NULL,
+                                      data TEXT NOT NULL, delivery_count INTEGER NOT NULL);
+                 INSERT INTO events VALUES ('evt_old', 'a.b', 1, '{}', 0);",
+            )
+            .expect("old schema");
+        }
+        drop(EmbeddedStore::open(dir.path(), 0).expect("opens and adds the column"));
+        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
+        let (id, trace): (String, Option<String>) = conn
+            .query_row("SELECT id, traceparent FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("the old event, with the new column");
+        assert_eq!((id.as_str(), trace), ("evt_old", None));
+        // Opening again finds the column there and leaves it.
+        drop(EmbeddedStore::open(dir.path(), 0).expect("opens again"));
+    }
 }

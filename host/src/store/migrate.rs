@@ -149,14 +149,26 @@ pub async fn embedded_to_postgres(
     }
     copied.subscriptions = subs.len() as u64;
 
-    // Events, deliveries and attempts, a page at a time in rowid order.
+    // Events, deliveries and attempts, a page at a time in rowid order. A store last
+    // opened by an engine older than `traceparent` has no such column.
+    let has_traceparent: bool = sqlite
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'traceparent'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let select_events = format!(
+        "SELECT rowid, id, type, created_at, data, delivery_count, {} FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+        if has_traceparent {
+            "traceparent"
+        } else {
+            "NULL"
+        }
+    );
     let mut last = 0i64;
     loop {
-        let mut stmt = sqlite
-            .prepare_cached(
-                "SELECT rowid, id, type, created_at, data, delivery_count FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-            )
-            .map_err(sqlite_err)?;
+        let mut stmt = sqlite.prepare_cached(&select_events).map_err(sqlite_err)?;
         let rows = stmt
             .query_map([last, PAGE], |r| {
                 Ok((
@@ -166,6 +178,7 @@ pub async fn embedded_to_postgres(
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, i32>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(sqlite_err)?
@@ -180,10 +193,11 @@ pub async fn embedded_to_postgres(
         let times: Vec<i64> = rows.iter().map(|r| r.3).collect();
         let data: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
         let counts: Vec<i32> = rows.iter().map(|r| r.5).collect();
+        let traces: Vec<Option<&str>> = rows.iter().map(|r| r.6.as_deref()).collect();
         tx.execute(
-            "INSERT INTO events (id, type, created_at, data, delivery_count)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[])",
-            &[&ids, &kinds, &times, &data, &counts],
+            "INSERT INTO events (id, type, created_at, data, delivery_count, traceparent)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[])",
+            &[&ids, &kinds, &times, &data, &counts, &traces],
         )
         .await?;
         copied.events += rows.len() as u64;

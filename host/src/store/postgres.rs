@@ -136,6 +136,7 @@ CREATE TABLE subscription_stats (
 CREATE INDEX events_created ON events (created_at, id);
 ",
     ),
+    (3, "ALTER TABLE events ADD COLUMN traceparent TEXT;"),
 ];
 
 /// `<host>-<pid>-<random>`: unique per process, readable in `/v1/plugins` and logs.
@@ -520,19 +521,21 @@ impl Store for PostgresStore {
         let tx = client.transaction().await?;
         let (mut ids, mut kinds, mut times, mut data, mut counts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut traces: Vec<Option<&str>> = Vec::new();
         for new in &batch {
             ids.push(new.event.id.as_str());
             kinds.push(new.event.kind.as_str());
             times.push(new.event.created_at_ms);
             data.push(new.event.data.as_str());
             counts.push(new.deliveries.len() as i32);
+            traces.push(new.event.traceparent.as_deref());
         }
         let inserted: HashSet<String> = tx
             .query(
-                "INSERT INTO events (id, type, created_at, data, delivery_count)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[])
+                "INSERT INTO events (id, type, created_at, data, delivery_count, traceparent)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::text[])
                  ON CONFLICT (id) DO NOTHING RETURNING id",
-                &[&ids, &kinds, &times, &data, &counts],
+                &[&ids, &kinds, &times, &data, &counts, &traces],
             )
             .await?
             .iter()
@@ -649,7 +652,7 @@ impl Store for PostgresStore {
         } else {
             client
                 .query(
-                    "SELECT id, type, created_at, data FROM events WHERE id = ANY($1)",
+                    "SELECT id, type, created_at, data, traceparent FROM events WHERE id = ANY($1)",
                     &[&event_ids],
                 )
                 .await?
@@ -660,6 +663,7 @@ impl Store for PostgresStore {
                         kind: r.get(1),
                         created_at_ms: r.get(2),
                         data: r.get(3),
+                        traceparent: r.get(4),
                     };
                     (event.id.clone(), event)
                 })

@@ -218,6 +218,7 @@ mod tests {
             kind: kind.into(),
             created_at_ms: 0,
             data: "{}".into(),
+            traceparent: None,
         };
         let mut ids: Vec<String> = catalog
             .matching(&event)

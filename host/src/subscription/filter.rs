@@ -328,6 +328,7 @@ mod tests {
             kind: "host.down".into(),
             created_at_ms: 1_781_352_000_000,
             data: data.into(),
+            traceparent: None,
         }
     }
 

@@ -2,11 +2,13 @@
 //! `Subscription` the delivery path uses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
+use super::client_cert::{ClientCertificate, ClientIdentity};
 use super::filter::PayloadFilter;
 use crate::config::{DeliveryConfig, Env, HumanDuration, SubscriptionConfig, check_retry_bounds};
 use crate::outbound::{endpoint_key, parse_header, parse_target_url};
@@ -62,6 +64,10 @@ pub struct SubscriptionSpec {
     pub secret_settings: Vec<String>,
     /// Signing secrets, newest first; older ones carry an expiry while a rotation runs.
     pub secrets: Vec<StoredSecret>,
+    /// The TLS client certificate presented to receivers that ask for one (mutual TLS).
+    /// Its private key is a secret, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 impl std::fmt::Debug for SubscriptionSpec {
@@ -75,6 +81,7 @@ impl std::fmt::Debug for SubscriptionSpec {
             .field("headers", &redacted(&self.headers, &self.secret_settings))
             .field("settings", &redacted(&self.settings, &self.secret_settings))
             .field("secrets", &self.secrets)
+            .field("client_certificate", &self.client_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +201,8 @@ pub struct Subscription {
     pub instance_reuse: Option<u32>,
     /// Settings whose values are secret, besides those whose names say so.
     pub secret_settings: Vec<String>,
+    /// The TLS client certificate for mutual TLS, if the receiver asks for one.
+    pub client_identity: Option<Arc<ClientIdentity>>,
     /// Cancelled when the subscription is deleted or disabled, which interrupts adapter
     /// calls still running for it. Kept across catalog rebuilds while it lives.
     pub cancel: tokio_util::sync::CancellationToken,
@@ -217,6 +226,7 @@ impl std::fmt::Debug for Subscription {
             .field("headers", &headers)
             .field("settings", &settings)
             .field("keys", &self.signing_keys.len())
+            .field("client_identity", &self.client_identity.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -332,6 +342,29 @@ impl SubscriptionSpec {
                 ));
             }
         };
+        let client_certificate = match (&cfg.client_certificate_file, &cfg.client_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let read = |field: &'static str, path: &std::path::Path| {
+                    std::fs::read_to_string(path).map_err(|e| {
+                        spec_err(
+                            field,
+                            format!("cannot read `{field}` {}: {e}", path.display()),
+                        )
+                    })
+                };
+                Some(ClientCertificate {
+                    certificate: read("client_certificate_file", cert)?,
+                    private_key: read("client_key_file", key)?,
+                })
+            }
+            _ => {
+                return Err(spec_err(
+                    "client_certificate_file",
+                    "set both `client_certificate_file` and `client_key_file`, or neither",
+                ));
+            }
+        };
         Ok(Self {
             url: cfg.url.clone(),
             events: cfg.events.clone(),
@@ -355,6 +388,7 @@ impl SubscriptionSpec {
                 secret: secret.expose().to_owned(),
                 expires_at_ms: None,
             }],
+            client_certificate,
         })
     }
 
@@ -449,6 +483,12 @@ impl SubscriptionSpec {
         if timeout.is_zero() {
             return Err(spec_err("timeout", "`timeout` must be longer than 0s"));
         }
+        let client_identity = self
+            .client_certificate
+            .as_ref()
+            .map(|c| c.identity().map(Arc::new))
+            .transpose()
+            .map_err(|e| spec_err("client_certificate", e.to_string()))?;
         Ok(Subscription {
             id: id.to_owned(),
             source,
@@ -472,6 +512,7 @@ impl SubscriptionSpec {
             cpu_budget: self.cpu_budget.map(|b| b.0),
             instance_reuse: self.instance_reuse,
             secret_settings: self.secret_settings.clone(),
+            client_identity,
             cancel: tokio_util::sync::CancellationToken::new(),
         })
     }

@@ -131,7 +131,20 @@ async fn validate(
             ),
         ));
     }
-    check_destination(state, &spec.url).await
+    let mut warnings = check_destination(state, &spec.url).await?;
+    if let Some(cert) = &spec.client_certificate {
+        warnings.extend(cert.info().and_then(|info| info.validity_warning(now_ms())));
+        let scheme = parse_target_url(&spec.url)
+            .ok()
+            .and_then(|u| u.scheme().cloned());
+        if scheme != Some(http::uri::Scheme::HTTPS) {
+            warnings.push(
+                "the client certificate is presented only over TLS; this receiver's URL is http://"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(warnings)
 }
 
 /// Holds the settings to the adapter's manifest when its plugin is loaded (`400

@@ -11,7 +11,7 @@ use crate::api::ApiError;
 use crate::config::HumanDuration;
 use crate::secret::Secret;
 use crate::store::{SubscriptionHealth, SubscriptionSource};
-use crate::subscription::{StoredSecret, SubscriptionSpec};
+use crate::subscription::{ClientCertificate, StoredSecret, SubscriptionSpec};
 
 /// Largest request body these endpoints read.
 pub(super) const MAX_BODY: usize = 256 << 10;
@@ -173,6 +173,50 @@ pub struct CreateSubscription {
     /// Reuse one adapter instance for up to this many deliveries (0: a fresh one each).
     /// Default: the plugin's.
     pub instance_reuse: Option<u32>,
+    /// A TLS client certificate for a receiver that requires mutual TLS. The private key is
+    /// never shown again.
+    pub client_certificate: Option<ClientCertificateBody>,
+}
+
+/// A TLS client certificate and its private key, PEM. `Debug` hides the key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificateBody {
+    /// The client certificate, then any intermediates: `-----BEGIN CERTIFICATE-----` blocks.
+    #[schema(min_length = 1)]
+    pub certificate: String,
+    /// Its private key: a `-----BEGIN PRIVATE KEY-----` (PKCS#8), `RSA PRIVATE KEY` or
+    /// `EC PRIVATE KEY` block. RSA, ECDSA (P-256, P-384) and Ed25519 keys work.
+    #[schema(value_type = String, min_length = 1)]
+    pub private_key: Secret,
+}
+
+impl std::fmt::Debug for ClientCertificateBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificateBody")
+            .field("certificate", &format!("{} bytes", self.certificate.len()))
+            .field("private_key", &self.private_key)
+            .finish()
+    }
+}
+
+/// A subscription's client certificate as reads show it: which one, and when it runs out.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientCertificateView {
+    /// The client certificate, PEM, as given (certificates are public).
+    pub certificate: String,
+    /// The certificate's subject, like `CN=wasmhook`.
+    pub subject: String,
+    /// Who issued it.
+    pub issuer: String,
+    /// Valid from, RFC 3339.
+    #[schema(format = DateTime)]
+    pub not_before: String,
+    /// Valid until, RFC 3339.
+    #[schema(format = DateTime)]
+    pub not_after: String,
+    /// SHA-256 fingerprint of the certificate (DER), lowercase hex.
+    pub sha256: String,
 }
 
 /// The body of `PATCH /v1/subscriptions/{id}`: a JSON merge patch (RFC 7396). Fields
@@ -206,6 +250,8 @@ pub struct PatchSubscription {
     #[schema(value_type = Option<ApiDuration>)]
     cpu_budget: Option<String>,
     instance_reuse: Option<u32>,
+    /// Replaces the client certificate (both fields); `null` removes it.
+    client_certificate: Option<ClientCertificateBody>,
 }
 
 impl std::fmt::Debug for CreateSubscription {
@@ -222,6 +268,7 @@ impl std::fmt::Debug for CreateSubscription {
             .field("secret", &self.secret)
             .field("headers", &keys(&self.headers))
             .field("settings", &keys(&self.settings))
+            .field("client_certificate", &self.client_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -285,6 +332,9 @@ pub struct SubscriptionView {
     /// The secrets that sign, newest first, without their values: two while a rotation's
     /// grace period runs.
     pub signing_secrets: Vec<SigningSecretInfo>,
+    /// The TLS client certificate presented to the receiver, without its private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificateView>,
     /// How its deliveries have been going: the last attempt, the current run of failures,
     /// and success rates.
     pub health: SubscriptionHealth,
@@ -412,6 +462,10 @@ impl CreateSubscription {
                 secret,
                 expires_at_ms: None,
             }],
+            client_certificate: self.client_certificate.map(|c| ClientCertificate {
+                certificate: c.certificate,
+                private_key: c.private_key.expose().to_owned(),
+            }),
         })
     }
 }
@@ -427,10 +481,11 @@ mod tests {
         let input: CreateSubscription = serde_json::from_value(json!({
             "url": "https://x.example/", "events": ["*"], "secret": "whsec_c2VjcmV0LXZhbHVlLXRoYXQtaXMtbG9uZw==",
             "settings": {"routing_key": "R0UT1NG"}, "headers": {"Authorization": "Bearer s3cr3t"},
+            "client_certificate": {"certificate": "-----BEGIN CERTIFICATE-----", "private_key": "K3YM4T3R1AL"},
         }))
         .unwrap();
         let text = format!("{input:?}");
-        for leaked in ["whsec_", "R0UT1NG", "s3cr3t"] {
+        for leaked in ["whsec_", "R0UT1NG", "s3cr3t", "K3YM4T3R1AL"] {
             assert!(!text.contains(leaked), "{leaked} in {text}");
         }
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::types::{SigningSecretInfo, SubscriptionView};
+use super::types::{ClientCertificateView, SigningSecretInfo, SubscriptionView};
 use crate::clock::rfc3339;
 use crate::config::HumanDuration;
 use crate::secret::redact_url;
@@ -41,6 +41,7 @@ pub fn view(
         rate_limit,
         secret_settings,
         secrets,
+        client_certificate,
     } = spec;
     let text = |d: &HumanDuration| d.compact();
     SubscriptionView {
@@ -70,6 +71,18 @@ pub fn view(
                 expires_at: s.expires_at_ms.map(rfc3339),
             })
             .collect(),
+        // The certificate and what it says; never the private key.
+        client_certificate: client_certificate.as_ref().and_then(|c| {
+            let info = c.info()?;
+            Some(ClientCertificateView {
+                certificate: c.certificate.clone(),
+                subject: info.subject,
+                issuer: info.issuer,
+                not_before: rfc3339(info.not_before_ms),
+                not_after: rfc3339(info.not_after_ms),
+                sha256: info.sha256,
+            })
+        }),
         health: health.map(|h| h.view(now_ms)).unwrap_or_default(),
         created_at: rfc3339(stored.created_at_ms),
         updated_at: rfc3339(stored.updated_at_ms),

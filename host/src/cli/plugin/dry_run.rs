@@ -252,6 +252,7 @@ fn subscription(
         instance_reuse: None,
         rate_limit: None,
         secret_settings: Vec::new(),
+        client_certificate: None,
         secrets: secrets
             .into_iter()
             .map(|secret| StoredSecret {
