@@ -21,6 +21,7 @@ use crate::delivery::client::vet_destination;
 use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
@@ -284,7 +285,9 @@ pub async fn run(
         metrics: metrics.clone(),
         user_agent: http::HeaderValue::from_static(USER_AGENT),
     });
+    let feed = Feed::new();
     let scheduler = Scheduler {
+        feed: Some(feed.clone()),
         store: Arc::clone(&store),
         deliverer: Arc::clone(&deliverer),
         wake: Arc::clone(&wake),
@@ -315,14 +318,17 @@ pub async fn run(
         Arc::clone(&wake),
         stop_rx.clone(),
     ));
-    let ingest = Arc::new(Ingest::new(
-        Arc::clone(&store),
-        Arc::clone(&subscriptions),
-        Some(Arc::clone(&registry)),
-        Arc::clone(&wake),
-        metrics.clone(),
-        config.limits.event_limits(),
-    ));
+    let ingest = Arc::new(
+        Ingest::new(
+            Arc::clone(&store),
+            Arc::clone(&subscriptions),
+            Some(Arc::clone(&registry)),
+            Arc::clone(&wake),
+            metrics.clone(),
+            config.limits.event_limits(),
+        )
+        .with_feed(feed.clone()),
+    );
     let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
     // Plugins rejected at start are news too (hot reloads report themselves).
     for plugin in registry.list() {
@@ -333,7 +339,10 @@ pub async fn run(
             }));
         }
     }
+    // Ends open `/v1/stream` answers when shutdown begins, so they do not hold it up.
+    let (stop_streams, streams_stopping) = watch::channel(false);
     let state = AppState {
+        feed,
         store,
         ingest,
         subscriptions,
@@ -349,6 +358,7 @@ pub async fn run(
         browser,
         store_probe: Arc::default(),
         ops,
+        stopping: streams_stopping,
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 
@@ -367,6 +377,7 @@ pub async fn run(
     tracing::info!("wasmhook listening on http://{addr}");
     api::serve::serve(listener, api::router(state), serve_limits, async move {
         shutdown.await;
+        let _ = stop_streams.send(true);
         tracing::info!("shutting down: no new events are accepted");
     })
     .await;

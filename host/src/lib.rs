@@ -11,6 +11,8 @@
 //! - [`event`]: published events, their validation and the default envelope.
 //! - [`ingest`]: the one path every producer takes: validate, route, mint ids, store,
 //!   wake the scheduler, count.
+//! - [`feed`]: the live feed of accepted events and delivery outcomes behind
+//!   `/v1/stream`.
 //! - [`subscription`]: subscriptions, their payload filters and the
 //!   [`subscription::Catalog`] that routes to them.
 //! - [`retention`]: purging what `[retention]` no longer keeps, in small steps.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod feed;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

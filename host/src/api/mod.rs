@@ -15,6 +15,7 @@ pub mod openapi;
 mod plugins;
 mod query;
 pub mod serve;
+mod stream;
 mod subscriptions;
 
 pub use error::ApiError;
@@ -31,6 +32,7 @@ use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ops::OpsEmitter;
@@ -72,6 +74,10 @@ pub struct AppState {
     pub store_probe: Arc<StoreProbe>,
     /// Where operational events go (an operator disabling a subscription).
     pub ops: OpsEmitter,
+    /// Accepted events and delivery outcomes as they happen, for `/v1/stream`.
+    pub feed: Feed,
+    /// Flips to true when shutdown begins; open streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through
@@ -94,7 +100,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
         .routes(routes!(endpoints::list))
-        .routes(routes!(plugins::list));
+        .routes(routes!(plugins::list))
+        .routes(routes!(stream::stream));
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(health::metrics))
