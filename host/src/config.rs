@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long finished deliveries, dead letters and events are kept.
     pub retention: RetentionConfig,
+    /// The operator console at `/ui`.
+    pub ui: UiConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
 }
@@ -331,6 +333,25 @@ impl Default for DeliveryConfig {
             secret_rotation_grace: HumanDuration(Duration::from_secs(24 * 3600)),
             disable_after: HumanDuration(Duration::from_secs(5 * 24 * 3600)),
             disable_after_failures: 10,
+        }
+    }
+}
+
+/// `[ui]`: the operator console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Whether `/ui` is served. Signing in needs an admin token (`[server] api_token`).
+    pub enabled: bool,
+    /// How long a console session lasts after sign-in.
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
         }
     }
 }

@@ -359,6 +359,10 @@ pub async fn run(
         store_probe: Arc::default(),
         ops,
         stopping: streams_stopping,
+        sessions: config
+            .ui
+            .enabled
+            .then(|| Arc::new(api::ui::Sessions::new(config.ui.session_ttl.0))),
     };
     let scheduler = tokio::spawn(scheduler.run(stop_rx));
 

@@ -1,5 +1,6 @@
 //! Bearer-token auth for `/v1/*` (and `/metrics` when `[server] metrics_require_token`).
-//! `/healthz` and `/openapi.json` are always open.
+//! `/healthz` and `/openapi.json` are always open; `/ui` has its own session guard. A
+//! console session stands in for the admin token, with its CSRF token on every change.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -13,14 +14,40 @@ fn guarded(path: &str, metrics_require_token: bool) -> bool {
     match path {
         "/healthz" | "/openapi.json" => false,
         "/metrics" => metrics_require_token,
-        _ => true,
+        "/ui" => false,
+        _ => !path.starts_with("/ui/"),
     }
 }
 
-/// Lets the request through when it is for an open path, no token is configured, or the
-/// bearer token matches one of them. Every token is compared, in constant time, whichever matches, so the answer's
-/// timing does not tell which token was close. A missing or wrong token gets the same
-/// `401`, with no hint which it was.
+/// Whether `token` is an admin token: the one place that decides it, for the bearer
+/// check and for the console's sign-in. Every token is compared, in constant time,
+/// whichever matches, so the answer's timing does not tell which token was close.
+pub fn is_admin_token(state: &AppState, token: &[u8]) -> bool {
+    state
+        .api_tokens
+        .iter()
+        .fold(false, |ok, expected| ok | expected.matches(token))
+}
+
+/// Whether the request comes from a signed-in console: a live session cookie, and for a
+/// change, the session's CSRF token.
+fn console_session(state: &AppState, request: &Request) -> bool {
+    let Some(sessions) = &state.sessions else {
+        return false;
+    };
+    let Some(session) = sessions.find(request.headers(), crate::clock::now_ms()) else {
+        return false;
+    };
+    let safe = matches!(
+        *request.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    safe || super::ui::session::csrf_ok(&session, request.headers())
+}
+
+/// Lets the request through when it is for an open path, no token is configured, the
+/// bearer token is an admin token, or it comes from a signed-in console. A missing or
+/// wrong token gets the same `401`, with no hint which it was.
 pub async fn require_token(
     State(state): State<AppState>,
     request: Request,
@@ -34,14 +61,8 @@ pub async fn require_token(
         .get(http::header::AUTHORIZATION)
         .and_then(|v| bearer_token(v.as_bytes()));
     match given {
-        Some(token)
-            if state
-                .api_tokens
-                .iter()
-                .fold(false, |ok, expected| ok | expected.matches(token)) =>
-        {
-            next.run(request).await
-        }
+        Some(token) if is_admin_token(&state, token) => next.run(request).await,
+        None if console_session(&state, &request) => next.run(request).await,
         _ => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,

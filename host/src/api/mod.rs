@@ -1,4 +1,5 @@
-//! The HTTP API: `/v1/*` (bearer-token auth), `/healthz`, `/metrics` and `/openapi.json`.
+//! The HTTP API: `/v1/*` (bearer-token auth), `/healthz`, `/metrics` and `/openapi.json`,
+//! and the operator console at `/ui` (`ui/`).
 //! One file per resource; errors map to status codes in one place (`error.rs`); the
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
@@ -17,6 +18,7 @@ mod query;
 pub mod serve;
 mod stream;
 mod subscriptions;
+pub mod ui;
 
 pub use error::ApiError;
 pub use health::StoreProbe;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub ops: OpsEmitter,
     /// Accepted events and delivery outcomes as they happen, for `/v1/stream`.
     pub feed: Feed,
+    /// Console sessions; `None` when `[ui] enabled = false`.
+    pub sessions: Option<Arc<ui::Sessions>>,
     /// Flips to true when shutdown begins; open streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -101,6 +105,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::replay))
         .routes(routes!(endpoints::list))
         .routes(routes!(plugins::list))
+        .routes(routes!(plugins::dry_run))
         .routes(routes!(stream::stream));
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(health::healthz))
@@ -119,6 +124,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
+    let router = match &state.sessions {
+        Some(_) => router.merge(ui::router(state.clone())),
+        None => router,
+    };
     let router = router
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
