@@ -55,6 +55,17 @@ async fn send(
     }
 }
 
+async fn sign_in(engine: &Engine, token: &str) -> Answer {
+    send(
+        engine,
+        "POST",
+        "/ui/login",
+        &[],
+        Some(json!({"token": token})),
+    )
+    .await
+}
+
 fn code(answer: &Answer) -> String {
     serde_json::from_str::<Value>(&answer.body).unwrap_or_default()["code"]
         .as_str()
@@ -106,23 +117,9 @@ async fn the_console_needs_a_session_a_csrf_token_and_never_shows_a_secret() {
     assert!(!login.body.contains("<script>"), "no inline script");
 
     // Sign-in: a wrong token is refused; the admin token gets a strict cookie.
-    let r = send(
-        &engine,
-        "POST",
-        "/ui/login",
-        &[],
-        Some(json!({"token": "nope"})),
-    )
-    .await;
+    let r = sign_in(&engine, "nope").await;
     assert_eq!((r.status, code(&r).as_str()), (401, "unauthorized"));
-    let r = send(
-        &engine,
-        "POST",
-        "/ui/login",
-        &[],
-        Some(json!({"token": TOKEN})),
-    )
-    .await;
+    let r = sign_in(&engine, TOKEN).await;
     assert_eq!(r.status, 204);
     let set_cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
@@ -226,13 +223,6 @@ async fn the_console_can_be_switched_off() {
         let r = send(&engine, "GET", path, &[], None).await;
         assert_eq!((r.status, code(&r).as_str()), (404, "not_found"), "{path}");
     }
-    let r = send(
-        &engine,
-        "POST",
-        "/ui/login",
-        &[],
-        Some(json!({"token": TOKEN})),
-    )
-    .await;
+    let r = sign_in(&engine, TOKEN).await;
     assert_eq!(r.status, 404);
 }
