@@ -60,6 +60,9 @@ pub async fn overhead(
         subscription_id: "bench",
         url: "https://receiver.example.com/hook",
         settings,
+        attempt: 1,
+        timestamp: event.created_at_ms / 1000,
+        signing_keys: &[],
     };
     let mut limits = CallLimits::for_plugin(&config.plugins, name);
     let mut run = |reuse: u32| {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmhook::store::{PostgresOptions, PostgresStore};
+use wasmhook::store::{PgTls, PostgresOptions, PostgresStore};
 
 use crate::harness::{ChildEngine, preload_into, subscription};
 use crate::receiver::Receiver;
@@ -93,15 +93,21 @@ pub async fn drain(
             node_id: "bench-preload".into(),
             heartbeat: Duration::from_secs(5),
             lease: Duration::from_secs(30),
+            tls: PgTls::default(),
         },
         wasmhook::clock::now_ms(),
     )
     .await?;
     preload_into(Arc::new(store), &["main"], events, 1024).await?;
     let path = format!("/pg-{nodes}");
+    // Every node needs the same storage key.
+    let key_dir = tempfile::tempdir()?;
+    let key_file = key_dir.path().join("storage.key");
+    std::fs::write(&key_file, wasmhook::keyring::generate_key())?;
     let config = format!(
-        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\n\n\
+        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 16\nencryption_key_files = [\"{}\"]\n\n\
          [delivery]\nallow_private_networks = true\nconcurrency = {}\nendpoint_concurrency = {concurrency}\n\n{}",
+        key_file.display(),
         concurrency * 2,
         subscription("main", &receiver.url(&path), "")
     );

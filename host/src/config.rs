@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// More admin tokens, each as good as `api_token` (for example one per operator or
     /// tool, so one can be revoked without the others).
     pub api_tokens: Vec<Secret>,
+    /// Named tokens, each with a scope: `[[server.tokens]]`.
+    pub tokens: Vec<TokenConfig>,
     /// Whether `/metrics` needs a token too. `/healthz` and `/openapi.json` never do.
     pub metrics_require_token: bool,
     /// Origins (`https://hooks.example.com`) whose pages may send state-changing requests,
@@ -63,21 +65,129 @@ pub struct ServerConfig {
     /// Most connections at once; default: 1,024, or half the open-file limit if that is
     /// lower. At the cap, the connection idle the longest is closed for a new one.
     pub max_connections: Option<usize>,
+    /// Set from `WASMHOOK_API_TOKEN`, which replaces `api_token`; kept apart so the
+    /// token's name in logs says where it came from.
+    #[serde(skip)]
+    pub env_api_token: Option<Secret>,
+}
+
+/// One `[[server.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in the logs of what the token changed; unique.
+    pub name: String,
+    /// What the token may do.
+    pub scope: Scope,
+    /// The token itself.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Name of an environment variable holding the token, instead of `token`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// What a token may do. Each scope is a set of routes; `admin` holds them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `POST /v1/events` and `POST /v1/events/batch`: for producers.
+    Publish,
+    /// Every `GET` (and `/metrics`): for dashboards.
+    Read,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    /// The config and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// An accepted token with its name and scope, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// `[[server.tokens]] name`, or where a legacy admin token came from (`api_token`,
+    /// `api_tokens[1]`, `WASMHOOK_API_TOKEN`).
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// The token.
+    pub secret: Secret,
 }
 
 impl ServerConfig {
-    /// Every accepted admin token; empty means the API is open.
-    pub fn admin_tokens(&self) -> Vec<Secret> {
-        self.api_token
-            .iter()
-            .chain(&self.api_tokens)
-            .cloned()
-            .collect()
+    /// Whether no token of any kind is configured, leaving the API open to whoever
+    /// reaches it.
+    pub fn is_open(&self) -> bool {
+        self.api_token.is_none()
+            && self.env_api_token.is_none()
+            && self.api_tokens.is_empty()
+            && self.tokens.is_empty()
     }
 
-    /// Whether no token is configured, leaving the API open to whoever reaches it.
-    pub fn is_open(&self) -> bool {
-        self.admin_tokens().is_empty()
+    /// Every accepted token, with its name and scope; empty means the API is open.
+    /// `api_token`, `api_tokens` and `WASMHOOK_API_TOKEN` are admin tokens. Environment
+    /// variables named by `token_env` are read here, so call it once, at load.
+    pub fn api_tokens(&self, env: &dyn Env) -> anyhow::Result<Vec<ApiToken>> {
+        let admin = |name: String, secret: &Secret| ApiToken {
+            name,
+            scope: Scope::Admin,
+            secret: secret.clone(),
+        };
+        let mut tokens: Vec<ApiToken> = match (&self.env_api_token, &self.api_token) {
+            (Some(secret), _) => vec![admin("WASMHOOK_API_TOKEN".into(), secret)],
+            (None, Some(secret)) => vec![admin("api_token".into(), secret)],
+            (None, None) => Vec::new(),
+        };
+        for (i, secret) in self.api_tokens.iter().enumerate() {
+            tokens.push(admin(format!("api_tokens[{i}]"), secret));
+        }
+        for t in &self.tokens {
+            let secret = match (&t.token, &t.token_env) {
+                (Some(secret), None) => secret.clone(),
+                (None, Some(var)) => Secret::new(env.var(var).with_context(|| {
+                    format!(
+                        "[[server.tokens]] `{}`: environment variable {var} (token_env) is not set",
+                        t.name
+                    )
+                })?),
+                _ => bail!(
+                    "[[server.tokens]] `{}`: set exactly one of `token` and `token_env`",
+                    t.name
+                ),
+            };
+            tokens.push(ApiToken {
+                name: t.name.clone(),
+                scope: t.scope,
+                secret,
+            });
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            if t.secret.expose().is_empty() {
+                bail!("token `{}` is empty", t.name);
+            }
+            if let Some(other) = tokens[..i].iter().find(|o| o.name == t.name) {
+                bail!(
+                    "[[server.tokens]] name `{}` appears twice; names must be unique",
+                    other.name
+                );
+            }
+            if let Some(other) = tokens[..i].iter().find(|o| o.secret == t.secret) {
+                bail!(
+                    "tokens `{}` and `{}` have the same value; give each its own, so its name and scope are clear",
+                    other.name,
+                    t.name
+                );
+            }
+        }
+        Ok(tokens)
     }
 
     /// Refuses a non-loopback listen address when no token is set: the API would be open
@@ -87,7 +197,7 @@ impl ServerConfig {
             bail!(
                 "[server] listen = \"{addr}\" is reachable from other machines, and no [server] api_token is \
                  set: anyone who can reach it could publish events and create subscriptions. Set [server] \
-                 api_token (or WASMHOOK_API_TOKEN), or listen on 127.0.0.1"
+                 api_token (or WASMHOOK_API_TOKEN, or [[server.tokens]]), or listen on 127.0.0.1"
             );
         }
         Ok(())
@@ -100,12 +210,14 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_token: None,
             api_tokens: Vec::new(),
+            tokens: Vec::new(),
             metrics_require_token: false,
             allowed_origins: Vec::new(),
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             idle_timeout: HumanDuration(Duration::from_secs(60)),
             body_read_timeout: HumanDuration(Duration::from_secs(60)),
             max_connections: None,
+            env_api_token: None,
         }
     }
 }
@@ -132,6 +244,64 @@ pub struct StorageConfig {
     /// This node's id (`postgres`); default `<hostname>-<pid>-<random>`. A fixed id lets a
     /// restarted node take back its own leases at once instead of waiting for them to end.
     pub node_id: Option<String>,
+    /// Files each holding a 32-byte key (base64) that encrypts secrets at rest. The first
+    /// encrypts; all decrypt, so a new key can be put first while old rows still open.
+    /// Relative paths are relative to the config file.
+    pub encryption_key_files: Vec<PathBuf>,
+    /// Keys from `WASMHOOK_ENCRYPTION_KEYS` (comma-separated base64); they come before the
+    /// files' keys. Never read from the file.
+    #[serde(skip)]
+    pub encryption_keys: Vec<Secret>,
+    /// TLS to PostgreSQL: `disable`, `prefer`, `require` or `verify-full`. Overrides the
+    /// URL's `sslmode`; default `prefer` as in libpq.
+    pub sslmode: Option<SslMode>,
+    /// PEM CA certificates that sign the PostgreSQL server's certificate (`verify-full`);
+    /// without it, the system roots. Relative paths are relative to the config file.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How the PostgreSQL connection uses TLS (libpq's `sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate; plain otherwise.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (protects against passive
+    /// listening only).
+    Require,
+    /// TLS or no connection, with the server's certificate checked against the CA and the
+    /// URL's host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's spelling.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-full" => Ok(Self::VerifyFull),
+            "allow" | "verify-ca" => Err(format!(
+                "sslmode `{text}` is not supported: use `verify-full` (checks the CA and the host name), `require` or `disable`"
+            )),
+            _ => Err(format!(
+                "unknown sslmode `{text}`: use `disable`, `prefer`, `require` or `verify-full`"
+            )),
+        }
+    }
+
+    /// libpq's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// Where the engine keeps its state.
@@ -155,6 +325,10 @@ impl Default for StorageConfig {
             lease: HumanDuration(Duration::from_secs(30)),
             heartbeat: HumanDuration(Duration::from_secs(5)),
             node_id: None,
+            encryption_key_files: Vec::new(),
+            encryption_keys: Vec::new(),
+            sslmode: None,
+            ca_file: None,
         }
     }
 }
@@ -303,6 +477,13 @@ pub struct DeliveryConfig {
     pub breaker_cooldown: HumanDuration,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_rotation_grace: HumanDuration,
+    /// An HTTP proxy every delivery goes through, `http://[user:password@]host:port`
+    /// (CONNECT tunnels). Also `WASMHOOK_PROXY`. A secret: it may hold credentials.
+    pub proxy: Option<Secret>,
+    /// Destinations reached directly instead of through `proxy`, in `NO_PROXY` syntax:
+    /// host names (with their subdomains), IP addresses, CIDR ranges, `*`. Default: the
+    /// `NO_PROXY` (or `no_proxy`) environment variable.
+    pub no_proxy: Option<Vec<String>>,
     /// Disables a subscription whose attempts have all failed for this long (with at least
     /// `disable_after_failures` of them), as Svix does after 5 days; `0s` never does. A
     /// `410 Gone` disables at once whatever this says.
@@ -310,6 +491,19 @@ pub struct DeliveryConfig {
     /// Failed attempts in a row needed too, so a subscription that gets one event a week is
     /// not disabled for two failures.
     pub disable_after_failures: u32,
+}
+
+impl DeliveryConfig {
+    /// The egress proxy, if one is set.
+    pub fn egress_proxy(&self) -> anyhow::Result<Option<crate::delivery::proxy::Proxy>> {
+        let Some(url) = &self.proxy else {
+            return Ok(None);
+        };
+        let no_proxy = self.no_proxy.as_deref().unwrap_or_default().join(",");
+        crate::delivery::proxy::Proxy::new(url.expose(), &no_proxy)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -333,6 +527,8 @@ impl Default for DeliveryConfig {
             secret_rotation_grace: HumanDuration(Duration::from_secs(24 * 3600)),
             disable_after: HumanDuration(Duration::from_secs(5 * 24 * 3600)),
             disable_after_failures: 10,
+            proxy: None,
+            no_proxy: None,
         }
     }
 }
@@ -499,6 +695,12 @@ impl fmt::Debug for SubscriptionConfig {
     }
 }
 
+impl<'de> Deserialize<'de> for SslMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(de::Error::custom)
+    }
+}
+
 /// A duration written the human way: `500ms`, `5s`, `30m`, `2h`, `1day`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -660,8 +862,13 @@ impl Config {
         config.storage.path = base.join(&config.storage.path);
         config.plugins.dir = base.join(&config.plugins.dir);
         config.delivery.tls_ca_file = config.delivery.tls_ca_file.map(|f| base.join(f));
+        config.storage.ca_file = config.storage.ca_file.map(|f| base.join(f));
+        for file in &mut config.storage.encryption_key_files {
+            *file = base.join(&*file);
+        }
         config.apply_env(env)?;
         config.validate()?;
+        config.server.api_tokens(env)?;
         Ok(config)
     }
 
@@ -673,7 +880,15 @@ impl Config {
 
     fn apply_env(&mut self, env: &dyn Env) -> anyhow::Result<()> {
         if let Some(token) = env.var("WASMHOOK_API_TOKEN") {
-            self.server.api_token = Some(Secret::new(token));
+            self.server.env_api_token = Some(Secret::new(token));
+        }
+        if let Some(keys) = env.var("WASMHOOK_ENCRYPTION_KEYS") {
+            self.storage.encryption_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect();
         }
         if let Some(listen) = env.var("WASMHOOK_LISTEN") {
             self.server.listen = listen.parse().with_context(|| {
@@ -689,6 +904,14 @@ impl Config {
         }
         if let Some(dir) = env.var("WASMHOOK_PLUGINS_DIR") {
             self.plugins.dir = PathBuf::from(dir);
+        }
+        if let Some(proxy) = env.var("WASMHOOK_PROXY") {
+            self.delivery.proxy = Some(Secret::new(proxy));
+        }
+        if self.delivery.no_proxy.is_none()
+            && let Some(list) = env.var("NO_PROXY").or_else(|| env.var("no_proxy"))
+        {
+            self.delivery.no_proxy = Some(list.split(',').map(|s| s.trim().to_owned()).collect());
         }
         Ok(())
     }
@@ -712,6 +935,7 @@ impl Config {
         if self.delivery.concurrency == 0 {
             bail!("[delivery] concurrency must be at least 1");
         }
+        self.delivery.egress_proxy()?;
         if self.storage.backend == Backend::Postgres {
             if self.storage.url.is_none() {
                 bail!(
@@ -908,7 +1132,11 @@ mod tests {
             ("WASMHOOK_LISTEN", "127.0.0.1:0"),
         ]);
         let c = Config::load(Some(&file), &env).unwrap();
-        assert_eq!(c.server.api_token.unwrap().expose(), "from-env");
+        let tokens = c.server.api_tokens(&env).unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].secret.expose(), "from-env");
+        assert_eq!(tokens[0].name, "WASMHOOK_API_TOKEN");
+        assert_eq!(tokens[0].scope, Scope::Admin);
         assert_eq!(c.server.listen.port(), 0);
         assert_eq!(c.storage.path, dir.join("./data"));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -941,5 +1169,103 @@ mod tests {
                 .to_string()
                 .contains("`a` appears twice")
         );
+    }
+
+    #[test]
+    fn tokens_have_names_and_scopes_and_legacy_ones_are_admin() {
+        let c = Config::parse(
+            r#"
+            [server]
+            api_token = "a"
+            api_tokens = ["b"]
+            [[server.tokens]]
+            name = "ci"
+            scope = "publish"
+            token = "c"
+            [[server.tokens]]
+            name = "grafana"
+            scope = "read"
+            token_env = "GRAFANA_TOKEN"
+            "#,
+        )
+        .unwrap();
+        let env = FakeEnv(vec![("GRAFANA_TOKEN", "d")]);
+        let tokens = c.server.api_tokens(&env).unwrap();
+        let seen: Vec<(&str, Scope, &str)> = tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.scope, t.secret.expose()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("api_token", Scope::Admin, "a"),
+                ("api_tokens[0]", Scope::Admin, "b"),
+                ("ci", Scope::Publish, "c"),
+                ("grafana", Scope::Read, "d"),
+            ]
+        );
+        let err = c.server.api_tokens(&FakeEnv(vec![])).unwrap_err();
+        assert!(err.to_string().contains("GRAFANA_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_at_load() {
+        let err =
+            Config::parse("[[server.tokens]]\nname = \"x\"\nscope = \"owner\"\ntoken = \"t\"\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `owner`"), "{err}");
+        let refusal = |text: &str| {
+            Config::parse(text)
+                .unwrap()
+                .server
+                .api_tokens(&FakeEnv(vec![]))
+                .unwrap_err()
+                .to_string()
+        };
+        let token = "[[server.tokens]]\nname = \"x\"\nscope = \"read\"\n";
+        let err = refusal(&format!("{token}token = \"t\"\n").repeat(2));
+        assert!(err.contains("`x` appears twice"), "{err}");
+        let err = refusal(&format!(
+            "[server]\napi_token = \"t\"\n{token}token = \"t\"\n"
+        ));
+        assert!(err.contains("same value"), "{err}");
+        let err = refusal(token);
+        assert!(err.contains("exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn sslmode_takes_libpq_spellings_and_names_the_unsupported() {
+        let c = Config::parse("[storage]\nsslmode = \"verify-full\"\n").unwrap();
+        assert_eq!(c.storage.sslmode, Some(SslMode::VerifyFull));
+        let err = Config::parse("[storage]\nsslmode = \"verify-ca\"\n").unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        let err = Config::parse("[storage]\nsslmode = \"on\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown sslmode `on`"), "{err}");
+    }
+
+    #[test]
+    fn encryption_keys_come_from_files_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("wasmhook-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wasmhook.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nencryption_key_files = [\"keys/new.key\", \"/abs/old.key\"]\n",
+        )
+        .unwrap();
+        let env = FakeEnv(vec![("WASMHOOK_ENCRYPTION_KEYS", "k1, k2")]);
+        let c = Config::load(Some(&file), &env).unwrap();
+        assert_eq!(
+            c.storage.encryption_key_files,
+            [dir.join("keys/new.key"), PathBuf::from("/abs/old.key")]
+        );
+        let keys: Vec<&str> = c
+            .storage
+            .encryption_keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(keys, ["k1", "k2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,10 +27,10 @@ use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
 use crate::outbound::parse_target_url;
 use crate::plugins::watcher::{self, Change, Watch};
-use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits};
+use crate::plugins::{CallLimits, CompileCache, Registry, Sandbox, SandboxLimits, SettingsCheck};
 use crate::store::{
-    DisablePolicy, EmbeddedStore, PostgresOptions, PostgresStore, Store, StoredSubscription,
-    SubscriptionSource, default_node_id,
+    DisablePolicy, EmbeddedStore, PgTls, PostgresOptions, PostgresStore, SealedStore, Store,
+    StoredSubscription, SubscriptionSource, default_node_id,
 };
 use crate::subscription::{SubscriptionSpec, Subscriptions};
 
@@ -125,14 +125,19 @@ fn watch_plugins(
     Ok(watch)
 }
 
-/// The config file's subscriptions, validated, as store records.
-fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<StoredSubscription>> {
+/// The config file's subscriptions, validated (their settings against their adapter's
+/// manifest too, when it is loaded), as store records.
+fn config_subscriptions(
+    config: &Config,
+    env: &dyn Env,
+    registry: &Registry,
+) -> anyhow::Result<Vec<StoredSubscription>> {
     let now = now_ms();
     config
         .subscriptions
         .iter()
         .map(|c| {
-            let spec = SubscriptionSpec::from_config(c, env)
+            let mut spec = SubscriptionSpec::from_config(c, env)
                 .and_then(|spec| {
                     spec.build(&c.id, SubscriptionSource::Config, &config.delivery)?;
                     if let Some(plugin) = &spec.plugin {
@@ -143,6 +148,14 @@ fn config_subscriptions(config: &Config, env: &dyn Env) -> anyhow::Result<Vec<St
                     Ok(spec)
                 })
                 .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+            if let Some(plugin) = &spec.plugin {
+                let check = registry
+                    .check_settings(plugin, &spec.settings)
+                    .map_err(|e| anyhow::anyhow!("subscription `{}`: {e}", c.id))?;
+                if let SettingsCheck::Checked { secret } = check {
+                    spec.add_secret_settings(secret);
+                }
+            }
             Ok(StoredSubscription {
                 id: c.id.clone(),
                 source: SubscriptionSource::Config,
@@ -172,8 +185,22 @@ async fn vet_config_destinations(config: &Config, policy: &NetworkPolicy) -> any
     Ok(())
 }
 
-/// Opens the store `[storage]` names.
+/// Opens the store `[storage]` names, with subscription specs encrypted by the keys it
+/// configures (see `keyring::for_storage`).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let keys = crate::keyring::for_storage(&config.storage)?;
+    let backend = open_backend(config).await?;
+    let store = SealedStore::open(backend, keys).await?;
+    tracing::info!(
+        key = store.keys().primary_id(),
+        keys = store.keys().ids().len(),
+        "subscription secrets are encrypted at rest"
+    );
+    Ok(Arc::new(store))
+}
+
+/// Opens the backend `[storage]` names, as it is (specs as the backend holds them).
+async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let storage = &config.storage;
     Ok(match storage.backend {
         Backend::Embedded => Arc::new(EmbeddedStore::open(&storage.path, now_ms())?),
@@ -188,6 +215,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 node_id: storage.node_id.clone().unwrap_or_else(default_node_id),
                 heartbeat: storage.heartbeat.0,
                 lease: storage.lease.0,
+                tls: PgTls {
+                    sslmode: storage.sslmode,
+                    ca_file: storage.ca_file.clone(),
+                },
             };
             let store = PostgresStore::open(options, now_ms()).await?;
             tracing::info!(node = store.node_id(), "using the PostgreSQL store");
@@ -216,18 +247,19 @@ pub async fn run(
         allow_private: config.delivery.allow_private_networks,
         allowlist: config.delivery.allowed_cidrs.clone(),
     };
-    let from_config = config_subscriptions(&config, env)?;
-    vet_config_destinations(&config, &policy).await?;
-    let store = open_store(&config).await?;
-    store.sync_config_subscriptions(from_config).await?;
-    let subscriptions =
-        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
-
+    // Plugins load first, so the config's settings are checked against their manifests
+    // before anything is stored.
     let registry = Arc::new(registry(&config)?);
     let loader = Arc::clone(&registry);
     tokio::task::spawn_blocking(move || loader.load_all())
         .await
         .context("loading plugins panicked")?;
+    let from_config = config_subscriptions(&config, env, &registry)?;
+    vet_config_destinations(&config, &policy).await?;
+    let store = open_store(&config).await?;
+    store.sync_config_subscriptions(from_config).await?;
+    let subscriptions =
+        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
     let wake = Arc::new(Notify::new());
     let (ops, reports) = ops::channel();
     let _watch = watch_plugins(
@@ -246,7 +278,15 @@ pub async fn run(
         }
     }
 
-    let client = HttpClient::new(policy.clone(), config.delivery.tls_ca_file.as_deref())?;
+    let proxy = config.delivery.egress_proxy()?;
+    if let Some(proxy) = &proxy {
+        tracing::info!(proxy = proxy.shown(), "deliveries go through the proxy");
+    }
+    let client = HttpClient::with_proxy(
+        policy.clone(),
+        config.delivery.tls_ca_file.as_deref(),
+        proxy,
+    )?;
     let metrics = Metrics::default();
     let breaker = BreakerConfig {
         failure_threshold: config.delivery.breaker_failures,
@@ -351,7 +391,7 @@ pub async fn run(
         endpoints,
         metrics,
         wake,
-        api_tokens: config.server.admin_tokens(),
+        api_tokens: config.server.api_tokens(env)?,
         metrics_require_token: config.server.metrics_require_token,
         limits: config.limits.clone(),
         network: policy,

@@ -22,12 +22,14 @@
 //! - [`cluster`]: heartbeats, lease renewal and subscription changes between nodes.
 //! - [`delivery`]: scheduler, attempts, retry policy, rate limits, circuit breakers,
 //!   signing, HTTP client, SSRF guard.
-//! - [`plugins`]: the WIT bindings, the sandbox and the plugin registry.
+//! - [`plugins`]: one module per WIT version (bindings, conversions, linker), manifests and
+//!   settings checks, the sandbox and the plugin registry.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`ops`]: the engine's own `wasmhook.*` events, published through ingest.
 //! - [`api`]: the HTTP API and its generated OpenAPI document.
 //! - [`engine`]: wires everything together for `wasmhook serve`.
 //! - [`cli`]: the `wasmhook` command line.
+//! - [`keyring`]: the keys that encrypt secrets at rest, and sealing with them.
 //! - [`signing`]: Standard Webhooks signatures and secrets; used by delivery, the CLI's
 //!   `verify`, subscription validation and the adapters' host signing import.
 //! - [`outbound`]: the rules every outbound request follows: receiver URLs, endpoint
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod event;
 pub mod feed;
 pub mod ingest;
+pub mod keyring;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;

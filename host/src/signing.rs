@@ -20,12 +20,23 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// Shortest plain (non-`whsec_`) secret accepted.
+pub const PLAIN_SECRET_MIN: usize = 16;
+
 /// Why a secret cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
-    /// The `whsec_` prefix is missing.
-    #[error("a signing secret must start with `whsec_` (generate one with `wasmhook secret`)")]
-    MissingPrefix,
+    /// A plain secret shorter than `PLAIN_SECRET_MIN`.
+    #[error(
+        "a signing secret is `whsec_` and base64 (generate one with `wasmhook secret`), or a plain \
+         secret of at least {PLAIN_SECRET_MIN} characters for receivers with their own signature \
+         scheme (generate one with `wasmhook secret --plain`); this one is neither"
+    )]
+    TooShortPlain,
+    /// A plain secret with blanks at its ends or control characters, which a receiver's
+    /// copy would likely lose.
+    #[error("a plain signing secret cannot start or end with blanks, or hold control characters")]
+    BadPlain,
     /// The rest is not base64.
     #[error("the part after `whsec_` is not valid base64")]
     NotBase64,
@@ -37,12 +48,19 @@ pub enum SecretError {
 }
 
 impl SigningKey {
-    /// Decodes a `whsec_…` secret.
+    /// The key of a secret: for `whsec_…`, the base64-decoded rest (Standard Webhooks); for
+    /// a plain secret (receivers with their own scheme, like GitHub's), its UTF-8 bytes.
     pub fn from_secret(secret: &Secret) -> Result<Self, SecretError> {
-        let encoded = secret
-            .expose()
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or(SecretError::MissingPrefix)?;
+        let text = secret.expose();
+        let Some(encoded) = text.strip_prefix(SECRET_PREFIX) else {
+            if text.chars().count() < PLAIN_SECRET_MIN {
+                return Err(SecretError::TooShortPlain);
+            }
+            if text.trim() != text || text.chars().any(char::is_control) {
+                return Err(SecretError::BadPlain);
+            }
+            return Ok(Self(text.as_bytes().to_vec()));
+        };
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| SecretError::NotBase64)?;
@@ -50,6 +68,14 @@ impl SigningKey {
             return Err(SecretError::TooShort(key.len()));
         }
         Ok(Self(key))
+    }
+
+    /// HMAC-SHA256 of `message` under this key: what the adapters' host HMAC import hands
+    /// a guest. Only the MAC leaves this module; the key's bytes never do.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
     }
 
     /// One `v1,<base64>` signature of `body` for message `msg_id` at `timestamp`.
@@ -77,6 +103,19 @@ pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body:
 pub fn generate_secret() -> Secret {
     let key: [u8; 32] = rand::random();
     Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))
+}
+
+/// A fresh random plain secret: 32 random bytes as 64 hex digits, for receivers that sign
+/// with their own scheme and take the secret as text.
+pub fn generate_plain_secret() -> Secret {
+    let key: [u8; 32] = rand::random();
+    Secret::new(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Whether a secret is a plain one (not `whsec_`), so a rotation replaces it with another
+/// plain one.
+pub fn is_plain(secret: &str) -> bool {
+    !secret.starts_with(SECRET_PREFIX)
 }
 
 /// Checks `signature_header` against `body` with `key`, as a receiver would. Used by
@@ -126,9 +165,26 @@ mod tests {
     #[test]
     fn bad_secrets_say_why() {
         let err = |s: &str| SigningKey::from_secret(&Secret::new(s)).unwrap_err();
-        assert_eq!(err("abc"), SecretError::MissingPrefix);
+        assert_eq!(err("abc"), SecretError::TooShortPlain);
+        assert_eq!(err(" sixteen chars ok"), SecretError::BadPlain);
+        assert_eq!(err("sixteen\tchars ok"), SecretError::BadPlain);
         assert_eq!(err("whsec_!!!"), SecretError::NotBase64);
         assert_eq!(err("whsec_AAAA"), SecretError::TooShort(3));
         assert!(generate_secret().expose().starts_with("whsec_"));
+    }
+
+    #[test]
+    fn a_plain_secret_is_its_own_key() {
+        let plain = generate_plain_secret();
+        assert_eq!(plain.expose().len(), 64);
+        assert!(is_plain(plain.expose()));
+        let key = SigningKey::from_secret(&Secret::new("it's a secret to everybody")).unwrap();
+        let mut plain_hmac = Hmac::<Sha256>::new_from_slice(b"it's a secret to everybody").unwrap();
+        plain_hmac.update(b"body");
+        assert_eq!(
+            key.mac(b"body"),
+            <[u8; 32]>::from(plain_hmac.finalize().into_bytes())
+        );
+        assert!(!is_plain(generate_secret().expose()));
     }
 }

@@ -62,6 +62,20 @@ impl Workdir {
         std::fs::copy(built, self.plugins().join(format!("{name}.wasm"))).expect("copy plugin");
     }
 
+    /// Writes [`crate::STORAGE_KEY`] to `storage.key`, for a config that says
+    /// `encryption_key_files = ["storage.key"]`; returns its path.
+    pub fn write_storage_key(&self) -> PathBuf {
+        let path = self.path().join("storage.key");
+        std::fs::write(&path, crate::STORAGE_KEY).expect("write storage key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod storage key");
+        }
+        path
+    }
+
     /// Writes `wasmhook.toml`.
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.path().join("wasmhook.toml");
@@ -121,6 +135,8 @@ fn spawn(
     let mut cmd = command(args, shell);
     cmd.env("WASMHOOK_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
+        // Plain log lines, so tests can match `field=value`.
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -133,7 +149,9 @@ fn spawn(
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The address ends the text line, or the message string of a JSON line.
             if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.split('"').next().unwrap_or(addr);
                 let _ = tx.send(addr.trim().to_owned());
             }
             let mut log = sink.lock().expect("lock");
@@ -310,6 +328,19 @@ impl Engine {
     ) -> Value {
         let what = format!("plugin {name}");
         poll_until(&what, timeout, || self.plugin_info(name), done).await
+    }
+
+    /// Runs a subscription's test ping (`POST /v1/subscriptions/{id}/test`), asserts its
+    /// first attempt ended, and returns that attempt.
+    pub async fn test_ping(&self, id: &str) -> Value {
+        let (status, detail) = self
+            .post(
+                &format!("/v1/subscriptions/{id}/test"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{id}: {detail}");
+        detail["attempts_log"][0].clone()
     }
 
     /// The deliveries of one event.

@@ -3,11 +3,13 @@
 //!
 //! - `receiver`: an HTTP receiver on loopback with scripted replies.
 //! - `engine`: starts `wasmhook serve` in a temporary folder.
+//! - `postgres`: the test PostgreSQL server and a fresh database on it.
 //! - `raw`: raw HTTP/1.1 over TCP, for requests a client library will not send.
 //! - `openapi`: checks a delivered request against the document's `webhooks` schemas.
 
 pub mod engine;
 pub mod openapi;
+pub mod postgres;
 pub mod raw;
 pub mod receiver;
 
@@ -20,6 +22,25 @@ pub const SLACK: &str = env!("WASMHOOK_PLUGIN_SLACK");
 pub const PAGERDUTY: &str = env!("WASMHOOK_PLUGIN_PAGERDUTY");
 /// The settings-steered test adapter.
 pub const PROBE: &str = env!("WASMHOOK_GUEST_PROBE");
+/// The bundled GitHub-style signature adapter (WIT 0.2.0, host HMAC).
+pub const GITHUB_SIGNATURE: &str = env!("WASMHOOK_PLUGIN_GITHUB_SIGNATURE");
+/// The Slack adapter as it shipped for WIT 0.1.0, built from its old source.
+pub const SLACK_V0_1_0: &str = env!("WASMHOOK_GUEST_SLACK_V0_1_0");
+/// The adapter that misbehaves on purpose (`mode` setting).
+pub const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
+
+/// Lower-case hex of HMAC-SHA256(`key`, `message`), computed here with the `hmac` crate,
+/// independently of the engine, as a GitHub-style receiver computes it.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Versions 1, 2 and 3 of an adapter whose body names its version.
 pub const VERSIONED: [&str; 3] = [
@@ -42,6 +63,9 @@ pub fn verify(secret: &str, request: &Received) -> Result<(), String> {
         .verify(&request.body, &request.headers)
         .map_err(|e| format!("{e:?}"))
 }
+
+/// A fixed storage key for tests (32 bytes, base64), for stores shared by several nodes.
+pub const STORAGE_KEY: &str = "d2FzbWhvb2sgdGVzdCBzdG9yYWdlIGtleSwgMzIgYiE=";
 
 /// A config preamble: private networks allowed (the receiver is on loopback), quick retries.
 pub fn base_config() -> String {

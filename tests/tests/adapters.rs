@@ -6,10 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasmhook_tests::{PROBE, Receiver, SECRET, VERSIONED, Workdir, base_config, run_cli, verify};
+use wasmhook_tests::{
+    HOSTILE, PROBE, Receiver, SECRET, VERSIONED, Workdir, base_config, run_cli, verify,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
 const WRONG_WORLD: &str = env!("WASMHOOK_GUEST_WRONGWORLD");
 const FUTURE: &str = env!("WASMHOOK_GUEST_FUTURE");
 
@@ -66,7 +67,7 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
     let future = engine.plugin_info("future").await;
     assert!(
         future["last_error"].as_str().expect("error").contains(
-            "implements wasmhook:adapter@0.9.0, which this engine does not run; supported versions: 0.1.0"
+            "implements wasmhook:adapter@0.9.0, which this engine does not run; supported versions: 0.1.0, 0.2.0"
         ),
         "{future}"
     );
@@ -162,16 +163,24 @@ fn plugin_check_names_what_a_component_implements() {
     let (ok, stdout, _) = run_cli(&["plugin", "check", PROBE]);
     assert!(ok);
     assert!(
-        stdout.contains("implements: wasmhook:adapter/adapter@0.1.0"),
+        stdout.contains("implements: wasmhook:adapter/adapter@0.2.0"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("wasmhook:adapter/log@0.1.0"),
+        stdout.contains("wasmhook:adapter/log@0.2.0"),
         "the probe logs: {stdout}"
+    );
+    assert!(
+        stdout.contains("manifest: probe 0.1.0")
+            && stdout.contains("  mode (string, one of echo, skip, error): echo, skip or error."),
+        "the manifest is printed: {stdout}"
     );
     let (ok, _, stderr) = run_cli(&["plugin", "check", FUTURE]);
     assert!(!ok);
-    assert!(stderr.contains("supported versions: 0.1.0"), "{stderr}");
+    assert!(
+        stderr.contains("supported versions: 0.1.0, 0.2.0"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = run_cli(&["plugin", "check", WRONG_WORLD]);
     assert!(!ok);
     assert!(stderr.contains("no export `transform`"), "{stderr}");

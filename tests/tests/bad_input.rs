@@ -196,7 +196,12 @@ async fn a_file_that_is_not_a_component_is_rejected_with_a_reason() {
             .expect("error")
             .contains("core wasm module")
     );
-    assert_eq!(find("slack")["world_version"], "0.1.0");
+    assert_eq!(find("slack")["world_version"], "0.2.0");
+    assert_eq!(
+        find("slack")["manifest"]["name"],
+        "slack",
+        "the manifest is listed"
+    );
     assert!(
         engine.log().contains("rejected plugin file"),
         "{}",
@@ -220,7 +225,7 @@ async fn a_file_that_is_not_a_component_is_rejected_with_a_reason() {
     let (ok, stdout, _) = run_cli(&["plugin", "check", SLACK]);
     assert!(ok);
     assert!(
-        stdout.contains("implements: wasmhook:adapter/adapter@0.1.0"),
+        stdout.contains("implements: wasmhook:adapter/adapter@0.2.0"),
         "{stdout}"
     );
 }
@@ -382,6 +387,8 @@ async fn the_api_token_guards_v1_but_not_healthz() {
         &engine.base,
         "--token",
         "t0ken",
+        "--output",
+        "json",
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"deliveries\": 0"), "{stdout}");

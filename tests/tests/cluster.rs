@@ -11,52 +11,18 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use wasmhook_tests::postgres::{connect, database};
 use wasmhook_tests::{Engine, Receiver, Reply, SECRET, SLACK, Workdir};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Attempts in flight per node.
 const CONCURRENCY: usize = 16;
 
-/// A fresh database on the test server, or `None` (with a note) when there is none.
-async fn database() -> Option<String> {
-    let url = match std::env::var("WASMHOOK_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("WASMHOOK_REQUIRE_POSTGRES").is_none(),
-                "WASMHOOK_REQUIRE_POSTGRES is set but WASMHOOK_TEST_DATABASE_URL is not"
-            );
-            eprintln!(
-                "skipped: no PostgreSQL (set WASMHOOK_TEST_DATABASE_URL, or run scripts/test)"
-            );
-            return None;
-        }
-    };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test server");
-    tokio::spawn(connection);
-    let name = format!("wasmhook_{}_{}", std::process::id(), rand_suffix());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    // Same server, other database: replace the path of the URL.
-    let base = url.split('?').next().unwrap_or(&url);
-    let server = &base[..base.rfind('/').expect("URL has a database")];
-    Some(format!("{server}/{name}"))
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_007)
-}
-
 /// The config of one node.
 fn node_config(url: &str, receiver: &Receiver) -> String {
     format!(
         "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\nlease = \"2s\"\nheartbeat = \"500ms\"\n\
+         encryption_key_files = [\"storage.key\"]\n\
          [delivery]\nallow_private_networks = true\nretry_schedule = [\"100ms\"]\nmax_attempts = 20\n\
          concurrency = {CONCURRENCY}\n\
          [[subscriptions]]\nid = \"a\"\nurl = \"{}\"\nevents = [\"a.*\"]\nsecret = \"{SECRET}\"\n\
@@ -71,6 +37,7 @@ async fn start_nodes(url: &str, receiver: &Receiver, n: usize) -> (Vec<Workdir>,
     let mut nodes = Vec::new();
     for _ in 0..n {
         let work = Workdir::new();
+        work.write_storage_key();
         work.write_config(&node_config(url, receiver));
         nodes.push(work.start().await);
         dirs.push(work);
@@ -323,6 +290,21 @@ async fn migrate_store_moves_an_embedded_store_into_postgres() {
         stdout.contains("1 subscriptions, 4 events, 4 deliveries and 4 attempts"),
         "{stdout}"
     );
+    // No key was configured: the copy is sealed with the key the embedded store made,
+    // and the next step says every node needs it.
+    let generated = work.path().join("data/encryption.key");
+    assert!(
+        stdout.contains("data/encryption.key to each node"),
+        "{stdout}"
+    );
+    let client = connect(&url).await;
+    let spec: String = client
+        .query_one("SELECT spec FROM subscriptions WHERE id = 'api-sub'", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(spec.starts_with("whsealed:v1:"), "{spec}");
+    assert!(!spec.contains(SECRET));
     // Into a database that already has events: refused.
     let (ok, _, stderr) = wasmhook_tests::run_cli(&[
         "migrate-store",
@@ -336,8 +318,10 @@ async fn migrate_store_moves_an_embedded_store_into_postgres() {
 
     // A PostgreSQL node carries on where the embedded engine stopped.
     let node_dir = Workdir::new();
+    std::fs::copy(&generated, node_dir.path().join("storage.key")).expect("copy the key");
     node_dir.write_config(&format!(
-        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\n[delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\n"
+        "[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\nencryption_key_files = [\"storage.key\"]\n\
+         [delivery]\nallow_private_networks = true\nretry_schedule = [\"1h\"]\n"
     ));
     let node = node_dir.start().await;
     let (_, sub) = node.get("/v1/subscriptions/api-sub").await;
@@ -355,9 +339,11 @@ async fn migrate_store_moves_an_embedded_store_into_postgres() {
     node.wait_delivery(id, WAIT, |d| d["status"] == "delivered")
         .await;
     let got = receiver.requests_to("/m");
+    let last = got.last().expect("request");
     assert_eq!(
-        got.last().expect("request").header("webhook-id"),
+        last.header("webhook-id"),
         id,
         "the same webhook-id after the move"
     );
+    wasmhook_tests::verify(SECRET, last).expect("signed with the migrated secret");
 }

@@ -493,6 +493,8 @@ async fn a_replayed_dead_letter_keeps_its_webhook_id_and_duplicates_are_ignored(
         "r",
         "--server",
         &engine.base,
+        "--output",
+        "json",
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"replayed\": 1"), "{stdout}");

@@ -221,7 +221,7 @@ async fn adapters_can_skip_fail_and_override_within_the_rules() {
     work.write_config(&format!(
         "{}\n{}{}{}{}{}",
         base_config(),
-        sub("echo", "team = \"blue\", log = \"hello from the probe\""),
+        sub("echo", "label = \"blue\", log = \"hello from the probe\""),
         sub("skip", "mode = \"skip\""),
         sub(
             "fail",
@@ -243,7 +243,8 @@ async fn adapters_can_skip_fail_and_override_within_the_rules() {
         .publish(json!({"id": "evt_echo", "type": "echo.x", "data": {"n": 1}}))
         .await;
     assert_eq!(accepted["deliveries"], 1);
-    let echoed = receiver.wait_for("/echo", 1, WAIT).await[0].json();
+    let echo_request = receiver.wait_for("/echo", 1, WAIT).await.remove(0);
+    let echoed = echo_request.json();
     assert_eq!(echoed["event"]["id"], "evt_echo");
     assert_eq!(echoed["event"]["type"], "echo.x");
     assert_eq!(echoed["event"]["data"], json!({"n": 1}));
@@ -251,7 +252,18 @@ async fn adapters_can_skip_fail_and_override_within_the_rules() {
     assert_eq!(echoed["context"]["url"], receiver.url("/echo"));
     assert_eq!(
         echoed["context"]["settings"],
-        json!([["log", "hello from the probe"], ["team", "blue"]])
+        json!([["label", "blue"], ["log", "hello from the probe"]])
+    );
+    // WIT 0.2.0 also passes the message id, the attempt and the very timestamp the engine
+    // signs, so an adapter can sign a receiver's own scheme over them.
+    assert_eq!(
+        echoed["context"]["message_id"],
+        echo_request.header("webhook-id")
+    );
+    assert_eq!(echoed["context"]["attempt"], 1);
+    assert_eq!(
+        echoed["context"]["timestamp"].to_string(),
+        echo_request.header("webhook-timestamp")
     );
 
     // Skip is recorded as skipped, not failed, and nothing is sent.

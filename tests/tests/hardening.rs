@@ -1,11 +1,14 @@
 //! Defects found by attacking the engine from outside (issue 13), one test each, against
 //! the real binary: each fails on the code before its fix. After every attack the engine
 //! must still deliver what it accepted.
+//!
+//! Over 500 lines on purpose: it is the list of defects, one test each, sharing a few
+//! helpers, and reads best as one file beside the table in `docs/security.md`.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wasmhook_tests::{Engine, Receiver, SECRET, Workdir, base_config};
+use wasmhook_tests::{Engine, HOSTILE, Receiver, SECRET, Workdir, base_config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -275,6 +278,117 @@ async fn a_failing_adapter_cannot_spin_the_retry_loop() {
     assert!(receiver.requests_to("/broken").is_empty());
 }
 
+/// CPU seconds the engine's adapter threads (`wasmhook-guest` and `wasmhook-probation`)
+/// have used, user and system, from `/proc/<pid>/task/*/stat`.
+fn guest_cpu_seconds(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    let mut ticks = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state …`: the name may hold spaces; utime and stime are the 12th
+        // and 13th fields after it, in clock ticks (100 per second).
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.contains("(wasmhook-guest") && !head.contains("(wasmhook-probat") {
+            continue;
+        }
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0.0))
+            .collect();
+        ticks += fields[11] + fields[12];
+    }
+    ticks / 100.0
+}
+
+/// Defect 4: a subscription could set `cpu_budget: "999999999d"` over the operator's
+/// plugin budget, and its spinning calls kept running after it was deleted. Now the
+/// plugin's budget is a ceiling, and deleting a subscription interrupts its calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_cannot_raise_its_budget_and_deleting_it_stops_its_calls() {
+    let receiver = Receiver::start().await;
+    let work = Workdir::new();
+    work.install_plugin("hostile", HOSTILE);
+    // A long operator budget, so that only the deletion can end the spin in time.
+    work.write_config(&config_to(
+        &receiver,
+        "[plugins.overrides.hostile]\ncpu_budget = \"5m\"\n",
+    ));
+    let engine = work.start().await;
+    let spinner = |budget: Option<&str>| {
+        let mut body = json!({
+            "id": "spinner", "url": receiver.url("/spin"), "events": ["spin.*"],
+            "plugin": "hostile", "settings": {"mode": "spin"}, "max_attempts": 1,
+        });
+        if let Some(budget) = budget {
+            body["cpu_budget"] = json!(budget);
+        }
+        body
+    };
+    let (status, answer) = engine
+        .post("/v1/subscriptions", &spinner(Some("999999999d")))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_subscription")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cpu_budget")),
+        "{answer}"
+    );
+    let (status, answer) = engine.post("/v1/subscriptions", &spinner(None)).await;
+    assert_eq!(status, 201, "{answer}");
+
+    let before = guest_cpu_seconds(engine.pid());
+    engine
+        .publish(json!({"type": "spin.now", "id": "evt_spin", "data": {}}))
+        .await;
+    // Readiness: the guest is spinning once the adapter threads have burnt a second of CPU.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while guest_cpu_seconds(engine.pid()) - before < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the adapter never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivery = engine.deliveries_of("evt_spin").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, answer) = engine
+        .request("DELETE", "/v1/subscriptions/spinner", None)
+        .await;
+    assert_eq!(status, 204, "{answer}");
+    // The delivery is cancelled, and the running call is interrupted long before the
+    // five-minute budget would end it: the adapter threads go quiet (a spinning guest,
+    // sliced and yielding, uses about half a second of CPU in every second here; idle
+    // threads use none).
+    let done = engine
+        .wait_delivery(&delivery, WAIT, |d| d["status"] != "pending")
+        .await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let start = guest_cpu_seconds(engine.pid());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if guest_cpu_seconds(engine.pid()) - start < 0.1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted subscription's adapter call kept spinning"
+        );
+    }
+    still_delivers(&engine, &receiver, "evt_after_spin").await;
+}
+
 /// Defect 10: a URL with credentials or a `?token=` was shown in reads and logged, header
 /// values were redacted by name only, and a config parse error printed the offending line.
 #[tokio::test(flavor = "multi_thread")]
@@ -381,9 +495,6 @@ async fn nat64_and_hop_by_hop_headers_are_refused() {
     assert!(receiver.requests_to("/hop").is_empty());
 }
 
-/// Built by build.rs from `tests/guests/hostile`: `mode = "spin"` loops forever, `"membomb"`
-/// allocates until stopped.
-const HOSTILE: &str = env!("WASMHOOK_GUEST_HOSTILE");
 /// Events per load run, and their pace.
 const LOAD_EVENTS: usize = 300;
 /// Rounds of each run, interleaved; each figure is the best of its rounds, so one stall of

@@ -1,6 +1,6 @@
-//! Adapters written in JavaScript (componentize-js) and Python (componentize-py) run through
-//! the real engine to a real receiver, on fresh instances and with instance reuse, against
-//! the same `wit/` as the Rust adapters.
+//! Adapters written in JavaScript (componentize-js) and Python (componentize-py) with the
+//! helper modules in sdk/ run through the real engine to a real receiver, on fresh instances
+//! and with instance reuse, against the same `wit/` as the Rust adapters.
 //!
 //! The components are built by `scripts/build-example-adapters` from `examples/adapters/`.
 
@@ -151,11 +151,17 @@ async fn javascript_and_python_adapters_deliver_fresh_and_reused() {
             &format!("plugin = \"{plugin}\"\ninstance_reuse = {reuse}\n{settings}"),
         ));
     }
-    // An adapter error thrown from JavaScript becomes the attempt's error.
+    // An adapter error thrown from JavaScript, or raised in Python, through the helper
+    // modules becomes the attempt's error.
     config.push_str(&subscription(
         "teams-misconfigured",
         &receiver.url("/teams-misconfigured"),
         "plugin = \"teams\"\nmax_attempts = 1\nsettings = { theme_color = \"purple\" }",
+    ));
+    config.push_str(&subscription(
+        "discord-misconfigured",
+        &receiver.url("/discord-misconfigured"),
+        "plugin = \"discord\"\nmax_attempts = 1\nsettings = { avatar_url = \"http://cdn.example/a.png\" }",
     ));
     work.write_config(&config);
     let engine = work.start().await;
@@ -185,6 +191,16 @@ async fn javascript_and_python_adapters_deliver_fresh_and_reused() {
         );
     }
     assert!(receiver.requests_to("/teams-misconfigured").is_empty());
+    for d in engine
+        .dead_letters_of("discord-misconfigured", events.len(), WAIT)
+        .await
+    {
+        let error = d["last_error"].as_str().expect("error");
+        assert!(
+            error.contains("setting avatar_url: Discord loads avatars over https only"),
+            "{error}"
+        );
+    }
 
     let (_, plugins) = engine.get("/v1/plugins").await;
     for name in ["teams", "discord"] {
@@ -194,7 +210,8 @@ async fn javascript_and_python_adapters_deliver_fresh_and_reused() {
             .iter()
             .find(|p| p["name"] == name)
             .unwrap_or_else(|| panic!("{name} in {plugins}"));
-        assert_eq!(info["world_version"], "0.1.0", "{info}");
+        assert_eq!(info["world_version"], "0.2.0", "{info}");
+        assert_eq!(info["manifest"]["name"], name, "{info}");
         assert!(info["last_error"].is_null(), "{info}");
         let calls = info["calls"].as_u64().expect("calls") as usize;
         assert!(calls >= 2 * EVENTS, "{info}");

@@ -16,15 +16,6 @@ async fn create(engine: &Engine, body: Value) {
     assert_eq!(status, 201, "{body} -> {answer}");
 }
 
-/// Runs the subscription's test ping and returns its first attempt.
-async fn ping(engine: &Engine, id: &str) -> Value {
-    let (status, detail) = engine
-        .post(&format!("/v1/subscriptions/{id}/test"), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{id}: {detail}");
-    detail["attempts_log"][0].clone()
-}
-
 fn error_of(attempt: &Value) -> &str {
     attempt["error"].as_str().unwrap_or("")
 }
@@ -70,7 +61,7 @@ async fn internal_destinations_are_refused_at_create_and_at_every_connect() {
         ("decimal", format!("http://2130706433:{port}/decimal")),
     ] {
         create(&engine, json!({"id": id, "url": url, "events": ["none"]})).await;
-        let attempt = ping(&engine, id).await;
+        let attempt = engine.test_ping(id).await;
         assert_eq!(attempt["status_code"], 200, "{id}: {attempt}");
     }
     assert_eq!(receiver.requests_to("/direct").len(), 1);
@@ -102,7 +93,7 @@ async fn internal_destinations_are_refused_at_create_and_at_every_connect() {
                    "plugin": "probe", "settings": {"url": target}}),
         )
         .await;
-        let attempt = ping(&engine, id).await;
+        let attempt = engine.test_ping(id).await;
         assert_eq!(attempt["status_code"], Value::Null, "{id}: {attempt}");
         let error = error_of(&attempt);
         assert!(
@@ -127,7 +118,7 @@ async fn internal_destinations_are_refused_at_create_and_at_every_connect() {
         json!({"id": "redirect", "url": receiver.url("/redirect"), "events": ["none"]}),
     )
     .await;
-    let attempt = ping(&engine, "redirect").await;
+    let attempt = engine.test_ping("redirect").await;
     assert_eq!(attempt["status_code"], 302, "{attempt}");
     assert_eq!(receiver.requests_to("/redirect").len(), 1);
     assert!(
@@ -146,7 +137,7 @@ async fn internal_destinations_are_refused_at_create_and_at_every_connect() {
         ("by-name", "localhost"),
         ("decimal", "2130706433"),
     ] {
-        let attempt = ping(&engine, id).await;
+        let attempt = engine.test_ping(id).await;
         let error = error_of(&attempt);
         assert!(
             error.contains(&format!("refused to connect to {host} "))

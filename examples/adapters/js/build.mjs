@@ -4,14 +4,18 @@
 // engine does not link; it still imports wasi:cli/io/clocks/random, which the engine provides.
 
 import { componentize } from '@bytecodealliance/componentize-js';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
 
+// componentize-js reads only the source's own folder, so the helper module is copied in
+// from sdk/js at every build (and ignored by git) rather than kept as a second copy.
+await copyFile(here('../../../sdk/js/wasmhook.js'), here('./wasmhook.js'));
+
 const { component } = await componentize({
   sourcePath: here('./teams.js'),
-  witPath: here('../../../wit/v0.1.0'),
+  witPath: here('../../../wit/v0.2.0'),
   worldName: 'adapter',
   disableFeatures: ['http', 'fetch-event'],
 });

@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 if [[ ! node_modules/.package-lock.json -nt package-lock.json ]]; then
     npm ci --no-audit --no-fund
 fi
-if [[ -f teams.wasm && -z "$(find teams.js build.mjs package-lock.json ../../../wit -newer teams.wasm)" ]]; then
+if [[ -f teams.wasm && -z "$(find teams.js build.mjs package-lock.json ../../../wit ../../../sdk/js/wasmhook.js -newer teams.wasm)" ]]; then
     echo "teams.wasm is up to date"
     exit 0
 fi

@@ -1,5 +1,5 @@
-//! The HTTP API: `/v1/*` (bearer-token auth), `/healthz`, `/metrics` and `/openapi.json`,
-//! and the operator console at `/ui` (`ui/`).
+//! The HTTP API: `/v1/*` (bearer tokens with scopes), `/healthz`, `/metrics` and
+//! `/openapi.json`, and the operator console at `/ui` (`ui/`).
 //! One file per resource; errors map to status codes in one place (`error.rs`); the
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::cluster::Cluster;
-use crate::config::LimitsConfig;
+use crate::config::{ApiToken, LimitsConfig};
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::feed::Feed;
@@ -39,7 +39,6 @@ use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ops::OpsEmitter;
 use crate::plugins::Registry;
-use crate::secret::Secret;
 use crate::store::Store;
 use crate::subscription::Subscriptions;
 
@@ -62,8 +61,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Wakes the scheduler after ingest.
     pub wake: Arc<Notify>,
-    /// Accepted bearer tokens for `/v1/*`; empty leaves the API open.
-    pub api_tokens: Vec<Secret>,
+    /// Accepted bearer tokens for `/v1/*`, each with its name and scope; empty leaves the
+    /// API open.
+    pub api_tokens: Vec<ApiToken>,
     /// Whether `/metrics` needs a token too.
     pub metrics_require_token: bool,
     /// Input limits.
@@ -117,6 +117,7 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of [`routes`].
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = routes().split_for_parts().1;
+    openapi::add_scopes(&mut document);
     openapi::add_guard_answers(&mut document);
     document
 }

@@ -96,6 +96,58 @@ pub fn document_json() -> String {
     JSON.clone()
 }
 
+/// Writes each operation's scope into the document: its `security` requirement names the
+/// scope (`bearer: ["publish"]`, `["read"]` or `["admin"]`), and each guarded operation gets
+/// its `403 insufficient_scope` answer. The scope comes from `auth::required_scope`, the
+/// function the auth layer enforces, so the two cannot disagree.
+pub fn add_scopes(doc: &mut OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (http::Method::GET, &mut item.get),
+            (http::Method::POST, &mut item.post),
+            (http::Method::PUT, &mut item.put),
+            (http::Method::PATCH, &mut item.patch),
+            (http::Method::DELETE, &mut item.delete),
+            (http::Method::HEAD, &mut item.head),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let Some(scope) = super::auth::required_scope(&method, path, true) else {
+                continue;
+            };
+            let requirement = SecurityRequirement::new("bearer", [scope.as_str()]);
+            operation.security = Some(if path.starts_with("/v1/") {
+                vec![requirement]
+            } else {
+                // `/metrics`: open unless `[server] metrics_require_token`.
+                vec![SecurityRequirement::default(), requirement]
+            });
+            operation.responses.responses.insert(
+                "403".into(),
+                ResponseBuilder::new()
+                    .description(if scope.as_str() == "admin" {
+                        "`insufficient_scope`: the token is valid but its scope is not `admin`"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "`insufficient_scope`: the token is valid but its scope is not `{}` or `admin`",
+                            scope.as_str()
+                        )
+                    })
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into(),
+            );
+        }
+    }
+}
+
 /// Adds the answers that the checks in front of every handler give (`browser`,
 /// `read_body`), where an operation does not list them itself: `403` to every operation,
 /// `408` and `415` to those with a request body.
@@ -131,9 +183,16 @@ pub fn add_guard_answers(doc: &mut OpenApi) {
                 "With no token configured, addressed to a name other than a loopback one (`host_not_allowed`)"
             };
             let responses = &mut operation.responses.responses;
-            responses
-                .entry("403".into())
-                .or_insert_with(|| error(forbidden));
+            // `add_scopes` may have put a `403 insufficient_scope` there already.
+            match responses.get_mut("403") {
+                Some(RefOr::T(scope)) => {
+                    scope.description = format!("{}; or {}", scope.description, forbidden);
+                }
+                Some(RefOr::Ref(_)) => {}
+                None => {
+                    responses.insert("403".into(), error(forbidden));
+                }
+            }
             if operation.request_body.is_some() {
                 responses.entry("408".into()).or_insert_with(|| {
                     error("The body did not arrive within `[server] body_read_timeout` (`body_timeout`)")
@@ -157,7 +216,11 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "One of the admin tokens ([server] api_token, api_tokens or WASMHOOK_API_TOKEN)",
+                        "A configured token ([[server.tokens]], or the admin tokens api_token, api_tokens and \
+                         WASMHOOK_API_TOKEN). Each operation's requirement names the scope it needs: `publish` \
+                         (POST /v1/events and /v1/events/batch), `read` (every GET) or `admin`; an `admin` token \
+                         holds every scope. A missing or wrong token gets 401; a valid one without the scope gets \
+                         403 `insufficient_scope`.",
                     ))
                     .build(),
             ),

@@ -15,6 +15,7 @@ use super::{ApiError, AppState};
 use crate::clock::now_ms;
 use crate::event::{EventError, Publisher, parse_event};
 use crate::plugins::{Action, OwnedCall, PluginInfo};
+use crate::signing::{SigningKey, generate_secret};
 use crate::store::NodeStatus;
 
 /// The plugins folder and what it holds.
@@ -131,12 +132,30 @@ pub async fn dry_run(
     let url = request
         .url
         .unwrap_or_else(|| "https://receiver.invalid/".to_owned());
+    let settings: Vec<(String, String)> = request.settings.into_iter().collect();
+    let settings = match &plugin.manifest {
+        Some(manifest) => manifest.with_defaults(&settings),
+        None => settings,
+    };
+    // A throwaway key, so an adapter that signs through the host can run; the real
+    // secrets are never handed to a dry run.
+    let throwaway = SigningKey::from_secret(&generate_secret()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })?;
+    let now = now_ms();
     let call = OwnedCall {
         label: plugin.label.clone(),
         event,
         subscription_id: "sub_dry_run".to_owned(),
         url: url.clone(),
-        settings: request.settings.into_iter().collect(),
+        settings,
+        attempt: 1,
+        timestamp: now / 1000,
+        signing_keys: vec![throwaway],
         delivery_id: "msg_dry_run".to_owned(),
         limits: state.registry.limits_for(&name),
     };

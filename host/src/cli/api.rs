@@ -1,5 +1,5 @@
 //! A small client for the engine's own API, shared by the commands that talk to a running
-//! engine (`send`, `deliveries`, `dead-letters`, `endpoints`).
+//! engine (`send`, `subscriptions`, `deliveries`, `dead-letters`, `endpoints`).
 
 use std::time::Duration;
 
@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::Value;
 
+use super::output::{self, Columns, Format};
 use crate::delivery::HttpClient;
 use crate::delivery::ssrf::NetworkPolicy;
 
-/// Where the engine is and how to authenticate.
+/// Where the engine is, how to authenticate, and how to print its answer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
     /// The engine's base URL.
@@ -25,6 +26,16 @@ pub struct Connection {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// How to print the answer: `table` for people, `json` (the engine's answer) for scripts.
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_enum,
+        default_value = "table",
+        env = "WASMHOOK_OUTPUT"
+    )]
+    pub output: Format,
 }
 
 /// Largest API answer read.
@@ -72,10 +83,11 @@ impl Connection {
     }
 }
 
-/// Prints a JSON value, pretty.
-pub fn print(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+impl Connection {
+    /// Prints an answer as `--output` asks; a list's table shows `columns`.
+    pub fn show(&self, answer: &Value, columns: Columns) -> anyhow::Result<()> {
+        output::print(answer, self.output, columns)
+    }
 }
 
 /// `?a=1&b=2` from the pairs that are set, percent-encoding the values.
@@ -91,7 +103,8 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn encode(value: &str) -> String {
+/// Percent-encodes a query value or path segment (everything but unreserved characters).
+pub fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -1,4 +1,4 @@
-//! `wasmhook deliveries`, `wasmhook dead-letters` and `wasmhook endpoints`: inspect and act on
+//! `wasmhook deliveries`, `dead-letters`, `endpoints` and `health`: inspect and act on
 //! a running engine through its API.
 
 use std::process::ExitCode;
@@ -6,7 +6,32 @@ use std::process::ExitCode;
 use http::Method;
 use serde_json::json;
 
-use super::api::{Connection, print, query};
+use super::api::{Connection, query};
+use super::output::Columns;
+
+/// A delivery list's table columns.
+const DELIVERY_COLUMNS: Columns = Columns(&[
+    "id",
+    "event_id",
+    "subscription_id",
+    "event_type",
+    "status",
+    "attempts",
+    "last_status",
+    "next_attempt_at",
+    "last_error",
+]);
+
+/// The endpoint list's table columns.
+const ENDPOINT_COLUMNS: Columns = Columns(&[
+    "endpoint",
+    "circuit",
+    "consecutive_failures",
+    "in_flight",
+    "concurrency_limit",
+    "latency_ms",
+    "open_until",
+]);
 
 /// `deliveries` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -88,7 +113,7 @@ pub struct Filter {
 
 /// Runs a `deliveries` subcommand.
 pub fn deliveries(command: Deliveries) -> anyhow::Result<ExitCode> {
-    let answer = match command {
+    let (answer, connection) = match command {
         Deliveries::List {
             subscription,
             status,
@@ -106,22 +131,27 @@ pub fn deliveries(command: Deliveries) -> anyhow::Result<ExitCode> {
                 ("limit", limit.map(|l| l.to_string())),
                 ("before", before),
             ]);
-            connection.call(Method::GET, &format!("/v1/deliveries{q}"), None)?
+            (
+                connection.call(Method::GET, &format!("/v1/deliveries{q}"), None)?,
+                connection,
+            )
         }
-        Deliveries::Get { id, connection } => {
-            connection.call(Method::GET, &format!("/v1/deliveries/{id}"), None)?
-        }
-        Deliveries::Retry { id, connection } => {
-            connection.call(Method::POST, &format!("/v1/deliveries/{id}/retry"), None)?
-        }
+        Deliveries::Get { id, connection } => (
+            connection.call(Method::GET, &format!("/v1/deliveries/{id}"), None)?,
+            connection,
+        ),
+        Deliveries::Retry { id, connection } => (
+            connection.call(Method::POST, &format!("/v1/deliveries/{id}/retry"), None)?,
+            connection,
+        ),
     };
-    print(&answer)?;
+    connection.show(&answer, DELIVERY_COLUMNS)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a `dead-letters` subcommand.
 pub fn dead_letters(command: DeadLetters) -> anyhow::Result<ExitCode> {
-    let answer = match command {
+    let (answer, connection) = match command {
         DeadLetters::List {
             filter,
             limit,
@@ -133,7 +163,10 @@ pub fn dead_letters(command: DeadLetters) -> anyhow::Result<ExitCode> {
                 ("until", filter.until),
                 ("limit", limit.map(|l| l.to_string())),
             ]);
-            connection.call(Method::GET, &format!("/v1/dead-letters{q}"), None)?
+            (
+                connection.call(Method::GET, &format!("/v1/dead-letters{q}"), None)?,
+                connection,
+            )
         }
         DeadLetters::Replay { filter, connection } => {
             let body = json!({
@@ -141,19 +174,29 @@ pub fn dead_letters(command: DeadLetters) -> anyhow::Result<ExitCode> {
                 "since": filter.since,
                 "until": filter.until,
             });
-            connection.call(
+            let answer = connection.call(
                 Method::POST,
                 "/v1/dead-letters/replay",
                 Some(body.to_string()),
-            )?
+            )?;
+            (answer, connection)
         }
     };
-    print(&answer)?;
+    connection.show(&answer, DELIVERY_COLUMNS)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `wasmhook endpoints`: each endpoint's circuit and load.
 pub fn endpoints(connection: Connection) -> anyhow::Result<ExitCode> {
-    print(&connection.call(Method::GET, "/v1/endpoints", None)?)?;
+    let answer = connection.call(Method::GET, "/v1/endpoints", None)?;
+    connection.show(&answer, ENDPOINT_COLUMNS)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wasmhook health`: whether the engine answers `/healthz` (for container health checks
+/// and scripts); fails when it does not.
+pub fn health(connection: Connection) -> anyhow::Result<ExitCode> {
+    let answer = connection.call(Method::GET, "/healthz", None)?;
+    connection.show(&answer, Columns(&[]))?;
     Ok(ExitCode::SUCCESS)
 }

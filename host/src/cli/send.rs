@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::api::{Connection, print};
+use super::api::Connection;
+use super::output::Columns;
 
 /// Arguments of `send`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +37,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let answer = args
         .connection
         .call(http::Method::POST, "/v1/events", Some(body))?;
-    print(&answer)?;
+    args.connection.show(&answer, Columns(&[]))?;
     Ok(ExitCode::SUCCESS)
 }

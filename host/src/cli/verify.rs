@@ -10,6 +10,8 @@ use crate::clock::now_ms;
 use crate::secret::Secret;
 use crate::signing::{SigningKey, verify};
 
+use super::output::outln;
+
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,17 +50,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let skew = (now_ms() / 1000 - args.timestamp).unsigned_abs();
     if skew > args.tolerance.as_secs() {
-        println!(
+        outln!(
             "invalid: the timestamp is {skew}s away from now (tolerance {})",
             args.tolerance
-        );
+        )?;
         return Ok(ExitCode::FAILURE);
     }
     if verify(&key, &args.id, args.timestamp, &body, &args.signature) {
-        println!("valid");
+        outln!("valid")?;
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("invalid: no signature matches this secret and body");
+        outln!("invalid: no signature matches this secret and body")?;
         Ok(ExitCode::FAILURE)
     }
 }

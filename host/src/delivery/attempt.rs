@@ -22,7 +22,9 @@ use crate::ops::{
     CircuitOpened, DeadLettered, EndpointRecovered, OpsEmitter, OpsEvent, SubscriptionDisabled,
 };
 use crate::outbound::{endpoint_key, parse_target_url};
-use crate::plugins::{Action, Fault, OutboundRequest, OwnedCall, PluginLabel, Registry};
+use crate::plugins::{
+    Action, Fault, LoadedPlugin, OutboundRequest, OwnedCall, PluginLabel, Registry,
+};
 use crate::signing::signature_header;
 use crate::store::{AttemptRecord, ClaimedDelivery, DisablePolicy, NextState, Store};
 use crate::subscription::{Subscription, Subscriptions};
@@ -420,6 +422,12 @@ impl Deliverer {
             record.parked_on = Some(plugin_park_key(name));
             return Stage::Done(record);
         }
+        // A plugin reloaded with a new required setting refuses old subscriptions here,
+        // before it runs.
+        let settings = match plugin_settings(sub, &plugin) {
+            Ok(settings) => settings,
+            Err(fault) => return self.adapter_failed(sub, delivery, record, fault),
+        };
         // A plugin whose calls are all busy (slow, or spinning to its budget) holds its own
         // queue, never a guest thread another plugin needs.
         let Some(_turn) = plugin.gate.enter().await else {
@@ -446,7 +454,11 @@ impl Deliverer {
             event: delivery.event.clone(),
             subscription_id: sub.id.clone(),
             url: sub.url.to_string(),
-            settings: sub.settings.clone(),
+            settings: settings.unwrap_or_else(|| sub.settings.clone()),
+            attempt: record.attempt,
+            // The same second `sign` puts into `webhook-timestamp`.
+            timestamp: record.started_at_ms / 1000,
+            signing_keys: sub.active_keys(record.started_at_ms),
             delivery_id: delivery.id.clone(),
             limits,
         };
@@ -509,20 +521,63 @@ impl Deliverer {
                 record.next = NextState::WaitUntil(record.started_at_ms);
                 Stage::Done(record)
             }
-            Err(fault) => {
-                tracing::warn!(delivery = %delivery.id, subscription = %sub.id, error = %fault, "adapter failed");
-                record.error = Some(fault.to_string());
-                record.next = decide(
-                    sub,
-                    delivery,
-                    AttemptResult::AdapterFailed,
-                    record.started_at_ms,
-                )
-                .0;
-                Stage::Done(record)
-            }
+            Err(fault) => self.adapter_failed(sub, delivery, record, fault),
         }
     }
+
+    /// Records an adapter fault as a failed attempt, retried on the subscription's schedule.
+    fn adapter_failed(
+        &self,
+        sub: &Subscription,
+        delivery: &ClaimedDelivery,
+        mut record: AttemptRecord,
+        fault: Fault,
+    ) -> Stage {
+        tracing::warn!(delivery = %delivery.id, subscription = %sub.id, error = %fault, "adapter failed");
+        record.error = Some(fault.to_string());
+        record.next = decide(
+            sub,
+            delivery,
+            AttemptResult::AdapterFailed,
+            record.started_at_ms,
+        )
+        .0;
+        Stage::Done(record)
+    }
+}
+
+/// The settings a plugin with a manifest gets: checked against it (a plugin reloaded with
+/// a new required setting refuses old subscriptions here, before running), with its
+/// defaults filled in. `None` when the plugin has no manifest: the settings go as they are.
+fn plugin_settings(
+    sub: &Subscription,
+    plugin: &LoadedPlugin,
+) -> Result<Option<Vec<(String, String)>>, Fault> {
+    let Some(manifest) = &plugin.manifest else {
+        return Ok(None);
+    };
+    manifest
+        .check_settings(&plugin.label.name, sub.settings.iter().map(|(k, v)| (k, v)))
+        .map_err(|error| Fault::InvalidSettings {
+            plugin: plugin.label.clone(),
+            error: Box::new(error),
+        })?;
+    Ok(Some(manifest.with_defaults(&sub.settings)))
+}
+
+/// The signed request the engine sends for an adapter's answer: the URL override checked
+/// as a subscription URL, the subscription's headers added, the body signed. `wasmhook
+/// plugin run` shows exactly this, so a dry run is the engine's own path.
+pub fn outbound_request(
+    req: OutboundRequest,
+    sub: &Subscription,
+    label: &PluginLabel,
+    msg_id: &str,
+    user_agent: &HeaderValue,
+    now_ms: i64,
+) -> Result<Request<Full<Bytes>>, String> {
+    let prepared = adapter_request(req, sub, label).map_err(|fault| fault.to_string())?;
+    sign(prepared, sub, msg_id, user_agent, now_ms)
 }
 
 /// Checks an adapter's request. The URL override passes the same checks as a subscription

@@ -1,7 +1,7 @@
 //! The outbound HTTP client: hyper with pooled keep-alive connections, rustls for https,
 //! and a connector that resolves names itself and refuses internal addresses (see `ssrf`)
-//! at connect time. Redirects are never followed, and response bodies are read only up to
-//! a cap.
+//! at connect time, directly or through a CONNECT proxy (see `proxy`). Redirects are never
+//! followed, and response bodies are read only up to a cap.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use super::proxy::{Proxy, Route};
 use super::ssrf::NetworkPolicy;
 use crate::outbound::port_of;
 use crate::secret::redact_url;
@@ -62,10 +63,12 @@ pub struct BlockedAddress {
     reason: &'static str,
 }
 
-/// Resolves, filters through the policy and connects, for every new connection.
+/// Resolves, filters through the policy and connects, for every new connection: directly,
+/// or through the proxy when one is set and the destination is not in `no_proxy`.
 #[derive(Debug, Clone)]
 pub struct GuardedConnector {
     policy: Arc<NetworkPolicy>,
+    proxy: Option<Arc<Proxy>>,
 }
 
 type ConnectFuture =
@@ -82,7 +85,13 @@ impl tower_service::Service<Uri> for GuardedConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let policy = Arc::clone(&self.policy);
-        Box::pin(async move { connect(&policy, &uri).await })
+        let route = self.proxy.as_ref().and_then(|p| p.route(&uri));
+        Box::pin(async move {
+            match route {
+                Some(route) => tunnel(&policy, route, uri).await,
+                None => connect(&policy, &uri).await,
+            }
+        })
     }
 }
 
@@ -185,6 +194,79 @@ async fn connect(policy: &NetworkPolicy, uri: &Uri) -> Result<TokioIo<TcpStream>
     Err(last_err.unwrap_or_else(|| invalid(&format!("`{host}` resolved to no address"))))
 }
 
+/// Opens a CONNECT tunnel to `uri` through the proxy, after holding the destination to the
+/// guard: its host is resolved here, and any internal address refuses it, as a direct
+/// connection would. When the name does not resolve here (egress networks often leave name
+/// resolution to the proxy), the proxy decides; an IP literal is always judged.
+async fn tunnel(
+    policy: &NetworkPolicy,
+    route: Route,
+    uri: Uri,
+) -> Result<TokioIo<TcpStream>, std::io::Error> {
+    if let Ok((host, addrs)) = resolve(&uri).await {
+        for addr in addrs {
+            if let Some(reason) = policy.blocked(addr.ip()) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    BlockedAddress {
+                        host: host.to_owned(),
+                        ip: addr.ip(),
+                        reason,
+                    },
+                ));
+            }
+        }
+    }
+    let mut tunnel =
+        hyper_util::client::legacy::connect::proxy::Tunnel::new(route.proxy.clone(), ProxyDialer);
+    if let Some(auth) = route.auth {
+        tunnel = tunnel.with_auth(auth);
+    }
+    tower_service::Service::call(&mut tunnel, uri)
+        .await
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "through the proxy {}: {}",
+                route.proxy,
+                describe(&e)
+            ))
+        })
+}
+
+/// The cause chain of an error on one line.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Connects to the proxy itself. The proxy is the operator's own infrastructure (usually on
+/// an internal address), so the guard does not judge it.
+#[derive(Debug, Clone, Copy)]
+struct ProxyDialer;
+
+impl tower_service::Service<Uri> for ProxyDialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, proxy: Uri) -> Self::Future {
+        let open = NetworkPolicy {
+            allow_private: true,
+            allowlist: Vec::new(),
+        };
+        Box::pin(async move { connect(&open, &proxy).await })
+    }
+}
+
 /// The pooled client used for every delivery.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -195,6 +277,15 @@ impl HttpClient {
     /// A client under `policy`, trusting the system roots plus the PEM certificates in
     /// `extra_ca_file`, if given.
     pub fn new(policy: NetworkPolicy, extra_ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::with_proxy(policy, extra_ca_file, None)
+    }
+
+    /// Like `new`, sending through `proxy` (except its `no_proxy` destinations).
+    pub fn with_proxy(
+        policy: NetworkPolicy,
+        extra_ca_file: Option<&Path>,
+        proxy: Option<Proxy>,
+    ) -> anyhow::Result<Self> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
 
@@ -224,6 +315,7 @@ impl HttpClient {
             .enable_http1()
             .wrap_connector(GuardedConnector {
                 policy: Arc::new(policy),
+                proxy: proxy.map(Arc::new),
             });
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))

@@ -9,6 +9,7 @@
 //! - `rate_limit`: per-subscription rate limits (GCRA with reserved slots).
 //! - `retry`: the retry policy, pure.
 //! - `client`: the pooled HTTP client and its guarded connector.
+//! - `proxy`: egress through an HTTP proxy, and which destinations bypass it.
 //! - `ssrf`: which addresses the connector may reach, pure.
 
 pub mod adapter_breakers;
@@ -16,6 +17,7 @@ pub mod attempt;
 pub mod breaker;
 pub mod client;
 pub mod endpoints;
+pub mod proxy;
 pub mod rate_limit;
 pub mod retry;
 pub mod scheduler;

@@ -1,5 +1,6 @@
 //! What lives inside each adapter's `Store`: the empty WASI context, the log sink, the memory
-//! limiter, the CPU-budget counter and the stderr tail.
+//! limiter, the CPU-budget counter, the stderr tail, and the subscription's signing keys,
+//! which only the host's HMAC function reads (they never enter the guest).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_1_0;
+use crate::signing::SigningKey;
 
 /// Most of a guest's stderr kept for error messages (a Rust panic message lands there).
 const STDERR_TAIL: usize = 16 << 10;
@@ -19,6 +20,10 @@ const STDERR_TAIL: usize = 16 << 10;
 const LOG_LINES_PER_CALL: u32 = 100;
 /// Longest log line kept.
 const LOG_LINE_MAX: usize = 4 << 10;
+/// HMAC calls one adapter call may make.
+const HMAC_CALLS_PER_CALL: u32 = 64;
+/// Largest message one HMAC call may sign.
+const HMAC_MESSAGE_MAX: usize = 4 << 20;
 
 /// Per-store state. A store lives for one call, or for several when instance reuse is on;
 /// `begin_call` resets what is per call.
@@ -34,6 +39,11 @@ pub struct HostState {
     log: LogSink,
     /// The last bytes the guest wrote to stderr.
     pub stderr: StderrTail,
+    /// The subscription's active signing keys for this call, newest first. Read only by
+    /// `hmac_sha256`; no import hands them to the guest.
+    signing_keys: Vec<SigningKey>,
+    /// HMAC calls left in this call.
+    hmac_calls_left: u32,
 }
 
 impl std::fmt::Debug for HostState {
@@ -75,56 +85,107 @@ impl HostState {
                 lines_left: 0,
             },
             stderr,
+            signing_keys: Vec::new(),
+            hmac_calls_left: 0,
         }
     }
 
-    /// Resets the per-call counters and limits.
-    pub fn begin_call(&mut self, delivery_id: &str, budget_ticks: u64, max_memory_bytes: u64) {
+    /// Resets the per-call counters and limits, and holds this call's signing keys.
+    pub fn begin_call(
+        &mut self,
+        delivery_id: &str,
+        budget_ticks: u64,
+        max_memory_bytes: u64,
+        signing_keys: &[SigningKey],
+    ) {
         self.ticks_used = 0;
         self.budget_ticks = budget_ticks;
         self.limiter.max_bytes = max_memory_bytes;
         self.log.delivery_id = Arc::from(delivery_id);
         self.log.lines_left = LOG_LINES_PER_CALL;
+        self.signing_keys = signing_keys.to_vec();
+        self.hmac_calls_left = HMAC_CALLS_PER_CALL;
+    }
+
+    /// Writes one adapter log line to the engine's log, tagged with the plugin and the
+    /// delivery; at most `LOG_LINES_PER_CALL` per call, each cut to `LOG_LINE_MAX`.
+    pub fn log(&mut self, level: LogLevel, message: &str) {
+        let sink = &mut self.log;
+        if sink.lines_left == 0 {
+            return;
+        }
+        sink.lines_left -= 1;
+        let message = crate::text::truncate(message, LOG_LINE_MAX);
+        let (plugin, delivery) = (&*sink.plugin, &*sink.delivery_id);
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "wasmhook::adapter", plugin, delivery, "{message}")
+            }
+        }
+    }
+
+    /// HMAC-SHA256 of `message` under each of this call's signing keys, newest first. Only
+    /// the MACs leave the host. Refused (the guest traps) past `HMAC_CALLS_PER_CALL` calls
+    /// or for a message over `HMAC_MESSAGE_MAX` bytes, so a guest cannot burn host CPU
+    /// outside its epoch budget.
+    pub fn hmac_sha256(&mut self, message: &[u8]) -> Result<Vec<Vec<u8>>, HostCallRefused> {
+        if message.len() > HMAC_MESSAGE_MAX {
+            return Err(HostCallRefused(format!(
+                "hmac-sha256 was asked to sign {} bytes; the limit is {HMAC_MESSAGE_MAX}",
+                message.len()
+            )));
+        }
+        if self.hmac_calls_left == 0 {
+            return Err(HostCallRefused(format!(
+                "hmac-sha256 was called more than {HMAC_CALLS_PER_CALL} times in one call"
+            )));
+        }
+        self.hmac_calls_left -= 1;
+        Ok(self
+            .signing_keys
+            .iter()
+            .map(|key| key.mac(message).to_vec())
+            .collect())
     }
 }
+
+/// How loud an adapter's log line is, whatever WIT version it came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Developer detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Worked around.
+    Warn,
+    /// Failed.
+    Error,
+}
+
+/// A host function refused a guest's request; the guest traps with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HostCallRefused(pub String);
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-impl v0_1_0::wasmhook::adapter::types::Host for HostState {}
-
-impl v0_1_0::wasmhook::adapter::log::Host for HostState {
-    fn log(&mut self, level: v0_1_0::wasmhook::adapter::log::Level, message: String) {
-        use v0_1_0::wasmhook::adapter::log::Level;
-        let sink = &mut self.log;
-        if sink.lines_left == 0 {
-            return;
-        }
-        sink.lines_left -= 1;
-        let message = crate::text::truncate(&message, LOG_LINE_MAX);
-        let (plugin, delivery) = (&*sink.plugin, &*sink.delivery_id);
-        match level {
-            Level::Trace => {
-                tracing::trace!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
-            Level::Error => {
-                tracing::error!(target: "wasmhook::adapter", plugin, delivery, "{message}")
-            }
         }
     }
 }
@@ -350,7 +411,7 @@ mod tests {
         let budget = Arc::new(MemoryBudget::new(100 << 20));
         let state = |plugin: &str| {
             let mut s = HostState::new(plugin, Arc::clone(&budget));
-            s.begin_call("d", 1, 64 << 20);
+            s.begin_call("d", 1, 64 << 20, &[]);
             s
         };
         let (mut a1, mut a2, mut b, mut c) = (state("a"), state("a"), state("b"), state("c"));
@@ -397,5 +458,34 @@ mod tests {
         assert!(text.ends_with("the end"));
         tail.clear();
         assert!(tail.text().is_empty());
+    }
+
+    #[test]
+    fn hmac_uses_every_key_newest_first_and_is_bounded() {
+        let mut state = HostState::new("p", Arc::new(MemoryBudget::new(64 << 20)));
+        let key = |text: &str| SigningKey::from_secret(&crate::secret::Secret::new(text)).unwrap();
+        let (new, old) = (b"the-new-key-0123", b"the-old-key-0123");
+        state.begin_call(
+            "msg_1",
+            10,
+            1 << 20,
+            &[key("the-new-key-0123"), key("the-old-key-0123")],
+        );
+        let macs = state.hmac_sha256(b"body").unwrap();
+        let expected = |key: &[u8]| {
+            use hmac::{Hmac, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(b"body");
+            mac.finalize().into_bytes().to_vec()
+        };
+        assert_eq!(macs, vec![expected(new), expected(old)]);
+        assert!(state.hmac_sha256(&vec![0; HMAC_MESSAGE_MAX + 1]).is_err());
+        for _ in 1..HMAC_CALLS_PER_CALL {
+            state.hmac_sha256(b"x").unwrap();
+        }
+        let refused = state.hmac_sha256(b"x").unwrap_err();
+        assert!(refused.to_string().contains("more than 64 times"));
+        state.begin_call("msg_2", 10, 1 << 20, &[]);
+        assert_eq!(state.hmac_sha256(b"x").unwrap(), Vec::<Vec<u8>>::new());
     }
 }

@@ -1,28 +1,37 @@
 //! Adapters: WASM components that turn an event into a receiver's request.
 //!
-//! - `bindings`: the one `bindgen!`, one module per WIT version.
-//! - `sandbox`: engine, limits, fresh (or reused) instances, typed faults.
+//! - `wit`: one module per WIT version (`since_v0_1_0`, `since_v0_2_0`), each owning its
+//!   `bindgen!`, linker set-up, host functions and conversions to the latest types.
+//! - `manifest`: an adapter's manifest (0.2.0+) and checking settings against it.
+//! - `sandbox`: engine, limits, fresh (or reused) instances, typed faults; it only dispatches
+//!   to `wit`.
 //! - `gate`: how many calls of one plugin run at once, and how many may queue.
 //! - `guest_pool`: the threads adapter calls run on, apart from the engine's own.
-//! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail.
+//! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail, the
+//!   memory budget, and the signing keys the host's HMAC function uses.
 //! - `cache`: compiled components on disk, sealed so only our own output is loaded.
 //! - `registry`: the loaded plugins, swapped atomically when the plugins folder changes.
 //! - `watcher`: watches the plugins folder and reloads what changed.
 
-pub mod bindings;
 pub mod cache;
 pub mod gate;
 pub mod guest_pool;
 pub mod host_state;
+pub mod manifest;
 pub mod registry;
 pub mod sandbox;
 pub mod watcher;
+pub mod wit;
 
 pub use cache::CompileCache;
-pub use registry::{LoadedPlugin, PluginInfo, Registry};
-pub use sandbox::{Call, CallLimits, OwnedCall, PrepareError, Prepared, Sandbox, SandboxLimits};
+pub use manifest::{Manifest, SettingsError};
+pub use registry::{LoadedPlugin, PluginInfo, Registry, SettingsCheck};
+pub use sandbox::{Call, CallLimits, OwnedCall, Prepared, Sandbox, SandboxLimits};
+pub use wit::PrepareError;
 
 use std::time::Duration;
+
+use crate::signing::SigningKey;
 
 /// Names one loaded version of a plugin in messages: "plugin `slack` v3".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +64,16 @@ pub struct AdapterInput<'a> {
     pub subscription_id: &'a str,
     /// The subscription's URL.
     pub url: &'a str,
-    /// The subscription's settings.
+    /// The subscription's settings, sorted by key (with the manifest's defaults filled in
+    /// for adapters that have one).
     pub settings: &'a [(String, String)],
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// Unix seconds of the attempt: what the engine signs and sends as `webhook-timestamp`.
+    pub timestamp: i64,
+    /// The subscription's active signing keys, newest first, for the host's HMAC import.
+    /// They never enter the sandbox.
+    pub signing_keys: &'a [SigningKey],
 }
 
 /// What an adapter decided.
@@ -135,6 +152,15 @@ pub enum Fault {
         /// Which rule.
         reason: String,
     },
+    /// The subscription's settings do not fit the adapter's manifest (a plugin reloaded
+    /// with new required settings, say); the adapter was not called.
+    #[error("{plugin} ({}) refuses this subscription's settings: {}", error.adapter, error.problems.join("; "))]
+    InvalidSettings {
+        /// Which plugin.
+        plugin: PluginLabel,
+        /// What is wrong, naming each setting (boxed: it is large and rare).
+        error: Box<SettingsError>,
+    },
     /// Every adapter instance together holds `[plugins] total_memory_bytes`: the engine is
     /// short of adapter memory, which is no fault of this adapter.
     #[error(
@@ -172,6 +198,7 @@ impl Fault {
             Self::Trap { .. } => "trap",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::InvalidOutput { .. } => "invalid_output",
+            Self::InvalidSettings { .. } => "invalid_settings",
             Self::Instantiate { .. } => "instantiate",
         }
     }

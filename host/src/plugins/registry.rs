@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::cache::CompileCache;
 use super::gate::CallGate;
-use super::{CallLimits, PluginLabel, PrepareError, Prepared, Sandbox};
+use super::manifest::{Manifest, SettingsError};
+use super::{CallLimits, Fault, PluginLabel, PrepareError, Prepared, Sandbox};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::PluginsConfig;
 use crate::subscription::validate_plugin_name;
@@ -42,6 +43,8 @@ pub struct LoadedPlugin {
     pub from_cache: bool,
     /// Ready to instantiate.
     pub prepared: Prepared,
+    /// What the adapter says it is and takes (WIT 0.2.0 and later).
+    pub manifest: Option<Manifest>,
     /// Call counters.
     pub stats: PluginStats,
     /// Calls running and queued for this version.
@@ -109,6 +112,9 @@ pub enum LoadError {
     /// Compiling or type-checking failed.
     #[error(transparent)]
     Prepare(#[from] PrepareError),
+    /// Its `manifest` export failed or returned something unusable.
+    #[error("its manifest cannot be used: {0}")]
+    BadManifest(String),
 }
 
 /// What `/v1/plugins` shows for one plugin.
@@ -132,6 +138,8 @@ pub struct PluginInfo {
     pub compile_ms: Option<f64>,
     /// Whether the serving version's native code came from the compile cache.
     pub from_cache: Option<bool>,
+    /// What the adapter says it is and which settings it takes (WIT 0.2.0 and later).
+    pub manifest: Option<Manifest>,
     /// Why the last load of this name failed, if it did (the previous version keeps serving).
     pub last_error: Option<String>,
     /// Calls to the serving version.
@@ -150,6 +158,20 @@ struct Rejection {
     /// SHA-256 of the rejected bytes, when they were read: the same bytes are not tried
     /// (nor logged) again, so a bad file costs one error, not one per file event.
     sha256: Option<String>,
+}
+
+/// What [`Registry::check_settings`] could check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsCheck {
+    /// The settings fit the manifest; these settings are secret by the manifest.
+    Checked {
+        /// The manifest's secret settings.
+        secret: Vec<String>,
+    },
+    /// The plugin is not loaded, so nothing was checked yet.
+    NotLoaded,
+    /// The plugin has no manifest (WIT 0.1.0): settings go to it unchecked.
+    NoManifest,
 }
 
 /// The set of loaded plugins.
@@ -199,6 +221,25 @@ impl Registry {
     /// The serving version of `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.loaded.load().get(name).cloned()
+    }
+
+    /// Checks a subscription's `settings` against the manifest of plugin `name`, as config
+    /// load and the API do before accepting it.
+    pub fn check_settings(
+        &self,
+        name: &str,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<SettingsCheck, SettingsError> {
+        let Some(plugin) = self.get(name) else {
+            return Ok(SettingsCheck::NotLoaded);
+        };
+        let Some(manifest) = &plugin.manifest else {
+            return Ok(SettingsCheck::NoManifest);
+        };
+        manifest.check_settings(name, settings)?;
+        Ok(SettingsCheck::Checked {
+            secret: manifest.secret_names().map(str::to_owned).collect(),
+        })
     }
 
     /// Loads every `*.wasm` in the folder. Blocking and CPU-heavy: run it off the runtime.
@@ -287,18 +328,24 @@ impl Registry {
             cache.store(&sha256, &component);
         }
         let compile_time = started.elapsed();
-        let version = {
-            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-            let v = versions.entry(name.to_owned()).or_insert(0);
-            *v += 1;
-            *v
+        let next_version = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map_or(1, |v| v + 1);
+        let label = PluginLabel {
+            name: name.to_owned(),
+            version: next_version,
+            hash: sha256[..12].to_owned(),
         };
+        let manifest = read_manifest(&self.sandbox, &prepared, &label, &self.limits_for(name))?;
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), next_version);
         let plugin = Arc::new(LoadedPlugin {
-            label: PluginLabel {
-                name: name.to_owned(),
-                version,
-                hash: sha256[..12].to_owned(),
-            },
+            label,
             world_version: prepared.world_version,
             sha256,
             size: bytes.len() as u64,
@@ -306,6 +353,7 @@ impl Registry {
             compile_time,
             from_cache,
             prepared,
+            manifest,
             stats: PluginStats::default(),
             gate: CallGate::new(self.limits_for(name).max_concurrent_calls),
         });
@@ -366,6 +414,7 @@ impl Registry {
                     loaded_at: p.map(|p| rfc3339(p.loaded_at_ms)),
                     compile_ms: p.map(|p| p.compile_time.as_secs_f64() * 1e3),
                     from_cache: p.map(|p| p.from_cache),
+                    manifest: p.and_then(|p| p.manifest.clone()),
                     last_error: errors.get(name).cloned(),
                     calls,
                     errors: p.map_or(0, |p| p.stats.errors.load(Ordering::Relaxed)),
@@ -439,6 +488,30 @@ fn not_regular(file_type: std::fs::FileType) -> Option<&'static str> {
     } else {
         Some("an unknown kind of file")
     }
+}
+
+/// Calls the manifest export of a freshly prepared plugin and checks it. Blocking: it runs
+/// the guest on the current runtime (or a small one of its own outside any runtime).
+pub fn read_manifest(
+    sandbox: &Sandbox,
+    prepared: &Prepared,
+    label: &PluginLabel,
+    limits: &CallLimits,
+) -> Result<Option<Manifest>, LoadError> {
+    let call = sandbox.manifest(prepared, label, limits);
+    let result: Result<Option<Manifest>, Fault> = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(call),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LoadError::BadManifest(e.to_string()))?
+            .block_on(call),
+    };
+    let manifest = result.map_err(|fault| LoadError::BadManifest(fault.to_string()))?;
+    if let Some(m) = &manifest {
+        m.check().map_err(LoadError::BadManifest)?;
+    }
+    Ok(manifest)
 }
 
 /// The plugin name of a path in the plugins folder: the stem of a `*.wasm` file that is not

@@ -3,7 +3,8 @@
 //! an epoch-based CPU budget, a memory cap per instance and a total for all of them, an
 //! output cap, and a WASI context that grants nothing (no files, no network, no
 //! environment). Calls run on the guest pool's own threads (`guest_pool`), never on the
-//! engine's runtime.
+//! engine's runtime. It knows no WIT version: `wit` picks the version a component
+//! implements and converts its types.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,14 +18,17 @@ use wasmtime::{
     UpdateDeadline,
 };
 
-use super::bindings::{SUPPORTED_VERSIONS, v0_1_0};
 use super::guest_pool::GuestPool;
 use super::host_state::{
-    HostState, MemoryBudget, MemoryBudgetExhausted, MemoryLimitExceeded, MemoryShareExceeded,
+    HostCallRefused, HostState, MemoryBudget, MemoryBudgetExhausted, MemoryLimitExceeded,
+    MemoryShareExceeded,
 };
-use super::{Action, AdapterInput, Fault, OutboundRequest, PluginLabel};
+use super::manifest::Manifest;
+use super::wit::{self, AdapterInstance, AdapterPre, CallInput, PrepareError};
+use super::{Action, AdapterInput, Fault, PluginLabel};
 use crate::event::Event;
 use crate::outbound::is_reserved_header;
+use crate::signing::SigningKey;
 
 /// How often the epoch advances. The CPU budget is counted in these ticks.
 const TICK: Duration = Duration::from_millis(1);
@@ -114,7 +118,7 @@ pub struct Prepared {
     pub world_version: &'static str,
     /// Unique per prepared component; keys its reusable instances.
     id: u64,
-    pre: PreparedWorld,
+    pre: AdapterPre,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -125,21 +129,11 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// One variant per supported WIT version.
-#[derive(Clone)]
-enum PreparedWorld {
-    V0_1_0(v0_1_0::AdapterPre<HostState>),
-}
-
 /// An instance with its store, between calls.
 struct Warm {
     store: Store<HostState>,
-    instance: WarmInstance,
+    instance: AdapterInstance,
     uses: u32,
-}
-
-enum WarmInstance {
-    V0_1_0(v0_1_0::Adapter),
 }
 
 /// What one call is about.
@@ -168,8 +162,14 @@ pub struct OwnedCall {
     pub subscription_id: String,
     /// The subscription's URL.
     pub url: String,
-    /// The subscription's settings.
+    /// The subscription's settings (with the manifest's defaults filled in).
     pub settings: Vec<(String, String)>,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// Unix seconds of the attempt (`webhook-timestamp`).
+    pub timestamp: i64,
+    /// The subscription's active signing keys, newest first, for the host's HMAC import.
+    pub signing_keys: Vec<SigningKey>,
     /// The delivery, for log lines.
     pub delivery_id: String,
     /// The limits.
@@ -203,17 +203,6 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Why a component cannot be used as an adapter.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    /// Not a WebAssembly component (a core module, or not wasm at all).
-    #[error("not a WebAssembly component: {0}")]
-    NotAComponent(String),
-    /// A component, but not of a world this engine runs.
-    #[error("{0}")]
-    WrongWorld(String),
-}
-
 impl Sandbox {
     /// Builds the engine and linker.
     pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
@@ -245,11 +234,7 @@ impl Sandbox {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        v0_1_0::Adapter::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
+        wit::add_to_linker(&mut linker)?;
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
             engine,
@@ -286,29 +271,39 @@ impl Sandbox {
             .map_err(|e| PrepareError::NotAComponent(format!("{e:#}")))
     }
 
-    /// Checks `component` against each supported world and prepares it for instantiation.
+    /// Checks `component` against the supported worlds and prepares it for instantiation.
     pub fn prepare(&self, component: &Component) -> Result<Prepared, PrepareError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let declared = declared_version(&self.engine, component);
-        if let Some(version) = &declared
-            && !SUPPORTED_VERSIONS.contains(&version.as_str())
-        {
-            return Err(PrepareError::WrongWorld(format!(
-                "the component implements wasmhook:adapter@{version}, which this engine does not run; \
-                 supported versions: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            )));
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| wrong_world(&e))?;
-        let pre = v0_1_0::AdapterPre::new(pre).map_err(|e| wrong_world(&e))?;
+        let pre = AdapterPre::new(&self.engine, &self.linker, component)?;
         Ok(Prepared {
-            world_version: "0.1.0",
+            world_version: pre.version(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            pre: PreparedWorld::V0_1_0(pre),
+            pre,
         })
+    }
+
+    /// Calls the adapter's `manifest` export (WIT 0.2.0 and later) in a fresh instance
+    /// under `limits`; `None` for older adapters, which have no manifest.
+    pub async fn manifest(
+        &self,
+        prepared: &Prepared,
+        label: &PluginLabel,
+        limits: &CallLimits,
+    ) -> Result<Option<Manifest>, Fault> {
+        if !prepared.pre.has_manifest() {
+            return Ok(None);
+        }
+        let mut warm = self
+            .instantiate(prepared, label)
+            .await
+            .map_err(|e| classify_fault(label, &e, limits, ""))?;
+        let budget_ticks = (limits.cpu_budget.as_millis() as u64).max(1);
+        warm.store
+            .data_mut()
+            .begin_call("", budget_ticks, limits.max_memory_bytes, &[]);
+        warm.store.set_epoch_deadline(SLICE_TICKS.min(budget_ticks));
+        let result = warm.instance.manifest(&mut warm.store).await;
+        result.map_err(|e| classify_fault(label, &e, limits, &warm.store.data().stderr.text()))
     }
 
     /// Drops the idle instances of a prepared component that no longer serves.
@@ -346,6 +341,9 @@ impl Sandbox {
                 subscription_id: &call.subscription_id,
                 url: &call.url,
                 settings: &call.settings,
+                attempt: call.attempt,
+                timestamp: call.timestamp,
+                signing_keys: &call.signing_keys,
             };
             let borrowed = Call {
                 label: &call.label,
@@ -391,36 +389,19 @@ impl Sandbox {
             call.delivery_id,
             budget_ticks,
             call.limits.max_memory_bytes,
+            call.input.signing_keys,
         );
         warm.store.set_epoch_deadline(SLICE_TICKS.min(budget_ticks));
-        let result = match &warm.instance {
-            WarmInstance::V0_1_0(instance) => {
-                let event = v0_1_0::Event {
-                    id: call.event.id.clone(),
-                    type_: call.event.kind.clone(),
-                    timestamp: call.event.timestamp(),
-                    data: call.event.data.clone(),
-                };
-                let context = v0_1_0::Context {
-                    subscription_id: call.input.subscription_id.to_owned(),
-                    url: call.input.url.to_owned(),
-                    settings: call.input.settings.to_vec(),
-                };
-                instance
-                    .call_transform(&mut warm.store, &event, &context)
-                    .await
-                    .map(|r| match r {
-                        Ok(v0_1_0::Action::Deliver(r)) => Ok(Action::Deliver(OutboundRequest {
-                            method: r.method,
-                            url: r.url,
-                            headers: r.headers,
-                            body: r.body,
-                        })),
-                        Ok(v0_1_0::Action::Skip(reason)) => Ok(Action::Skip(reason)),
-                        Err(e) => Err(e.message),
-                    })
-            }
+        let input = CallInput {
+            event: call.event,
+            subscription_id: call.input.subscription_id,
+            url: call.input.url,
+            settings: call.input.settings,
+            message_id: call.delivery_id,
+            attempt: call.input.attempt,
+            timestamp: call.input.timestamp,
         };
+        let result = warm.instance.transform(&mut warm.store, &input).await;
         match result {
             Ok(answer) => {
                 warm.uses += 1;
@@ -468,13 +449,9 @@ impl Sandbox {
         // Instantiation runs guest start functions too: give it the default budget.
         store
             .data_mut()
-            .begin_call("", 1_000, self.limits.max_memory_bytes);
+            .begin_call("", 1_000, self.limits.max_memory_bytes, &[]);
         store.set_epoch_deadline(SLICE_TICKS);
-        let instance = match &prepared.pre {
-            PreparedWorld::V0_1_0(pre) => {
-                WarmInstance::V0_1_0(pre.instantiate_async(&mut store).await?)
-            }
-        };
+        let instance = prepared.pre.instantiate(&mut store).await?;
         Ok(Warm {
             store,
             instance,
@@ -544,25 +521,6 @@ fn check_output(label: &PluginLabel, limits: &CallLimits, action: Action) -> Res
     Ok(action)
 }
 
-/// The `wasmhook:adapter@X` version a component names in its imports or exports, if any.
-fn declared_version(engine: &Engine, component: &Component) -> Option<String> {
-    let ty = component.component_type();
-    let names = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(ty.exports(engine).map(|(name, _)| name.to_owned()));
-    names
-        .filter_map(|name| name.strip_prefix("wasmhook:adapter/").map(str::to_owned))
-        .find_map(|rest| rest.split_once('@').map(|(_, v)| v.to_owned()))
-}
-
-fn wrong_world(e: &wasmtime::Error) -> PrepareError {
-    PrepareError::WrongWorld(format!(
-        "the component does not implement the wasmhook:adapter world (supported versions: {}): {e:#}",
-        SUPPORTED_VERSIONS.join(", ")
-    ))
-}
-
 /// Turns a wasmtime error from instantiating or calling into a typed fault.
 fn classify_fault(
     label: &PluginLabel,
@@ -585,6 +543,12 @@ fn classify_fault(
         return Fault::MemoryLimit {
             plugin: label.clone(),
             limit_bytes: limits.max_memory_bytes,
+        };
+    }
+    if let Some(refused) = e.downcast_ref::<HostCallRefused>() {
+        return Fault::Trap {
+            plugin: label.clone(),
+            detail: refused.to_string(),
         };
     }
     match e.downcast_ref::<Trap>() {

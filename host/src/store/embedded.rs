@@ -26,7 +26,7 @@ use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
-    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
 use super::{PurgeCutoffs, Purged};
@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_on) WHERE parked_on IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE INDEX IF NOT EXISTS deliveries_subscription ON deliveries (subscription_id, id);
 CREATE TABLE IF NOT EXISTS subscriptions (
     id              TEXT PRIMARY KEY,
     source          TEXT NOT NULL,
@@ -126,6 +127,37 @@ struct Inner {
     path: PathBuf,
     /// Kept only so the checkpoint thread stops with the store.
     _checkpointer: Checkpointer,
+    /// The last write the disk refused, for `/healthz`.
+    trouble: Trouble,
+}
+
+/// How long a write the disk refused keeps `/healthz` at `503`: a tiny probe row may still
+/// fit where an event no longer does, so a probe alone would say `200` while producers
+/// are refused.
+const TROUBLE_HOLDS: Duration = Duration::from_secs(30);
+
+/// The last write refused for lack of space, an I/O error or a read-only file, and when.
+#[derive(Debug, Clone, Default)]
+struct Trouble(Arc<Mutex<Option<(std::time::Instant, String)>>>);
+
+impl Trouble {
+    /// Remembers `e` when it says the disk, not the query, is at fault.
+    fn note(&self, e: &rusqlite::Error) {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        if let rusqlite::Error::SqliteFailure(f, _) = e
+            && matches!(f.code, DiskFull | SystemIoFailure | ReadOnly | CannotOpen)
+            && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some((std::time::Instant::now(), e.to_string()));
+        }
+    }
+
+    /// The reason, while a refused write is recent.
+    fn recent(&self) -> Option<String> {
+        let last = self.0.lock().ok()?;
+        let (at, reason) = last.as_ref()?;
+        (at.elapsed() < TROUBLE_HOLDS).then(|| reason.clone())
+    }
 }
 
 /// How often the WAL is checkpointed into the main file.
@@ -212,12 +244,16 @@ impl EmbeddedStore {
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| open_err(e.to_string()))?;
+        let trouble = Trouble::default();
         let checkpointer =
             Checkpointer::start(open_connection(&path).map_err(|e| open_err(e.to_string()))?)
                 .map_err(|e| open_err(e.to_string()))?;
         std::thread::Builder::new()
             .name("wasmhook-store".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn({
+                let trouble = trouble.clone();
+                move || writer_loop(writer, rx, &trouble)
+            })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -227,6 +263,7 @@ impl EmbeddedStore {
                 reader: Arc::new(Mutex::new(reader)),
                 path,
                 _checkpointer: checkpointer,
+                trouble,
             }),
         })
     }
@@ -243,8 +280,9 @@ impl EmbeddedStore {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
+        let trouble = self.inner.trouble.clone();
         let job = Job::Durable(Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
+            let result = in_savepoint(conn, f, &trouble);
             Box::new(move |committed| {
                 let answer = match committed {
                     Ok(()) => result,
@@ -755,6 +793,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError> {
+        let changed = self
+            .write(move |conn| {
+                // Zero the old text's bytes instead of leaving them in the page's free space.
+                conn.pragma_update(None, "secure_delete", true)?;
+                let mut changed = 0;
+                for r in &rewrites {
+                    changed += conn.execute(
+                        "UPDATE subscriptions SET spec = ?3 WHERE id = ?1 AND spec = ?2",
+                        params![r.id, r.old, r.new],
+                    )? as u64;
+                }
+                conn.pragma_update(None, "secure_delete", false)?;
+                Ok(changed)
+            })
+            .await?;
+        if changed > 0 {
+            // Copy the new pages into the file and empty the WAL, which still holds the
+            // old ones.
+            self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+                .await?;
+        }
+        Ok(changed)
+    }
+
     async fn set_subscription_enabled(
         &self,
         id: &str,
@@ -803,6 +866,9 @@ impl Store for EmbeddedStore {
     }
 
     async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(reason) = self.inner.trouble.recent() {
+            return Err(StoreError::Database(reason));
+        }
         // Joins the writer's next group commit, so it costs no commit of its own under load.
         self.write(move |conn| {
             conn.prepare_cached(
@@ -899,7 +965,7 @@ fn upsert_subscription(
 }
 
 /// The writer thread: group commit until every sender is gone.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -918,21 +984,24 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         if !durable.is_empty() {
-            run_batch(&mut conn, durable);
+            run_batch(&mut conn, durable, trouble);
         }
     }
 }
 
-fn run_batch(conn: &mut Connection, jobs: Vec<DurableJob>) {
+fn run_batch(conn: &mut Connection, jobs: Vec<DurableJob>, trouble: &Trouble) {
     let mut finishers = Vec::with_capacity(jobs.len());
-    let committed = (|| -> Result<(), StoreError> {
+    let committed = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
         for job in jobs {
             finishers.push(job(&tx));
         }
-        tx.commit()?;
-        Ok(())
-    })();
+        tx.commit()
+    })()
+    .map_err(|e| {
+        trouble.note(&e);
+        StoreError::from(e)
+    });
     if let Err(e) = &committed {
         tracing::error!(error = %e, "store commit failed; the batch was rolled back and its callers told");
     }
@@ -945,6 +1014,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<DurableJob>) {
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    trouble: &Trouble,
 ) -> Result<T, StoreError> {
     // Cached: parsing these three statements for every job was a visible cost.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
@@ -954,6 +1024,7 @@ fn in_savepoint<T>(
             Ok(v)
         }
         Err(e) => {
+            trouble.note(&e);
             conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
             conn.prepare_cached("RELEASE job")?.execute([])?;
             Err(e.into())

@@ -3,6 +3,9 @@
 //! their source and enabled state), events, deliveries in whatever state (pending ones keep
 //! their due time and attempt count, dead letters stay replayable), and every attempt.
 //!
+//! Subscription specs are decrypted with the embedded store's keys and encrypted again with
+//! the PostgreSQL nodes' key, so the two may differ.
+//!
 //! The engine must be stopped while it runs (the copy is of the file as it is), and the
 //! target must hold no events yet, so two stores are never merged by accident.
 
@@ -13,6 +16,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
 use super::postgres::{PostgresOptions, PostgresStore};
+use super::sealed::{open_spec, seal_spec};
+use crate::keyring::Keyring;
 
 /// Rows copied per statement.
 const PAGE: i64 = 5_000;
@@ -34,8 +39,35 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(format!("reading the embedded store: {e}"))
 }
 
-/// Copies the embedded store in folder `dir` into the PostgreSQL database `url`.
-pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, StoreError> {
+/// The keys of a migration: subscription specs are opened with `source` (the embedded
+/// store's keys; `None` when it has none, as a store written before encryption) and sealed
+/// again with `target`'s first key.
+#[derive(Debug)]
+pub struct MigrationKeys {
+    /// Opens the embedded store's specs.
+    pub source: Option<Keyring>,
+    /// Seals them for PostgreSQL.
+    pub target: Keyring,
+}
+
+impl Copied {
+    /// Events, deliveries and attempts together: the rows the progress counts.
+    pub fn rows(&self) -> u64 {
+        self.events + self.deliveries + self.attempts
+    }
+}
+
+/// Told after every page: what is copied so far, and the rows to copy in all.
+pub type Progress<'a> = &'a mut dyn FnMut(&Copied, u64);
+
+/// Copies the embedded store in folder `dir` into the PostgreSQL database `target`
+/// describes (its `node_id` and timings are not used), calling `progress` as it goes.
+pub async fn embedded_to_postgres(
+    dir: &Path,
+    target: PostgresOptions,
+    keys: &MigrationKeys,
+    progress: Progress<'_>,
+) -> Result<Copied, StoreError> {
     let file = dir.join("wasmhook.db");
     if !file.is_file() {
         return Err(StoreError::Open {
@@ -46,11 +78,11 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
     let sqlite =
         Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite_err)?;
     let options = PostgresOptions {
-        url: url.to_owned(),
         pool_size: 2,
         node_id: "migrate-store".into(),
         heartbeat: Duration::from_secs(5),
         lease: Duration::from_secs(30),
+        ..target
     };
     let target = PostgresStore::open(options, crate::clock::now_ms()).await?;
     let mut client = target.pool().get().await?;
@@ -63,6 +95,14 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
             "the PostgreSQL database already holds {existing} events; migrate into an empty one"
         )));
     }
+    let total: i64 = sqlite
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)?;
+    let total = u64::try_from(total).unwrap_or(0);
     let tx = client.transaction().await?;
     let mut copied = Copied::default();
 
@@ -86,12 +126,24 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         .collect::<Result<Vec<_>, _>>()
         .map_err(sqlite_err)?;
     for (id, source, spec, enabled, reason, created, updated) in &subs {
+        let spec = match &keys.source {
+            Some(source) => open_spec(source, id, spec)?,
+            None if !crate::keyring::is_sealed(spec) => spec.clone(),
+            None => {
+                return Err(StoreError::Undecryptable {
+                    id: id.clone(),
+                    reason: "it is encrypted and no key is configured or in the store's folder"
+                        .into(),
+                });
+            }
+        };
+        let spec = seal_spec(&keys.target, id, &spec);
         tx.execute(
             "INSERT INTO subscriptions (id, source, spec, enabled, disabled_reason, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET source = excluded.source, spec = excluded.spec, enabled = excluded.enabled,
                  disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
-            &[id, source, spec, enabled, reason, created, updated],
+            &[id, source, &spec, enabled, reason, created, updated],
         )
         .await?;
     }
@@ -135,6 +187,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.events += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut last = 0i64;
     loop {
@@ -192,6 +245,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.deliveries += rows.len() as u64;
+        progress(&copied, total);
     }
     let mut after = (String::new(), 0i64);
     loop {
@@ -236,6 +290,7 @@ pub async fn embedded_to_postgres(dir: &Path, url: &str) -> Result<Copied, Store
         )
         .await?;
         copied.attempts += rows.len() as u64;
+        progress(&copied, total);
     }
     tx.batch_execute("SELECT nextval('subscriptions_version'); NOTIFY wasmhook_subscriptions")
         .await?;

@@ -13,12 +13,16 @@ mod embedded;
 pub mod health;
 pub mod migrate;
 mod model;
+mod pg_tls;
 mod postgres;
+mod sealed;
 
 pub use embedded::EmbeddedStore;
 pub use health::{DisablePolicy, StoredHealth, SubscriptionHealth};
 pub use model::*;
+pub use pg_tls::PgTls;
 pub use postgres::{PostgresOptions, PostgresStore, default_node_id, redact_url};
+pub use sealed::SealedStore;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +41,14 @@ pub enum StoreError {
     /// The store's writer has stopped (the engine is shutting down or the writer crashed).
     #[error("the store is closed")]
     Closed,
+    /// A stored subscription could not be decrypted with the configured keys.
+    #[error("cannot decrypt subscription `{id}`: {reason}")]
+    Undecryptable {
+        /// The subscription.
+        id: String,
+        /// Why, and which key it needs.
+        reason: String,
+    },
     /// The store could not be opened.
     #[error("cannot open the store at {path}: {reason}")]
     Open {
@@ -154,6 +166,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         subscriptions: Vec<StoredSubscription>,
     ) -> Result<(), StoreError>;
 
+    /// Replaces the stored text of specs in place, each only while it still reads `old` (so
+    /// a concurrent change wins), without counting as a change to the subscriptions; the
+    /// backend also scrubs the old text where it can. Used to encrypt specs again (with a
+    /// new key, or for the first time). Returns how many rows changed.
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError>;
+
     /// One step of purging deliveries: looks at up to `limit` deliveries after `cursor`, in
     /// creation order, and deletes the finished ones the cutoffs allow, with their
     /// attempts. Never touches a pending delivery.
@@ -209,6 +227,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> &str;
 
     /// Writes one tiny row and commits it, to tell `/healthz` whether the store can take
-    /// writes (a full disk, a file-size limit or a read-only database fail it).
+    /// writes (a full disk, a file-size limit or a read-only database fail it). The
+    /// embedded store also fails it for 30 s after any write the disk refused, since a
+    /// tiny row may still fit where an event does not.
     async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError>;
 }

@@ -302,6 +302,17 @@ pub struct StoredSubscription {
     pub updated_at_ms: i64,
 }
 
+/// One spec to rewrite in place (see `Store::rewrite_specs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecRewrite {
+    /// The subscription.
+    pub id: String,
+    /// The stored text expected now; the row is left alone if it differs.
+    pub old: String,
+    /// The text to store.
+    pub new: String,
+}
+
 /// What a purge may delete; each cutoff is a creation time in Unix ms, `None` keeps all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeCutoffs {

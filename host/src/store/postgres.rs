@@ -14,7 +14,7 @@
 //! - **Nodes** write a heartbeat row with the plugins they serve (name and SHA-256), which
 //!   `/v1/plugins` shows so an operator can see nodes that disagree.
 //!
-//! Connections come from a `deadpool-postgres` pool. Bulk writes (a batch of events, a
+//! Connections come from a `deadpool-postgres` pool, over TLS as `pg_tls` decides. Bulk writes (a batch of events, a
 //! batch of attempt records) are one statement each, over `UNNEST`ed arrays, so a batch
 //! costs a round trip, not one per row.
 
@@ -26,14 +26,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::health::{HOUR_MS, StoredHealth, fold};
+use super::pg_tls::{self, PgTls};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
-    QueueDepth, ReplayFilter, RetryOutcome, Store, StoreError, StoredSubscription,
+    QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
 use super::{PurgeCutoffs, Purged};
@@ -162,6 +163,8 @@ pub struct PostgresOptions {
     pub heartbeat: Duration,
     /// How long a lease lasts from its last renewal; a heartbeat renews this node's.
     pub lease: Duration,
+    /// TLS settings from `[storage]`; the URL's `sslmode` applies where they are silent.
+    pub tls: PgTls,
 }
 
 /// The PostgreSQL-backed store.
@@ -193,6 +196,22 @@ impl Drop for ListenerGuard {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`: the driver's own message for a
+/// failed connection (`error performing TLS handshake`) leaves out why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
@@ -206,11 +225,14 @@ impl PostgresStore {
             path: redact_url(&options.url),
             reason,
         };
-        let config = tokio_postgres::Config::from_str(&options.url)
+        let plan = pg_tls::plan(&options.url, &options.tls).map_err(open_err)?;
+        let mut config = tokio_postgres::Config::from_str(&plan.url)
             .map_err(|e| open_err(format!("not a PostgreSQL URL: {e}")))?;
+        let (driver_mode, tls) = pg_tls::connector(&plan).map_err(|e| open_err(e.to_string()))?;
+        config.ssl_mode(driver_mode);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -219,10 +241,14 @@ impl PostgresStore {
             .max_size(options.pool_size.max(2))
             .build()
             .map_err(|e| open_err(e.to_string()))?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| open_err(format!("cannot connect: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| {
+            let error = error_chain(&e);
+            open_err(match pg_tls::hint(plan.mode, &error) {
+                Some(hint) => format!("cannot connect: {error}; {hint}"),
+                None => format!("cannot connect: {error}"),
+            })
+        })?;
+        tracing::info!(sslmode = plan.mode.as_str(), "connected to PostgreSQL");
         migrate(&mut client)
             .await
             .map_err(|e| open_err(e.to_string()))?;
@@ -240,7 +266,7 @@ impl PostgresStore {
         }
         drop(client);
         let changes = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(config, Arc::clone(&changes)));
+        let listener = tokio::spawn(listen(config, tls, Arc::clone(&changes)));
         Ok(Self {
             pool,
             node_id: options.node_id,
@@ -314,10 +340,10 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), tokio_pos
 /// Listens for subscription changes on a connection of its own, reconnecting after errors,
 /// and signals `changes` for each notification (and after each reconnect, in case one was
 /// missed meanwhile).
-async fn listen(config: tokio_postgres::Config, changes: Arc<Notify>) {
+async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, changes: Arc<Notify>) {
     use futures_util::StreamExt as _;
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -954,6 +980,27 @@ impl Store for PostgresStore {
         Self::announce(&tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn rewrite_specs(&self, rewrites: Vec<SpecRewrite>) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut changed = 0;
+        for r in &rewrites {
+            changed += tx
+                .execute(
+                    "UPDATE subscriptions SET spec = $3 WHERE id = $1 AND spec = $2",
+                    &[&r.id, &r.old, &r.new],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        if changed > 0 {
+            // An UPDATE leaves the old row version in the table file until it is reused;
+            // the table is small, so write it anew without them.
+            client.batch_execute("VACUUM FULL subscriptions").await?;
+        }
+        Ok(changed)
     }
 
     async fn create_subscription(&self, sub: StoredSubscription) -> Result<bool, StoreError> {

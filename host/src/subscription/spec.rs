@@ -278,6 +278,16 @@ pub fn validate_plugin_name(name: &str) -> Result<(), PluginNameError> {
 }
 
 impl SubscriptionSpec {
+    /// Adds settings that the adapter's manifest declares secret to `secret_settings`, so
+    /// reads and logs hide them like the ones the operator declared.
+    pub fn add_secret_settings(&mut self, names: impl IntoIterator<Item = String>) {
+        for name in names {
+            if !self.secret_settings.contains(&name) {
+                self.secret_settings.push(name);
+            }
+        }
+    }
+
     /// The stored form. A spec is strings, numbers and lists, so serialising cannot fail;
     /// a failure would be a bug, and storing an empty spec instead would lose the
     /// subscription, so it panics (the API turns that into a `500`).
@@ -519,7 +529,7 @@ mod tests {
         assert!(
             err("secret = \"abc\"")
                 .message
-                .contains("must start with `whsec_`")
+                .contains("or a plain secret of at least 16 characters")
         );
         let e = err("secret_env = \"HOOK_SECRET\"\nheaders = { webhook-id = \"x\" }");
         assert_eq!(e.field, "headers");

@@ -1,7 +1,10 @@
 //! Builds the Events API v2 body. Pure: no bindings, no I/O.
 
-use kit::{Event, Settings, first_text, scalar_text, truncate, type_matches};
 use serde_json::{Value, json};
+use wasmhook_adapter::Event;
+use wasmhook_adapter::text::{first_text, scalar_text, truncate, type_matches};
+
+use crate::PagerDutySettings;
 
 /// What the adapter decided for one event.
 #[derive(Debug, PartialEq)]
@@ -16,49 +19,41 @@ pub enum Outcome {
 const MAX_SUMMARY: usize = 1024;
 
 /// The Events v2 body for `event`, or why there is none.
-pub fn render(event: &Event<'_>, settings: Settings<'_>) -> Result<Outcome, String> {
-    let routing_key = settings
-        .get("routing_key")
-        .ok_or("the `routing_key` setting is required: set it to the PagerDuty integration key")?;
-    let matches = |key: &str| {
-        settings
-            .list(key)
-            .iter()
-            .any(|p| type_matches(p, event.kind))
-    };
-    if matches("skip_on") {
-        return Ok(Outcome::Skip(format!("`{}` matches skip_on", event.kind)));
+pub fn render(event: &Event, settings: &PagerDutySettings) -> Outcome {
+    let routing_key = &settings.routing_key;
+    let matches = |patterns: &[String]| patterns.iter().any(|p| type_matches(p, &event.kind));
+    if matches(&settings.skip_on) {
+        return Outcome::Skip(format!("`{}` matches skip_on", event.kind));
     }
-    let action = if matches("resolve_on") {
+    let action = if matches(&settings.resolve_on) {
         "resolve"
-    } else if matches("acknowledge_on") {
+    } else if matches(&settings.acknowledge_on) {
         "acknowledge"
     } else {
         "trigger"
     };
     let dedup_key = dedup_key(event, settings);
     if action != "trigger" {
-        return Ok(Outcome::Send(json!({
+        return Outcome::Send(json!({
             "routing_key": routing_key,
             "event_action": action,
             "dedup_key": dedup_key,
-        })));
+        }));
     }
 
     let summary = first_text(&event.data, &["summary", "message", "title", "description"])
         .unwrap_or_else(|| format!("{} ({})", event.kind, event.id));
     let source = settings
-        .get("source")
-        .map(str::to_owned)
+        .source
+        .clone()
         .or_else(|| first_text(&event.data, &["source", "host", "hostname"]))
         .unwrap_or_else(|| "wasmhook".into());
-    let severity_field = settings.get("severity_field").unwrap_or("severity");
     let severity = event
         .data
-        .get(severity_field)
+        .get(&settings.severity_field)
         .and_then(scalar_text)
         .and_then(|s| severity(&s))
-        .or_else(|| settings.get("default_severity").and_then(severity))
+        .or_else(|| severity(&settings.default_severity))
         .unwrap_or("warning");
     let mut payload = json!({
         "summary": truncate(&summary, MAX_SUMMARY),
@@ -75,30 +70,30 @@ pub fn render(event: &Event<'_>, settings: Settings<'_>) -> Result<Outcome, Stri
     if event.data.is_object() {
         payload["custom_details"] = event.data.clone();
     }
-    Ok(Outcome::Send(json!({
+    Outcome::Send(json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": dedup_key,
         "payload": payload,
-    })))
+    }))
 }
 
 /// The incident identity: the `dedup_fields` values joined with the event type's first
 /// segment (so `host.down` and `host.recovered` share it), or a payload `dedup_key` /
 /// `incident_id`, or else the event id.
-fn dedup_key(event: &Event<'_>, settings: Settings<'_>) -> String {
-    let fields = settings.list("dedup_fields");
+fn dedup_key(event: &Event, settings: &PagerDutySettings) -> String {
+    let fields = &settings.dedup_fields;
     if !fields.is_empty() {
         let values: Vec<String> = fields
             .iter()
-            .map(|f| event.data.get(*f).and_then(scalar_text).unwrap_or_default())
+            .map(|f| event.data.get(f).and_then(scalar_text).unwrap_or_default())
             .collect();
-        let family = event.kind.split('.').next().unwrap_or(event.kind);
+        let family = event.kind.split('.').next().unwrap_or(&event.kind);
         return truncate(&format!("{family}:{}", values.join(":")), 255);
     }
     first_text(&event.data, &["dedup_key", "incident_id"])
         .map(|k| truncate(&k, 255))
-        .unwrap_or_else(|| event.id.to_owned())
+        .unwrap_or_else(|| event.id.clone())
 }
 
 /// Maps common severity words onto PagerDuty's four levels.
@@ -115,26 +110,34 @@ fn severity(word: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmhook_adapter::Settings as _;
 
-    fn event(kind: &'static str, data: Value) -> Event<'static> {
+    fn event(kind: &str, data: Value) -> Event {
         Event {
-            id: "evt_9",
-            kind,
-            timestamp: "2026-06-13T12:00:00Z",
-            data,
+            id: "evt_9".into(),
+            ..Event::new(kind, data)
         }
     }
 
-    fn settings(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
+    /// Parsed as the engine passes them: the manifest's defaults filled in.
+    fn settings(items: &[(&str, &str)]) -> PagerDutySettings {
+        let mut pairs: Vec<(String, String)> = items
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect();
+        for s in PagerDutySettings::schema() {
+            if let Some(default) = s.default
+                && !pairs.iter().any(|(k, _)| *k == s.name)
+            {
+                pairs.push((s.name, default));
+            }
+        }
+        PagerDutySettings::parse(&pairs).expect("valid settings")
     }
 
-    fn body(outcome: Result<Outcome, String>) -> Value {
+    fn body(outcome: Outcome) -> Value {
         match outcome {
-            Ok(Outcome::Send(body)) => body,
+            Outcome::Send(body) => body,
             other => panic!("expected a body, got {other:?}"),
         }
     }
@@ -145,7 +148,7 @@ mod tests {
             "host.down",
             json!({"summary": "web-1 is down", "host": "web-1", "severity": "CRIT", "group": "edge"}),
         );
-        let b = body(render(&ev, Settings(&settings(&[("routing_key", "R1")]))));
+        let b = body(render(&ev, &settings(&[("routing_key", "R1")])));
         assert_eq!(b["routing_key"], "R1");
         assert_eq!(b["event_action"], "trigger");
         assert_eq!(b["dedup_key"], "evt_9");
@@ -165,13 +168,10 @@ mod tests {
             ("resolve_on", "host.recovered, *.resolved"),
             ("dedup_fields", "host"),
         ]);
-        let down = body(render(
-            &event("host.down", json!({"host": "web-1"})),
-            Settings(&raw),
-        ));
+        let down = body(render(&event("host.down", json!({"host": "web-1"})), &raw));
         let up = body(render(
             &event("host.recovered", json!({"host": "web-1"})),
-            Settings(&raw),
+            &raw,
         ));
         assert_eq!(up["event_action"], "resolve");
         assert_eq!(down["dedup_key"], "host:web-1");
@@ -187,13 +187,13 @@ mod tests {
             ("skip_on", "host.heartbeat"),
             ("default_severity", "low"),
         ]);
-        let ack = body(render(&event("host.ack", json!({})), Settings(&raw)));
+        let ack = body(render(&event("host.ack", json!({})), &raw));
         assert_eq!(ack["event_action"], "acknowledge");
-        let skip = render(&event("host.heartbeat", json!({})), Settings(&raw));
-        assert!(matches!(skip, Ok(Outcome::Skip(r)) if r.contains("skip_on")));
+        let skip = render(&event("host.heartbeat", json!({})), &raw);
+        assert!(matches!(skip, Outcome::Skip(r) if r.contains("skip_on")));
         let t = body(render(
             &event("host.down", json!({"severity": "bogus"})),
-            Settings(&raw),
+            &raw,
         ));
         assert_eq!(t["payload"]["severity"], "info");
         assert_eq!(t["payload"]["source"], "wasmhook");
@@ -201,18 +201,18 @@ mod tests {
     }
 
     #[test]
-    fn missing_routing_key_is_an_error_that_says_what_to_set() {
-        let err = render(&event("host.down", json!({})), Settings(&[])).unwrap_err();
-        assert!(err.contains("routing_key"), "{err}");
+    fn the_manifest_requires_a_secret_routing_key() {
+        let schema = PagerDutySettings::schema();
+        let key = schema.iter().find(|s| s.name == "routing_key").unwrap();
+        assert!(key.required && key.secret);
+        let err = PagerDutySettings::parse(&[]).unwrap_err();
+        assert!(err.message().contains("routing_key"), "{err}");
     }
 
     #[test]
     fn payload_dedup_key_wins_over_event_id() {
         let raw = settings(&[("routing_key", "R1")]);
-        let b = body(render(
-            &event("x.y", json!({"incident_id": 42})),
-            Settings(&raw),
-        ));
+        let b = body(render(&event("x.y", json!({"incident_id": 42})), &raw));
         assert_eq!(b["dedup_key"], "42");
     }
 }

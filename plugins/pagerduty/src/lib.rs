@@ -1,49 +1,49 @@
 //! The PagerDuty adapter: turns an event into a PagerDuty Events API v2 `enqueue` body.
 //!
 //! The request goes to the subscription's URL; point it at
-//! `https://events.pagerduty.com/v2/enqueue`. Settings:
-//! - `routing_key` (required): the integration key of the PagerDuty service.
-//! - `resolve_on`, `acknowledge_on`: comma-separated event-type patterns (`host.recovered`,
-//!   `*.resolved`) that send `resolve` or `acknowledge`; every other event sends `trigger`.
-//! - `dedup_fields`: comma-separated payload fields that identify the incident, so a trigger
-//!   and its resolve share a `dedup_key`. Defaults to `dedup_key`, then `incident_id`, then
-//!   the event id.
-//! - `severity_field` (default `severity`) and `default_severity` (default `warning`).
-//! - `source`: the affected system; defaults to the payload's `source`, `host` or `hostname`.
-//! - `skip_on`: comma-separated patterns of events to send nothing for.
+//! `https://events.pagerduty.com/v2/enqueue`. Its settings are declared in
+//! [`PagerDutySettings`].
 
 mod alert;
 
-/// The generated bindings; lints are silenced here only, for code we do not write.
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
-        world: "adapter",
-    });
-}
+use wasmhook_adapter::{Action, Adapter, Context, Error, Event, Request};
 
-use bindings::{Action, AdapterError, Context, Event, Guest, Request};
-
-use kit::{Event as Parsed, Settings};
-
-struct PagerDuty;
-
-impl Guest for PagerDuty {
-    fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
-        let parsed = Parsed::parse(&event.id, &event.type_, &event.timestamp, &event.data)
-            .map_err(|message| AdapterError { message })?;
-        match alert::render(&parsed, Settings(&context.settings)) {
-            Ok(alert::Outcome::Send(body)) => Ok(Action::Deliver(Request {
-                method: "POST".into(),
-                url: None,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: body.to_string().into_bytes(),
-            })),
-            Ok(alert::Outcome::Skip(reason)) => Ok(Action::Skip(reason)),
-            Err(message) => Err(AdapterError { message }),
-        }
+wasmhook_adapter::settings! {
+    /// What a subscription to PagerDuty can set.
+    pub struct PagerDutySettings {
+        /// The integration key of the PagerDuty service.
+        #[secret]
+        routing_key: String,
+        /// Event-type patterns (`host.recovered`, `*.resolved`) that send `resolve`.
+        resolve_on: Vec<String>,
+        /// Event-type patterns that send `acknowledge`; every other event sends `trigger`.
+        acknowledge_on: Vec<String>,
+        /// Event-type patterns for which nothing is sent (recorded as skipped).
+        skip_on: Vec<String>,
+        /// Payload fields that identify the incident, so a trigger and its resolve share a
+        /// `dedup_key`; by default the payload's `dedup_key` or `incident_id`, else the event id.
+        dedup_fields: Vec<String>,
+        /// The payload field holding the severity.
+        severity_field: String = "severity",
+        /// The severity when the payload has none PagerDuty knows: critical, error, warning,
+        /// info, or a common word for one (crit, high, low, ...).
+        default_severity: String = "warning",
+        /// The affected system; by default the payload's `source`, `host` or `hostname`.
+        source: Option<String>,
     }
 }
 
-bindings::export!(PagerDuty with_types_in bindings);
+struct PagerDuty;
+
+impl Adapter for PagerDuty {
+    type Settings = PagerDutySettings;
+
+    fn transform(event: Event, settings: PagerDutySettings, _: Context) -> Result<Action, Error> {
+        Ok(match alert::render(&event, &settings) {
+            alert::Outcome::Send(body) => Action::deliver(Request::json(&body)),
+            alert::Outcome::Skip(reason) => Action::skip(reason),
+        })
+    }
+}
+
+wasmhook_adapter::export_adapter!(PagerDuty);

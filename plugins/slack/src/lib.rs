@@ -1,41 +1,39 @@
 //! The Slack adapter: turns an event into a Block Kit message for an incoming webhook.
-//!
-//! Settings (all optional):
-//! - `channel`, `username`, `icon_emoji`: passed through to Slack.
-//! - `title`: the header line; defaults to the event type.
-//! - `summary_field`: the payload field holding a one-line summary; by default the first of
-//!   `summary`, `message`, `title`, `description`.
-//! - `fields`: comma-separated payload fields to show; by default the first ten scalar fields.
+//! Its settings are declared in [`SlackSettings`]; all are optional.
 
 mod message;
 
-/// The generated bindings; lints are silenced here only, for code we do not write.
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
-        world: "adapter",
-    });
-}
+use wasmhook_adapter::{Action, Adapter, Context, Error, Event, Request};
 
-use bindings::{Action, AdapterError, Context, Event, Guest, Request};
-
-use kit::{Event as Parsed, Settings};
-
-struct Slack;
-
-impl Guest for Slack {
-    fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
-        let parsed = Parsed::parse(&event.id, &event.type_, &event.timestamp, &event.data)
-            .map_err(|message| AdapterError { message })?;
-        let body = message::render(&parsed, Settings(&context.settings));
-        Ok(Action::Deliver(Request {
-            method: "POST".into(),
-            url: None,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        }))
+wasmhook_adapter::settings! {
+    /// What a subscription to Slack can set.
+    pub struct SlackSettings {
+        /// The channel to post to, passed through to Slack (incoming webhooks that allow it).
+        channel: Option<String>,
+        /// The name the message is posted under, passed through to Slack.
+        username: Option<String>,
+        /// The emoji shown as the poster's icon, such as `:rotating_light:`.
+        icon_emoji: Option<String>,
+        /// The header line; the event type when unset.
+        title: Option<String>,
+        /// The payload field holding a one-line summary; by default the first of `summary`,
+        /// `message`, `title`, `description`.
+        summary_field: Option<String>,
+        /// Payload fields to show, comma-separated; by default the first ten scalar fields.
+        fields: Vec<String>,
     }
 }
 
-bindings::export!(Slack with_types_in bindings);
+struct Slack;
+
+impl Adapter for Slack {
+    type Settings = SlackSettings;
+
+    fn transform(event: Event, settings: SlackSettings, _: Context) -> Result<Action, Error> {
+        Ok(Action::deliver(Request::json(&message::render(
+            &event, &settings,
+        ))))
+    }
+}
+
+wasmhook_adapter::export_adapter!(Slack);

@@ -1,7 +1,10 @@
 //! Builds the Block Kit message. Pure: no bindings, no I/O.
 
-use kit::{Event, Settings, first_text, scalar_text, truncate};
 use serde_json::{Map, Value, json};
+use wasmhook_adapter::Event;
+use wasmhook_adapter::text::{first_text, scalar_text, truncate};
+
+use crate::SlackSettings;
 
 /// Slack allows at most ten fields in one section block.
 const MAX_FIELDS: usize = 10;
@@ -9,14 +12,14 @@ const MAX_FIELDS: usize = 10;
 const SUMMARY_FIELDS: [&str; 4] = ["summary", "message", "title", "description"];
 
 /// The message body for `event`, shaped by the subscription's `settings`.
-pub fn render(event: &Event<'_>, settings: Settings<'_>) -> Value {
-    let summary_field = settings.get("summary_field");
+pub fn render(event: &Event, settings: &SlackSettings) -> Value {
+    let summary_field = settings.summary_field.as_deref();
     let summary = match summary_field {
         Some(field) => first_text(&event.data, &[field]),
         None => first_text(&event.data, &SUMMARY_FIELDS),
     }
     .unwrap_or_else(|| format!("{} ({})", event.kind, event.id));
-    let title = settings.get("title").unwrap_or(event.kind);
+    let title = settings.title.as_deref().unwrap_or(&event.kind);
 
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": truncate(title, 150)}}),
@@ -28,7 +31,7 @@ pub fn render(event: &Event<'_>, settings: Settings<'_>) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{
         "type": "mrkdwn",
-        "text": format!("`{}` · {} · {}", escape(event.kind), escape(event.id), escape(event.timestamp)),
+        "text": format!("`{}` · {} · {}", escape(&event.kind), escape(&event.id), escape(&event.timestamp)),
     }]}));
 
     let mut message = Map::new();
@@ -37,17 +40,21 @@ pub fn render(event: &Event<'_>, settings: Settings<'_>) -> Value {
         Value::String(format!("{}: {}", event.kind, summary)),
     );
     message.insert("blocks".into(), Value::Array(blocks));
-    for key in ["channel", "username", "icon_emoji"] {
-        if let Some(value) = settings.get(key) {
-            message.insert(key.into(), Value::String(value.into()));
+    for (key, value) in [
+        ("channel", &settings.channel),
+        ("username", &settings.username),
+        ("icon_emoji", &settings.icon_emoji),
+    ] {
+        if let Some(value) = value {
+            message.insert(key.into(), Value::String(value.clone()));
         }
     }
     Value::Object(message)
 }
 
 /// The `*name*\nvalue` field cells: the `fields` setting's picks, or the first scalar fields.
-fn key_fields(data: &Value, settings: Settings<'_>, summary_field: Option<&str>) -> Vec<Value> {
-    let chosen = settings.list("fields");
+fn key_fields(data: &Value, settings: &SlackSettings, summary_field: Option<&str>) -> Vec<Value> {
+    let chosen = &settings.fields;
     let Some(object) = data.as_object() else {
         return Vec::new();
     };
@@ -60,9 +67,12 @@ fn key_fields(data: &Value, settings: Settings<'_>, summary_field: Option<&str>)
                 .filter_map(|(k, v)| Some((k.as_str(), scalar_text(v)?))),
         )
     } else {
-        Box::new(chosen.into_iter().filter_map(|k| {
+        Box::new(chosen.iter().filter_map(|k| {
             let value = object.get(k)?;
-            Some((k, scalar_text(value).unwrap_or_else(|| value.to_string())))
+            Some((
+                k.as_str(),
+                scalar_text(value).unwrap_or_else(|| value.to_string()),
+            ))
         }))
     };
     cells
@@ -83,21 +93,21 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmhook_adapter::Settings as _;
 
-    fn event(data: Value) -> Event<'static> {
+    fn event(data: Value) -> Event {
         Event {
-            id: "evt_1",
-            kind: "host.enrolled",
-            timestamp: "2026-06-13T12:00:00Z",
-            data,
+            id: "evt_1".into(),
+            ..Event::new("host.enrolled", data)
         }
     }
 
-    fn settings(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
+    fn settings(items: &[(&str, &str)]) -> SlackSettings {
+        let pairs: Vec<(String, String)> = items
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect();
+        SlackSettings::parse(&pairs).expect("valid settings")
     }
 
     #[test]
@@ -105,7 +115,7 @@ mod tests {
         let ev = event(
             json!({"summary": "web-1 joined", "host": "web-1", "ip": "10.0.0.7", "tags": ["a"]}),
         );
-        let msg = render(&ev, Settings(&settings(&[("channel", "#ops")])));
+        let msg = render(&ev, &settings(&[("channel", "#ops")]));
         assert_eq!(msg["channel"], "#ops");
         assert_eq!(msg["text"], "host.enrolled: web-1 joined");
         let blocks = msg["blocks"].as_array().unwrap();
@@ -126,7 +136,7 @@ mod tests {
     fn chosen_fields_and_title_override_defaults() {
         let ev = event(json!({"host": "web-1", "ip": "10.0.0.7", "tags": ["a", "b"]}));
         let raw = settings(&[("fields", "tags,host,missing"), ("title", "New host")]);
-        let msg = render(&ev, Settings(&raw));
+        let msg = render(&ev, &raw);
         let blocks = msg["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["text"]["text"], "New host");
         assert_eq!(blocks[1]["text"]["text"], "host.enrolled (evt_1)");
@@ -142,7 +152,7 @@ mod tests {
             data.insert(format!("k{i:02}"), json!(i));
         }
         data.insert("message".into(), json!("a <b> & c"));
-        let msg = render(&event(Value::Object(data)), Settings(&[]));
+        let msg = render(&event(Value::Object(data)), &settings(&[]));
         assert_eq!(msg["blocks"][1]["text"]["text"], "a &lt;b&gt; &amp; c");
         assert_eq!(msg["blocks"][2]["fields"].as_array().unwrap().len(), 10);
     }
@@ -150,14 +160,14 @@ mod tests {
     #[test]
     fn fields_keep_the_payload_order() {
         let ev = event(serde_json::from_str(r#"{"zeta": 1, "alpha": 2}"#).unwrap());
-        let msg = render(&ev, Settings(&[]));
+        let msg = render(&ev, &settings(&[]));
         assert_eq!(msg["blocks"][2]["fields"][0]["text"], "*zeta*\n1");
         assert_eq!(msg["blocks"][2]["fields"][1]["text"], "*alpha*\n2");
     }
 
     #[test]
     fn payload_that_is_not_an_object_still_renders() {
-        let msg = render(&event(json!([1, 2])), Settings(&[]));
+        let msg = render(&event(json!([1, 2])), &settings(&[]));
         assert_eq!(msg["blocks"].as_array().unwrap().len(), 3);
     }
 }

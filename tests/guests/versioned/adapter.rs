@@ -1,43 +1,30 @@
 // The versioned test adapter, included by versioned-1, -2 and -3 with their own `VERSION`.
 // It delivers `{"version": N, "event_id": …, "data": …}`; a version listed in the
-// `broken_versions` setting (comma-separated) returns an adapter error instead, so a test
-// can fix a failing adapter by replacing the file.
+// `broken_versions` setting returns an adapter error instead, so a test can fix a failing
+// adapter by replacing the file.
 
-/// The generated bindings; lints are silenced here only, for code we do not write.
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit/v0.1.0",
-        world: "adapter",
-    });
-}
+use wasmhook_adapter::{Action, Adapter, Context, Error, Event, Request};
 
-use bindings::{Action, AdapterError, Context, Event, Guest, Request};
-
-struct Versioned;
-
-impl Guest for Versioned {
-    fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
-        let broken = context
-            .settings
-            .iter()
-            .find(|(k, _)| k == "broken_versions")
-            .is_some_and(|(_, v)| v.split(',').any(|n| n.trim() == VERSION.to_string()));
-        if broken {
-            return Err(AdapterError {
-                message: format!("version {VERSION} is broken"),
-            });
-        }
-        let data: serde_json::Value =
-            serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
-        let body = serde_json::json!({"version": VERSION, "event_id": event.id, "data": data});
-        Ok(Action::Deliver(Request {
-            method: "POST".into(),
-            url: None,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        }))
+wasmhook_adapter::settings! {
+    /// The versioned adapter's one setting.
+    pub struct VersionedSettings {
+        /// Versions (1, 2, 3) that fail with an adapter error.
+        broken_versions: Vec<String>,
     }
 }
 
-bindings::export!(Versioned with_types_in bindings);
+struct Versioned;
+
+impl Adapter for Versioned {
+    type Settings = VersionedSettings;
+
+    fn transform(event: Event, settings: VersionedSettings, _: Context) -> Result<Action, Error> {
+        if settings.broken_versions.contains(&VERSION.to_string()) {
+            return Err(Error::new(format!("version {VERSION} is broken")));
+        }
+        let body = serde_json::json!({"version": VERSION, "event_id": event.id, "data": event.data});
+        Ok(Action::deliver(Request::json(&body)))
+    }
+}
+
+wasmhook_adapter::export_adapter!(Versioned);

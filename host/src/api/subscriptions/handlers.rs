@@ -20,8 +20,10 @@ use crate::delivery::client::vet_destination;
 use crate::event::{EventDraft, new_id};
 use crate::ops::{OpsEvent, SubscriptionDisabled};
 use crate::outbound::parse_target_url;
+use crate::plugins::SettingsCheck;
+use crate::secret::Secret;
 use crate::secret::redact_url;
-use crate::signing::generate_secret;
+use crate::signing::{generate_plain_secret, generate_secret, is_plain};
 use crate::store::{DeliveryDetail, StoredSubscription, SubscriptionSource};
 use crate::subscription::{StoredSecret, SubscriptionSpec, validate_subscription_id};
 
@@ -132,6 +134,27 @@ async fn validate(
     check_destination(state, &spec.url).await
 }
 
+/// Holds the settings to the adapter's manifest when its plugin is loaded (`400
+/// invalid_settings`, naming each setting and the adapter), and adds the settings the
+/// manifest declares secret to `secret_settings`, so reads hide them. A plugin that is not
+/// loaded cannot be checked yet: a warning says so.
+fn check_settings(state: &AppState, spec: &mut SubscriptionSpec) -> Result<Vec<String>, ApiError> {
+    let Some(plugin) = spec.plugin.clone() else {
+        return Ok(Vec::new());
+    };
+    match state.registry.check_settings(&plugin, &spec.settings) {
+        Ok(SettingsCheck::Checked { secret }) => {
+            spec.add_secret_settings(secret);
+            Ok(Vec::new())
+        }
+        Ok(SettingsCheck::NoManifest) => Ok(Vec::new()),
+        Ok(SettingsCheck::NotLoaded) => Ok(vec![format!(
+            "plugin `{plugin}` is not loaded, so its settings are not checked yet; deliveries wait until it is, and an attempt whose settings do not fit its manifest fails"
+        )]),
+        Err(e) => Err(bad_request("invalid_settings", e.to_string())),
+    }
+}
+
 /// Refuses a URL the SSRF guard blocks (see `client::vet_destination`).
 async fn check_destination(state: &AppState, url: &str) -> Result<Vec<String>, ApiError> {
     let uri =
@@ -197,7 +220,7 @@ pub async fn get(
     request_body(content = CreateSubscription, content_type = "application/json"),
     responses(
         (status = 201, description = "Created and live", body = CreatedSubscription),
-        (status = 400, description = "Invalid (`invalid_json`, `invalid_subscription`, `blocked_destination`)", body = ErrorBody),
+        (status = 400, description = "Invalid (`invalid_json`, `invalid_subscription`, `invalid_settings`, `blocked_destination`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 409, description = "The id exists (`subscription_exists`), or `[limits] max_subscriptions` is reached (`too_many_subscriptions`)", body = ErrorBody),
         (status = 413, description = "The body or the settings are too large (`body_too_large`, `settings_too_large`)", body = ErrorBody),
@@ -217,8 +240,9 @@ pub async fn create(
         .as_ref()
         .map(|s| s.expose().to_owned())
         .unwrap_or_else(|| generate_secret().expose().to_owned());
-    let spec = input.into_spec(secret.clone())?;
-    let warnings = validate(&state, &id, &spec).await?;
+    let mut spec = input.into_spec(secret.clone())?;
+    let mut warnings = validate(&state, &id, &spec).await?;
+    warnings.extend(check_settings(&state, &mut spec)?);
 
     let exists = || {
         ApiError::new(
@@ -287,7 +311,7 @@ fn config_managed(id: &str) -> ApiError {
     request_body(content = PatchSubscription, content_type = "application/json"),
     responses(
         (status = 200, description = "Changed", body = UpdatedSubscription),
-        (status = 400, description = "Invalid (`invalid_json`, `invalid_subscription`, `immutable_field`, `blocked_destination`)", body = ErrorBody),
+        (status = 400, description = "Invalid (`invalid_json`, `invalid_subscription`, `invalid_settings`, `immutable_field`, `blocked_destination`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
         (status = 404, description = "No such subscription", body = ErrorBody),
         (status = 409, description = "It comes from the config file and only `enabled` can change (`managed_by_config`)", body = ErrorBody),
@@ -359,6 +383,7 @@ pub async fn patch(
         spec = input.into_spec(String::new())?;
         spec.secrets = secrets;
         warnings = validate(&state, &id, &spec).await?;
+        warnings.extend(check_settings(&state, &mut spec)?);
         record.spec = spec.to_json();
     }
     if let Some(enabled) = enabled {
@@ -426,7 +451,8 @@ pub async fn delete(
 
 /// Rotates the signing secret.
 ///
-/// The new secret signs from now on; the old one keeps signing beside it (a second `v1`
+/// The new secret is of the old one's kind (`whsec_`, or plain for a plain one) and signs
+/// from now on; the old one keeps signing beside it (a second `v1`
 /// signature in `webhook-signature`) until the grace period ends, so receivers can switch
 /// without refusing a request.
 #[utoipa::path(
@@ -467,7 +493,14 @@ pub async fn rotate_secret(
     for old in &mut spec.secrets {
         old.expires_at_ms = Some(old.expires_at_ms.map_or(until, |at| at.min(until)));
     }
-    let secret = generate_secret().expose().to_owned();
+    // A plain secret is replaced by a plain one: its receiver takes the secret as text.
+    let plain = spec.secrets.first().is_some_and(|s| is_plain(&s.secret));
+    let secret: Secret = if plain {
+        generate_plain_secret()
+    } else {
+        generate_secret()
+    };
+    let secret = secret.expose().to_owned();
     spec.secrets.insert(
         0,
         StoredSecret {

@@ -119,9 +119,11 @@ pub struct CreateSubscription {
     pub id: Option<String>,
     /// Whether it gets events. Default: true.
     pub enabled: Option<bool>,
-    /// The signing secret, `whsec_` and base64 of 24 to 64 random bytes. Default: a fresh
-    /// one, returned in the answer (and never again).
-    #[schema(value_type = Option<String>, pattern = r"^whsec_[A-Za-z0-9+/]+=*$")]
+    /// The signing secret: `whsec_` and base64 of 24 to 64 random bytes, or a plain secret
+    /// of at least 16 characters (no blanks at its ends) for receivers with their own
+    /// signature scheme, whose HMAC key is the text itself. Default: a fresh `whsec_` one,
+    /// returned in the answer (and never again).
+    #[schema(value_type = Option<String>, pattern = r"^(whsec_[A-Za-z0-9+/]+=*|\S.{14,}\S)$")]
     pub secret: Option<Secret>,
     /// The receiver, `http://` or `https://`. It must not be, or resolve to, an internal
     /// address unless `[delivery] allow_private_networks` or `allowed_cidrs` allows it.

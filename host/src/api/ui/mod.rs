@@ -141,7 +141,7 @@ async fn login_page(State(state): State<AppState>) -> Response {
             main.login {
                 h1 { "wasmhook" }
                 @if open {
-                    p.error { "The console needs an admin token. Set " code { "[server] api_token" }
+                    p.error { "The console needs an admin token. Add one to " code { "[[server.tokens]]" } " with scope " code { "admin" } ", or set " code { "[server] api_token" }
                         " (or " code { "WASMHOOK_API_TOKEN" } ") and restart the engine." }
                 } @else {
                     form #login {
@@ -182,17 +182,17 @@ async fn login(State(state): State<AppState>, body: axum::body::Body) -> Respons
             .await
             .into_response();
     };
-    if state.api_tokens.is_empty() || !super::auth::is_admin_token(&state, token.as_bytes()) {
+    let Some(name) = super::auth::admin_token_name(&state.api_tokens, token.as_bytes()) else {
         tracing::warn!("console sign-in refused: not an admin token");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "that is not an admin token",
+            "that is not an admin token (a token with scope `admin`)",
         )
         .into_response();
-    }
-    let id = sessions.start(now_ms());
-    tracing::info!("console sign-in");
+    };
+    let id = sessions.start(&name, now_ms());
+    tracing::info!(token = %name, "console sign-in");
     (
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, sessions.set_cookie(&id))],

@@ -15,6 +15,9 @@ use crate::api::{ApiError, AppState, deliveries, endpoints, plugins};
 use crate::clock::now_ms;
 use crate::store::{DeliveryFilter, DeliveryStatus};
 
+/// Failing subscriptions listed on the overview at most.
+const LISTED: usize = 20;
+
 /// `GET /ui`: queue depth, subscriptions failing, circuits open, recent dead letters, and
 /// live rates from the stream.
 pub async fn overview(
@@ -24,10 +27,15 @@ pub async fn overview(
     let queue = state.store.queue_depth(now_ms()).await?;
     let health = state.store.subscription_health(None, now_ms()).await?;
     let total = state.subscriptions.catalog().len();
-    let failing: Vec<_> = health
+    let mut failing: Vec<_> = health
         .iter()
         .filter(|(_, h)| h.consecutive_failures > 0)
         .collect();
+    failing.sort_by(|a, b| {
+        b.1.consecutive_failures
+            .cmp(&a.1.consecutive_failures)
+            .then(a.0.cmp(b.0))
+    });
     let circuits = endpoints::list(State(state.clone())).await.0.data;
     let open: Vec<_> = circuits.iter().filter(|e| e.circuit != "closed").collect();
     let dead = deliveries::page(
@@ -53,7 +61,8 @@ pub async fn overview(
         section {
             h2 { "Failing subscriptions" }
             @if failing.is_empty() { p { "None." } }
-            ul { @for (id, h) in &failing {
+            @if failing.len() > LISTED { p { "The first " (LISTED) " of " (failing.len()) "." } }
+            ul { @for (id, h) in failing.iter().take(LISTED) {
                 li { a href={"/ui/subscriptions/" (id)} { (id) } ": " (h.consecutive_failures) " failures in a row; "
                     (or_dash(h.last_error.as_deref())) }
             } }

@@ -27,6 +27,8 @@ const MAX_SESSIONS: usize = 1024;
 pub struct Session {
     /// Sent in pages (a `<meta>`), and expected back on every change.
     pub csrf: String,
+    /// The name of the admin token it was signed in with, for the audit log.
+    pub token: String,
     expires_ms: i64,
 }
 
@@ -36,6 +38,7 @@ impl Session {
     pub fn for_test(csrf: &str) -> Self {
         Self {
             csrf: csrf.to_owned(),
+            token: "test".to_owned(),
             expires_ms: i64::MAX,
         }
     }
@@ -57,11 +60,12 @@ impl Sessions {
         }
     }
 
-    /// Starts a session; returns its cookie value.
-    pub fn start(&self, now_ms: i64) -> String {
+    /// Starts a session for admin token `token` (its name); returns its cookie value.
+    pub fn start(&self, token: &str, now_ms: i64) -> String {
         let id = random_token();
         let session = Session {
             csrf: random_token(),
+            token: token.to_owned(),
             expires_ms: now_ms.saturating_add(self.ttl.as_millis() as i64),
         };
         let mut map = self.lock();
@@ -153,7 +157,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_expires_or_ends() {
         let sessions = Sessions::new(Duration::from_secs(60));
-        let id = sessions.start(1_000);
+        let id = sessions.start("ops", 1_000);
         let headers = with_cookie(&format!("other=1; {COOKIE}={id}"));
         let session = sessions.find(&headers, 2_000).expect("live");
         assert!(sessions.find(&headers, 61_000).is_none(), "expired");

@@ -1,71 +1,91 @@
 //! A test adapter steered by its settings:
 //! - `mode`: `echo` (default) delivers `{"event": …, "context": …}`, exactly what it was
-//!   given; `skip` skips; `error` returns an adapter error.
+//!   given; `skip` skips; `error` returns an adapter error with `message`.
 //! - `method`, `url`: override the request's method and URL.
 //! - `header_name` + `header_value`: add one header.
 //! - `log`: write this line through the log import.
+//! - `label`: free text, only echoed back.
+//! - `passcode`: declared secret in the manifest; never read.
 //!
 //! The echo body also carries `instance_calls`: how many calls this instance has served.
 
-/// The generated bindings; lints are silenced here only, for code we do not write.
-#[allow(clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({
-        path: "../../../wit/v0.1.0",
-        world: "adapter",
-    });
-}
-
-use bindings::{Action, AdapterError, Context, Event, Guest, Request};
-
-use bindings::wasmhook::adapter::log::{Level, log};
 use serde_json::json;
+use wasmhook_adapter::{Action, Adapter, Context, Error, Event, Request, log};
+
+wasmhook_adapter::settings! {
+    /// The probe's knobs; none has a default, so the echo shows exactly what was set.
+    pub struct ProbeSettings {
+        /// echo, skip or error.
+        #[one_of("echo", "skip", "error")]
+        mode: Option<String>,
+        /// The adapter error's message in `error` mode.
+        message: Option<String>,
+        /// Overrides the request's method.
+        method: Option<String>,
+        /// Overrides the request's URL (not checked here: the engine checks it).
+        url: Option<String>,
+        /// A header to add, with `header_value`.
+        header_name: Option<String>,
+        /// The value of `header_name`.
+        header_value: Option<String>,
+        /// A line to log.
+        log: Option<String>,
+        /// Free text, echoed back.
+        label: Option<String>,
+        /// A credential the probe never uses: the manifest marks it secret, so the engine
+        /// never shows it back although its name does not look like one.
+        #[secret]
+        passcode: Option<String>,
+    }
+}
 
 struct Probe;
 
 /// Calls this instance has served; more than 1 only when the engine reuses instances.
 static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-impl Guest for Probe {
-    fn transform(event: Event, context: Context) -> Result<Action, AdapterError> {
+impl Adapter for Probe {
+    type Settings = ProbeSettings;
+
+    fn transform(event: Event, s: ProbeSettings, context: Context) -> Result<Action, Error> {
         let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let setting = |key: &str| {
-            context
-                .settings
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        if let Some(line) = setting("log") {
-            log(Level::Info, &line);
+        if let Some(line) = &s.log {
+            log::info(line);
         }
-        match setting("mode").as_deref().unwrap_or("echo") {
-            "skip" => return Ok(Action::Skip(format!("probe skipped {}", event.type_))),
+        match s.mode.as_deref().unwrap_or("echo") {
+            "skip" => return Ok(Action::skip(format!("probe skipped {}", event.kind))),
             "error" => {
-                return Err(AdapterError {
-                    message: setting("message").unwrap_or_else(|| "probe was told to fail".into()),
-                });
+                return Err(Error::new(
+                    s.message.unwrap_or_else(|| "probe was told to fail".into()),
+                ));
             }
             _ => {}
         }
-        let data: serde_json::Value =
-            serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
         let body = json!({
-            "event": {"id": event.id, "type": event.type_, "timestamp": event.timestamp, "data": data},
-            "context": {"subscription_id": context.subscription_id, "url": context.url, "settings": context.settings},
+            "event": {"id": event.id, "type": event.kind, "timestamp": event.timestamp, "data": event.data},
+            "context": {
+                "subscription_id": context.subscription_id,
+                "url": context.url,
+                "settings": context.settings,
+                "message_id": context.message_id,
+                "attempt": context.attempt,
+                "timestamp": context.timestamp,
+            },
             "instance_calls": calls,
         });
-        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-        if let (Some(name), Some(value)) = (setting("header_name"), setting("header_value")) {
-            headers.push((name, value));
+        let mut request = Request::json(&body);
+        if let (Some(name), Some(value)) = (s.header_name, s.header_value) {
+            // Pushed, not `header()`: the probe may try a header the engine forbids.
+            request.headers.push((name, value));
         }
-        Ok(Action::Deliver(Request {
-            method: setting("method").unwrap_or_else(|| "POST".into()),
-            url: setting("url"),
-            headers,
-            body: body.to_string().into_bytes(),
-        }))
+        if let Some(method) = s.method {
+            request = request.method(&method);
+        }
+        if let Some(url) = s.url {
+            request = request.url(url);
+        }
+        Ok(Action::deliver(request))
     }
 }
 
-bindings::export!(Probe with_types_in bindings);
+wasmhook_adapter::export_adapter!(Probe);
