@@ -36,8 +36,8 @@ async fn send(
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        .expect("client");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut request = client.request(method, format!("{}{path}", engine.base));
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -51,7 +51,7 @@ async fn send(
     Answer {
         status: response.status().as_u16(),
         headers: response.headers().clone(),
-        body: response.text().await.unwrap(),
+        body: response.text().await.expect("body"),
     }
 }
 
@@ -79,7 +79,7 @@ fn csrf_of(html: &str) -> String {
         .find(r#"name="csrf-token" content=""#)
         .expect("csrf meta")
         + 27;
-    html[start..][..html[start..].find('"').unwrap()].to_owned()
+    html[start..][..html[start..].find('"').expect("end of the csrf meta")].to_owned()
 }
 
 async fn engine(extra: &str) -> (Workdir, Engine) {

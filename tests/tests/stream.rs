@@ -36,7 +36,9 @@ impl Sse {
         let response = request.send().await.expect("GET /v1/stream");
         assert_eq!(response.status(), 200);
         assert_eq!(
-            response.headers()["content-type"].to_str().unwrap(),
+            response.headers()["content-type"]
+                .to_str()
+                .expect("content-type"),
             "text/event-stream"
         );
         let mut sse = Self {
@@ -65,7 +67,8 @@ impl Sse {
                     .await
                     .expect("read the stream")
                     .expect("the stream ended");
-                self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+                self.buffer
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream"));
             }
         })
         .await

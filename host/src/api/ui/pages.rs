@@ -1,6 +1,6 @@
-//! The Overview, Dead letters, Endpoints, Plugins and Live tail pages. Each reads through
-//! the services the API handlers use (the store's queries, the endpoint and plugin
-//! listings); changes are `/v1` calls from the console script.
+//! The Overview, Dead letters, Endpoints, Plugins (with each adapter's manifest) and Live
+//! tail pages. Each reads through the services the API handlers use (the store's queries,
+//! the endpoint and plugin listings); changes are `/v1` calls from the console script.
 
 use axum::Extension;
 use axum::extract::{Query, State};
@@ -189,11 +189,16 @@ pub async fn plugins(
     let body = html! {
         p { "Folder: " code { (list.dir.display()) } }
         table #plugins {
-            thead { tr { th { "Name" } th { "Version" } th { "WIT" } th { "SHA-256" } th { "Calls" } th { "Errors" } th { "Load error" } } }
+            thead { tr { th { "Name" } th { "Version" } th { "WIT" } th { "SHA-256" } th { "Calls" } th { "Errors" }
+                th { "Load error" } th { "Manifest" } } }
             tbody { @for p in &list.data {
                 tr { td { (p.name) } td { (or_dash(p.version)) } td { (or_dash(p.world_version)) }
                     td { code.hash { (or_dash(p.sha256.as_deref())) } } td { (p.calls) } td { (p.errors) }
-                    td.err { (or_dash(p.last_error.as_deref())) } }
+                    td.err { (or_dash(p.last_error.as_deref())) }
+                    td { @if let Some(m) = &p.manifest {
+                        details { summary { (m.name) " " (m.version) }
+                            pre.manifest { (serde_json::to_string_pretty(m).unwrap_or_default()) } }
+                    } @else { "—" } } }
             } }
         }
         section {
