@@ -226,3 +226,40 @@ async fn the_console_can_be_switched_off() {
     let r = sign_in(&engine, TOKEN).await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_token_signs_in_to_a_read_only_console_and_a_publish_token_cannot() {
+    let (_work, engine) = engine(
+        "\n[[server.tokens]]\nname = \"viewer\"\nscope = \"read\"\ntoken = \"viewer-token-0123456789\"\n\
+         \n[[server.tokens]]\nname = \"producer\"\nscope = \"publish\"\ntoken = \"producer-token-0123456789\"\n",
+    )
+    .await;
+    let r = sign_in(&engine, "producer-token-0123456789").await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "unauthorized"));
+    let r = sign_in(&engine, "viewer-token-0123456789").await;
+    assert_eq!(r.status, 204);
+    let set_cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let page = send(
+        &engine,
+        "GET",
+        "/ui/subscriptions",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    let csrf = csrf_of(&page.body);
+    let session = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let r = send(&engine, "GET", "/v1/subscriptions", &session, None).await;
+    assert_eq!(r.status, 200);
+    let create = json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]});
+    let r = send(&engine, "POST", "/v1/subscriptions", &session, Some(create)).await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "insufficient_scope"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("console:viewer"), "{}", r.body);
+}

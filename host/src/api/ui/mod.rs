@@ -182,17 +182,18 @@ async fn login(State(state): State<AppState>, body: axum::body::Body) -> Respons
             .await
             .into_response();
     };
-    let Some(name) = super::auth::admin_token_name(&state.api_tokens, token.as_bytes()) else {
-        tracing::warn!("console sign-in refused: not an admin token");
+    let Some((name, scope)) = super::auth::console_token(&state.api_tokens, token.as_bytes())
+    else {
+        tracing::warn!("console sign-in refused: not an admin or read token");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "that is not an admin token (a token with scope `admin`)",
+            "that is not a token with scope `admin` (or `read`, for a read-only console)",
         )
         .into_response();
     };
-    let id = sessions.start(&name, now_ms());
-    tracing::info!(token = %name, "console sign-in");
+    let id = sessions.start(&name, scope, now_ms());
+    tracing::info!(token = %name, scope = %scope.as_str(), "console sign-in");
     (
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, sessions.set_cookie(&id))],

@@ -13,6 +13,8 @@ use http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::config::Scope;
+
 /// The session cookie's name.
 pub const COOKIE: &str = "wasmhook_session";
 
@@ -27,8 +29,10 @@ const MAX_SESSIONS: usize = 1024;
 pub struct Session {
     /// Sent in pages (a `<meta>`), and expected back on every change.
     pub csrf: String,
-    /// The name of the admin token it was signed in with, for the audit log.
+    /// The name of the token it was signed in with, for the audit log.
     pub token: String,
+    /// That token's scope: `admin`, or `read` for a read-only console.
+    pub scope: Scope,
     expires_ms: i64,
 }
 
@@ -39,6 +43,7 @@ impl Session {
         Self {
             csrf: csrf.to_owned(),
             token: "test".to_owned(),
+            scope: Scope::Admin,
             expires_ms: i64::MAX,
         }
     }
@@ -60,12 +65,13 @@ impl Sessions {
         }
     }
 
-    /// Starts a session for admin token `token` (its name); returns its cookie value.
-    pub fn start(&self, token: &str, now_ms: i64) -> String {
+    /// Starts a session for the token named `token`, of `scope`; returns its cookie value.
+    pub fn start(&self, token: &str, scope: Scope, now_ms: i64) -> String {
         let id = random_token();
         let session = Session {
             csrf: random_token(),
             token: token.to_owned(),
+            scope,
             expires_ms: now_ms.saturating_add(self.ttl.as_millis() as i64),
         };
         let mut map = self.lock();
@@ -157,7 +163,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_expires_or_ends() {
         let sessions = Sessions::new(Duration::from_secs(60));
-        let id = sessions.start("ops", 1_000);
+        let id = sessions.start("ops", Scope::Admin, 1_000);
         let headers = with_cookie(&format!("other=1; {COOKIE}={id}"));
         let session = sessions.find(&headers, 2_000).expect("live");
         assert!(sessions.find(&headers, 61_000).is_none(), "expired");
