@@ -35,6 +35,10 @@ pub struct Config {
     pub ui: UiConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// Where the engine consumes events from besides its API (NATS JetStream).
+    pub sources: Vec<crate::source::SourceConfig>,
+    /// The event type catalog: names, descriptions and JSON Schemas for `data`.
+    pub event_types: Vec<crate::event::catalog::EventTypeConfig>,
 }
 
 /// `[server]`
@@ -917,8 +921,9 @@ impl Config {
     }
 
     /// Checks what types cannot: limits that must be positive. Subscriptions are checked
-    /// when they are built (`subscription::Subscription::from_config`).
-    fn validate(&self) -> anyhow::Result<()> {
+    /// when they are built (`subscription::Subscription::from_config`). [`Config::load`]
+    /// calls it; [`crate::engine::Engine::start`] calls it for configs built in code.
+    pub fn validate(&self) -> anyhow::Result<()> {
         self.server.check_listen(self.server.listen)?;
         for (key, value) in [
             ("header_read_timeout", self.server.header_read_timeout),
@@ -994,6 +999,17 @@ impl Config {
         for (name, o) in &self.plugins.overrides {
             if o.cpu_budget.is_some_and(|b| b.0 < Duration::from_millis(1)) {
                 bail!("[plugins.overrides.{name}] cpu_budget must be at least 1ms");
+            }
+        }
+        crate::event::catalog::EventTypes::new(&self.event_types).map_err(anyhow::Error::msg)?;
+        let mut sources = std::collections::HashSet::new();
+        for source in &self.sources {
+            source.validate().map_err(anyhow::Error::msg)?;
+            if !sources.insert(source.id.as_str()) {
+                bail!(
+                    "[[sources]] id `{}` appears twice; ids must be unique",
+                    source.id
+                );
             }
         }
         let mut seen = std::collections::HashSet::new();

@@ -1,5 +1,5 @@
-//! Wires the parts together: store, subscriptions, plugins, scheduler and API, all under
-//! one shutdown signal.
+//! Wires the parts together into an [`Engine`] (store, subscriptions, plugins, scheduler,
+//! all under one stop signal) and serves the HTTP API over it ([`run`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::clock::now_ms;
@@ -21,8 +22,10 @@ use crate::delivery::client::vet_destination;
 use crate::delivery::rate_limit::RateLimits;
 use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
+use crate::event::EventDraft;
+use crate::event::catalog::EventTypes;
 use crate::feed::Feed;
-use crate::ingest::Ingest;
+use crate::ingest::{Accepted, Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
 use crate::outbound::parse_target_url;
@@ -227,8 +230,281 @@ async fn open_backend(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     })
 }
 
-/// Runs the engine on `listener` until `shutdown` completes: stops accepting requests,
-/// lets attempts in flight finish within `[delivery] shutdown_grace`, and returns.
+/// A running engine without a listener: store, subscriptions, plugins, scheduler and the
+/// background loops, under one stop signal. A program embeds it to publish in process
+/// ([`Engine::publish`]); `wasmhook serve` puts the HTTP API in front of the same value
+/// ([`run`]).
+#[derive(Debug)]
+pub struct Engine {
+    /// What the API's handlers reach; also the engine's own handles (ingest, store, …).
+    state: AppState,
+    /// Tells every background loop to stop.
+    stop_tx: watch::Sender<bool>,
+    /// Ends open `/v1/stream` answers when shutdown begins, so they do not hold it up.
+    stop_streams: Arc<watch::Sender<bool>>,
+    /// The loops to wait for at shutdown, in the order they stop.
+    tasks: Tasks,
+}
+
+/// The engine's background work.
+#[derive(Debug)]
+struct Tasks {
+    scheduler: JoinHandle<()>,
+    others: Vec<JoinHandle<()>>,
+    /// Ends when every operational-event emitter is gone.
+    publisher: JoinHandle<()>,
+    /// Hot reload; dropping it stops watching.
+    watch: Watch,
+}
+
+impl Engine {
+    /// Validates `config`, opens the store, loads subscriptions and plugins, and starts
+    /// delivering. Opens no listening socket.
+    pub async fn start(config: Config, env: &dyn Env) -> anyhow::Result<Self> {
+        config.validate()?;
+        let browser =
+            api::browser::BrowserPolicy::new(&config.server).map_err(anyhow::Error::msg)?;
+        let policy = NetworkPolicy {
+            allow_private: config.delivery.allow_private_networks,
+            allowlist: config.delivery.allowed_cidrs.clone(),
+        };
+        // Plugins load first, so the config's settings are checked against their manifests
+        // before anything is stored.
+        let registry = Arc::new(registry(&config)?);
+        let loader = Arc::clone(&registry);
+        tokio::task::spawn_blocking(move || loader.load_all())
+            .await
+            .context("loading plugins panicked")?;
+        let from_config = config_subscriptions(&config, env, &registry)?;
+        vet_config_destinations(&config, &policy).await?;
+        let store = open_store(&config).await?;
+        store.sync_config_subscriptions(from_config).await?;
+        let subscriptions =
+            Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
+        let wake = Arc::new(Notify::new());
+        let (ops, reports) = ops::channel();
+        let watch = watch_plugins(
+            &registry,
+            &store,
+            &wake,
+            &ops,
+            config.plugins.reload_debounce.0,
+        )?;
+        for sub in subscriptions.catalog().iter() {
+            if let Some(plugin) = &sub.plugin
+                && registry.get(plugin).is_none()
+            {
+                tracing::warn!(subscription = %sub.id, plugin, dir = %config.plugins.dir.display(),
+                    "the subscription's plugin is not loaded; its deliveries wait until it is");
+            }
+        }
+
+        let proxy = config.delivery.egress_proxy()?;
+        if let Some(proxy) = &proxy {
+            tracing::info!(proxy = proxy.shown(), "deliveries go through the proxy");
+        }
+        let client = HttpClient::with_proxy(
+            policy.clone(),
+            config.delivery.tls_ca_file.as_deref(),
+            proxy,
+        )?;
+        let metrics = Metrics::default();
+        let breaker = BreakerConfig {
+            failure_threshold: config.delivery.breaker_failures,
+            cooldown: config.delivery.breaker_cooldown.0,
+        };
+        let endpoints = Arc::new(Endpoints::new(EndpointLimits {
+            breaker,
+            concurrency: config.delivery.endpoint_concurrency,
+        }));
+        // The embedded store's leases only guard against claiming twice within this process,
+        // so they last until the attempt is recorded, however long it runs (a subscription
+        // created later may have a longer timeout than any known now). PostgreSQL leases are
+        // renewed by the heartbeat, so they can be short: that is how long a dead node holds
+        // its deliveries.
+        let lease = match config.storage.backend {
+            Backend::Embedded => Duration::MAX,
+            Backend::Postgres => config.storage.lease.0,
+        };
+        let cluster = Arc::new(Cluster::default());
+        cluster.beat(store.as_ref(), &registry, now_ms()).await;
+        let deliverer = Arc::new(Deliverer {
+            subscriptions: Arc::clone(&subscriptions),
+            endpoints: Arc::clone(&endpoints),
+            adapter_breakers: AdapterBreakers::new(breaker),
+            ops: ops.clone(),
+            response_body_bytes: config.retention.response_body_bytes,
+            disable_policy: DisablePolicy {
+                after_ms: i64::try_from(config.delivery.disable_after.0.as_millis())
+                    .unwrap_or(i64::MAX),
+                min_failures: config.delivery.disable_after_failures,
+            },
+            registry: Arc::clone(&registry),
+            rate_limits: RateLimits::default(),
+            cluster: Arc::clone(&cluster),
+            client,
+            metrics: metrics.clone(),
+            user_agent: http::HeaderValue::from_static(USER_AGENT),
+        });
+        let feed = Feed::new();
+        let scheduler = Scheduler {
+            feed: Some(feed.clone()),
+            store: Arc::clone(&store),
+            deliverer: Arc::clone(&deliverer),
+            wake: Arc::clone(&wake),
+            metrics: metrics.clone(),
+            concurrency: config.delivery.concurrency,
+            lease,
+            shutdown_grace: config.delivery.shutdown_grace.0,
+        };
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut others = vec![
+            tokio::spawn(heartbeat_loop(
+                Arc::clone(&cluster),
+                Arc::clone(&store),
+                Arc::clone(&registry),
+                config.storage.heartbeat.0,
+                stop_rx.clone(),
+            )),
+            tokio::spawn(deliverer.disable_failing_loop(Arc::clone(&store), stop_rx.clone())),
+            tokio::spawn(crate::retention::run(
+                Arc::clone(&store),
+                config.retention.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(follow_subscriptions(
+                Arc::clone(&store),
+                Arc::clone(&subscriptions),
+                Arc::clone(&wake),
+                stop_rx.clone(),
+            )),
+        ];
+        let ingest = Arc::new(
+            Ingest::new(
+                Arc::clone(&store),
+                Arc::clone(&subscriptions),
+                Some(Arc::clone(&registry)),
+                Arc::clone(&wake),
+                metrics.clone(),
+                config.limits.event_limits(),
+            )
+            .with_event_types(Arc::new(
+                EventTypes::new(&config.event_types).map_err(anyhow::Error::msg)?,
+            ))
+            .with_feed(feed.clone()),
+        );
+        let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
+        for source in &config.sources {
+            others.push(tokio::spawn(crate::source::nats::run(
+                source.clone(),
+                Arc::clone(&ingest),
+                metrics.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        // Plugins rejected at start are news too (hot reloads report themselves).
+        for plugin in registry.list() {
+            if let Some(error) = plugin.last_error {
+                ops.emit(OpsEvent::PluginRejected(PluginRejected {
+                    plugin: plugin.name,
+                    error,
+                }));
+            }
+        }
+        let (stop_streams, streams_stopping) = watch::channel(false);
+        let state = AppState {
+            feed,
+            stopping: streams_stopping,
+            sessions: config
+                .ui
+                .enabled
+                .then(|| Arc::new(api::ui::Sessions::new(config.ui.session_ttl.0))),
+            store,
+            ingest,
+            subscriptions,
+            registry,
+            cluster,
+            endpoints,
+            metrics,
+            wake,
+            api_tokens: config.server.api_tokens(env)?,
+            metrics_require_token: config.server.metrics_require_token,
+            limits: config.limits.clone(),
+            network: policy,
+            browser,
+            store_probe: Arc::default(),
+            ops,
+        };
+        let scheduler = tokio::spawn(scheduler.run(stop_rx));
+        Ok(Self {
+            state,
+            stop_tx,
+            stop_streams: Arc::new(stop_streams),
+            tasks: Tasks {
+                scheduler,
+                others,
+                publisher,
+                watch,
+            },
+        })
+    }
+
+    /// Publishes one event; returns once it is durable (stored with one delivery per
+    /// matching subscription). Publishing the same `id` again returns the first result.
+    pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
+        self.state.ingest.publish(draft).await
+    }
+
+    /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events under one commit; if any
+    /// is invalid, none is stored.
+    pub async fn publish_batch(&self, drafts: Vec<EventDraft>) -> Result<Accepted, IngestError> {
+        self.state.ingest.publish_batch(drafts).await
+    }
+
+    /// The ingest service, for producers that run beside the engine (NATS sources).
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.state.ingest
+    }
+
+    /// The engine's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// The HTTP API over this engine, to serve on a listener of the caller's choosing.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Stops delivering: attempts in flight finish within `[delivery] shutdown_grace`, and
+    /// what the engine reported about itself is published before it returns.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let Self {
+            state,
+            stop_tx,
+            stop_streams,
+            tasks,
+        } = self;
+        let _ = stop_streams.send(true);
+        let _ = stop_tx.send(true);
+        tasks.scheduler.await.context("the scheduler panicked")?;
+        for task in tasks.others {
+            let _ = task.await;
+        }
+        // Every emitter is gone with the scheduler, the watcher and the state; what they
+        // reported is published.
+        drop(tasks.watch);
+        drop(state);
+        let _ = tasks.publisher.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs the engine with its HTTP API on `listener` until `shutdown` completes: stops
+/// accepting requests, lets attempts in flight finish within `[delivery] shutdown_grace`,
+/// and returns.
 pub async fn run(
     config: Config,
     env: &dyn Env,
@@ -242,172 +518,11 @@ pub async fn run(
         .filter(|&soft| soft != rlimit::INFINITY);
     let serve_limits =
         api::serve::ServeLimits::new(&config.server, open_files).map_err(anyhow::Error::msg)?;
-    let browser = api::browser::BrowserPolicy::new(&config.server).map_err(anyhow::Error::msg)?;
-    let policy = NetworkPolicy {
-        allow_private: config.delivery.allow_private_networks,
-        allowlist: config.delivery.allowed_cidrs.clone(),
-    };
-    // Plugins load first, so the config's settings are checked against their manifests
-    // before anything is stored.
-    let registry = Arc::new(registry(&config)?);
-    let loader = Arc::clone(&registry);
-    tokio::task::spawn_blocking(move || loader.load_all())
-        .await
-        .context("loading plugins panicked")?;
-    let from_config = config_subscriptions(&config, env, &registry)?;
-    vet_config_destinations(&config, &policy).await?;
-    let store = open_store(&config).await?;
-    store.sync_config_subscriptions(from_config).await?;
-    let subscriptions =
-        Arc::new(Subscriptions::load(Arc::clone(&store), config.delivery.clone()).await?);
-    let wake = Arc::new(Notify::new());
-    let (ops, reports) = ops::channel();
-    let _watch = watch_plugins(
-        &registry,
-        &store,
-        &wake,
-        &ops,
-        config.plugins.reload_debounce.0,
-    )?;
-    for sub in subscriptions.catalog().iter() {
-        if let Some(plugin) = &sub.plugin
-            && registry.get(plugin).is_none()
-        {
-            tracing::warn!(subscription = %sub.id, plugin, dir = %config.plugins.dir.display(),
-                "the subscription's plugin is not loaded; its deliveries wait until it is");
-        }
-    }
-
-    let proxy = config.delivery.egress_proxy()?;
-    if let Some(proxy) = &proxy {
-        tracing::info!(proxy = proxy.shown(), "deliveries go through the proxy");
-    }
-    let client = HttpClient::with_proxy(
-        policy.clone(),
-        config.delivery.tls_ca_file.as_deref(),
-        proxy,
-    )?;
-    let metrics = Metrics::default();
-    let breaker = BreakerConfig {
-        failure_threshold: config.delivery.breaker_failures,
-        cooldown: config.delivery.breaker_cooldown.0,
-    };
-    let endpoints = Arc::new(Endpoints::new(EndpointLimits {
-        breaker,
-        concurrency: config.delivery.endpoint_concurrency,
-    }));
-    // The embedded store's leases only guard against claiming twice within this process,
-    // so they last until the attempt is recorded, however long it runs (a subscription
-    // created later may have a longer timeout than any known now). PostgreSQL leases are
-    // renewed by the heartbeat, so they can be short: that is how long a dead node holds
-    // its deliveries.
-    let lease = match config.storage.backend {
-        Backend::Embedded => Duration::MAX,
-        Backend::Postgres => config.storage.lease.0,
-    };
-    let cluster = Arc::new(Cluster::default());
-    cluster.beat(store.as_ref(), &registry, now_ms()).await;
-    let deliverer = Arc::new(Deliverer {
-        subscriptions: Arc::clone(&subscriptions),
-        endpoints: Arc::clone(&endpoints),
-        adapter_breakers: AdapterBreakers::new(breaker),
-        ops: ops.clone(),
-        response_body_bytes: config.retention.response_body_bytes,
-        disable_policy: DisablePolicy {
-            after_ms: i64::try_from(config.delivery.disable_after.0.as_millis())
-                .unwrap_or(i64::MAX),
-            min_failures: config.delivery.disable_after_failures,
-        },
-        registry: Arc::clone(&registry),
-        rate_limits: RateLimits::default(),
-        cluster: Arc::clone(&cluster),
-        client,
-        metrics: metrics.clone(),
-        user_agent: http::HeaderValue::from_static(USER_AGENT),
-    });
-    let feed = Feed::new();
-    let scheduler = Scheduler {
-        feed: Some(feed.clone()),
-        store: Arc::clone(&store),
-        deliverer: Arc::clone(&deliverer),
-        wake: Arc::clone(&wake),
-        metrics: metrics.clone(),
-        concurrency: config.delivery.concurrency,
-        lease,
-        shutdown_grace: config.delivery.shutdown_grace.0,
-    };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let heartbeat = tokio::spawn(heartbeat_loop(
-        Arc::clone(&cluster),
-        Arc::clone(&store),
-        Arc::clone(&registry),
-        config.storage.heartbeat.0,
-        stop_rx.clone(),
-    ));
-    let disabler =
-        tokio::spawn(deliverer.disable_failing_loop(Arc::clone(&store), stop_rx.clone()));
-    let purger = tokio::spawn(crate::retention::run(
-        Arc::clone(&store),
-        config.retention.clone(),
-        stop_rx.clone(),
-    ));
-    let follower = tokio::spawn(follow_subscriptions(
-        Arc::clone(&store),
-        Arc::clone(&subscriptions),
-        Arc::clone(&wake),
-        stop_rx.clone(),
-    ));
-    let ingest = Arc::new(
-        Ingest::new(
-            Arc::clone(&store),
-            Arc::clone(&subscriptions),
-            Some(Arc::clone(&registry)),
-            Arc::clone(&wake),
-            metrics.clone(),
-            config.limits.event_limits(),
-        )
-        .with_feed(feed.clone()),
-    );
-    let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
-    // Plugins rejected at start are news too (hot reloads report themselves).
-    for plugin in registry.list() {
-        if let Some(error) = plugin.last_error {
-            ops.emit(OpsEvent::PluginRejected(PluginRejected {
-                plugin: plugin.name,
-                error,
-            }));
-        }
-    }
-    // Ends open `/v1/stream` answers when shutdown begins, so they do not hold it up.
-    let (stop_streams, streams_stopping) = watch::channel(false);
-    let state = AppState {
-        feed,
-        store,
-        ingest,
-        subscriptions,
-        registry,
-        cluster,
-        endpoints,
-        metrics,
-        wake,
-        api_tokens: config.server.api_tokens(env)?,
-        metrics_require_token: config.server.metrics_require_token,
-        limits: config.limits.clone(),
-        network: policy,
-        browser,
-        store_probe: Arc::default(),
-        ops,
-        stopping: streams_stopping,
-        sessions: config
-            .ui
-            .enabled
-            .then(|| Arc::new(api::ui::Sessions::new(config.ui.session_ttl.0))),
-    };
-    let scheduler = tokio::spawn(scheduler.run(stop_rx));
+    let open = config.server.is_open();
+    let engine = Engine::start(config, env).await?;
 
     let addr = listener.local_addr()?;
-    if config.server.is_open() {
+    if open {
         tracing::warn!(
             "no [server] api_token: the API is open to every process on this machine, so it listens on \
              loopback only and answers only loopback host names; set api_token to serve the network"
@@ -419,18 +534,12 @@ pub async fn run(
         "API connection cap"
     );
     tracing::info!("wasmhook listening on http://{addr}");
-    api::serve::serve(listener, api::router(state), serve_limits, async move {
+    let stop_streams = Arc::clone(&engine.stop_streams);
+    api::serve::serve(listener, engine.router(), serve_limits, async move {
         shutdown.await;
         let _ = stop_streams.send(true);
         tracing::info!("shutting down: no new events are accepted");
     })
     .await;
-    let _ = stop_tx.send(true);
-    scheduler.await.context("the scheduler panicked")?;
-    let _ = tokio::join!(heartbeat, follower, purger, disabler);
-    // Every emitter is gone with the scheduler and the API; what they reported is published.
-    drop(_watch);
-    let _ = publisher.await;
-    tracing::info!("stopped");
-    Ok(())
+    engine.shutdown().await
 }

@@ -2,6 +2,7 @@
 //! [`Event`], and the default envelope body. Every producer (HTTP, NATS, in-process, the
 //! engine's own events) hands drafts to `ingest`, which validates them here.
 
+pub mod catalog;
 pub mod payload;
 
 use std::cell::Cell;
@@ -109,6 +110,18 @@ pub enum EventError {
     /// A batch holds more events than [`MAX_BATCH_EVENTS`].
     #[error("a batch holds at most {MAX_BATCH_EVENTS} events; this one has more")]
     BatchTooLarge,
+    /// `data` breaks the JSON Schema declared for the type (`[[event_types]]`, `reject`).
+    #[error(
+        "`{field}` does not fit the schema of event type `{kind}`: {reason} (see GET /v1/event-types)"
+    )]
+    SchemaViolation {
+        /// The type.
+        kind: String,
+        /// Where in the event, as `data.items[0].sku`.
+        field: String,
+        /// What the schema wants.
+        reason: String,
+    },
 }
 
 impl EventError {
@@ -126,6 +139,7 @@ impl EventError {
             Self::Payload(PayloadError::LoneSurrogate) => "invalid_unicode",
             Self::Payload(PayloadError::NonFinite) => "invalid_number",
             Self::BatchTooLarge => "batch_too_large",
+            Self::SchemaViolation { .. } => "schema_violation",
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
+use crate::event::catalog::EventTypes;
 use crate::event::{Event, EventDraft, EventError, EventLimits, Publisher, new_id};
 use crate::feed::{Feed, FeedItem};
 use crate::metrics::Metrics;
@@ -65,6 +66,8 @@ pub struct Ingest {
     limits: EventLimits,
     /// Where accepted events are announced (`/v1/stream`); `None` where nobody watches.
     feed: Option<Feed>,
+    /// The declared types whose schemas producers' events are held to.
+    event_types: Arc<EventTypes>,
 }
 
 impl Ingest {
@@ -86,6 +89,7 @@ impl Ingest {
             metrics,
             limits,
             feed: None,
+            event_types: Arc::default(),
         }
     }
 
@@ -95,6 +99,33 @@ impl Ingest {
         self
     }
 
+    /// The same service, holding producers' events to the schemas of `event_types`.
+    pub fn with_event_types(mut self, event_types: Arc<EventTypes>) -> Self {
+        self.event_types = event_types;
+        self
+    }
+
+    /// The declared event types.
+    pub fn event_types(&self) -> &EventTypes {
+        &self.event_types
+    }
+
+    /// Validates a producer's draft, then holds it to its type's schema; a schema warning
+    /// (`warn` mode) goes to `warnings`.
+    fn accept(
+        &self,
+        draft: EventDraft,
+        now: i64,
+        warnings: &mut Vec<String>,
+    ) -> Result<Event, EventError> {
+        let event = draft.validate(now, &self.limits, Publisher::Producer)?;
+        if let Some(warning) = self.event_types.check(&event)? {
+            tracing::warn!(event = %event.id, "{warning}");
+            warnings.push(warning);
+        }
+        Ok(event)
+    }
+
     /// What drafts are held to.
     pub fn limits(&self) -> &EventLimits {
         &self.limits
@@ -102,10 +133,11 @@ impl Ingest {
 
     /// Publishes one event from a producer; returns once it is durable.
     pub async fn publish(&self, draft: EventDraft) -> Result<Accepted, IngestError> {
-        let event = draft
-            .validate(now_ms(), &self.limits, Publisher::Producer)
+        let mut warnings = Vec::new();
+        let event = self
+            .accept(draft, now_ms(), &mut warnings)
             .map_err(IngestError::at(None))?;
-        self.store_routed(vec![event], &[]).await
+        self.store_routed(vec![event], &[], warnings).await
     }
 
     /// Publishes up to [`crate::event::MAX_BATCH_EVENTS`] events from a producer under one
@@ -115,15 +147,54 @@ impl Ingest {
             return Err(IngestError::at(None)(EventError::BatchTooLarge));
         }
         let now = now_ms();
+        let mut warnings = Vec::new();
         let events = drafts
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
-                d.validate(now, &self.limits, Publisher::Producer)
+                self.accept(d, now, &mut warnings)
                     .map_err(IngestError::at(Some(i)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.store_routed(events, &[]).await
+        self.store_routed(events, &[], warnings).await
+    }
+
+    /// Publishes what is valid among `drafts` under one commit and refuses the rest, each
+    /// on its own: one result per draft, in order. For sources, where one bad message must
+    /// not hold back the others. Only a store failure fails the whole call.
+    pub async fn publish_each(
+        &self,
+        drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Result<IngestResult, EventError>>, StoreError> {
+        let now = now_ms();
+        let mut warnings = Vec::new();
+        let mut batch = Vec::new();
+        // `None` where the draft is valid and its result comes from the store.
+        let refused: Vec<Option<EventError>> = drafts
+            .into_iter()
+            .map(|d| match self.accept(d, now, &mut warnings) {
+                Ok(event) => {
+                    batch.push(self.route(event, &[], &mut warnings));
+                    None
+                }
+                Err(e) => Some(e),
+            })
+            .collect();
+        let mut stored = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.write(batch).await?
+        }
+        .into_iter();
+        Ok(refused
+            .into_iter()
+            .map(|r| match r {
+                Some(e) => Err(e),
+                None => Ok(stored
+                    .next()
+                    .expect("the store returns one result per event")),
+            })
+            .collect())
     }
 
     /// Publishes one of the engine's own events (`wasmhook.*`), routed like any other,
@@ -136,7 +207,7 @@ impl Ingest {
         let event = draft
             .validate(now_ms(), &self.limits, Publisher::Engine)
             .map_err(IngestError::at(None))?;
-        self.store_routed(vec![event], about).await
+        self.store_routed(vec![event], about, Vec::new()).await
     }
 
     /// Publishes one of the engine's own events to exactly one subscription, whatever its
@@ -169,8 +240,8 @@ impl Ingest {
         &self,
         events: Vec<Event>,
         exclude: &[String],
+        mut warnings: Vec<String>,
     ) -> Result<Accepted, IngestError> {
-        let mut warnings = Vec::new();
         let batch = events
             .into_iter()
             .map(|event| self.route(event, exclude, &mut warnings))

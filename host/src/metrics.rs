@@ -41,6 +41,10 @@ pub struct Metrics {
     subscription_attempts: Family<Labels, Counter>,
     /// Subscriptions with a label of their own, at most `MAX_SUBSCRIPTION_LABELS`.
     labelled: Arc<Mutex<HashSet<String>>>,
+    /// Source messages settled, by source and outcome (accepted, duplicate, rejected).
+    source_messages: Family<Labels, Counter>,
+    /// Source messages that could not become events, by source and reason code.
+    source_rejected: Family<Labels, Counter>,
 }
 
 fn plugin_buckets() -> Histogram {
@@ -61,6 +65,8 @@ impl Default for Metrics {
             plugin_seconds: Family::new_with_constructor(plugin_buckets),
             subscription_attempts: Family::default(),
             labelled: Arc::default(),
+            source_messages: Family::default(),
+            source_rejected: Family::default(),
         }
     }
 }
@@ -92,6 +98,28 @@ impl Metrics {
     pub fn ingested(&self, events: u64, deliveries: u64) {
         self.events_ingested.inc_by(events);
         self.deliveries_created.inc_by(deliveries);
+    }
+
+    /// Counts one source message committed as an event (`accepted`, or `duplicate` when
+    /// its id was already stored).
+    pub fn source_message(&self, source: &str, outcome: &'static str) {
+        self.source_messages
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("outcome", outcome.into()),
+            ])
+            .inc();
+    }
+
+    /// Counts one source message that cannot become an event, by its reason code.
+    pub fn source_rejected(&self, source: &str, reason: &'static str) {
+        self.source_message(source, "rejected");
+        self.source_rejected
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("reason", reason.into()),
+            ])
+            .inc();
     }
 
     /// Counts one attempt by outcome and records its latency.
@@ -198,6 +226,16 @@ impl Metrics {
             "plugin_call_duration_seconds",
             "Adapter call latency by plugin, every version",
             self.plugin_seconds.clone(),
+        );
+        registry.register(
+            "source_messages",
+            "Messages from [[sources]] by source and outcome: accepted, duplicate, rejected",
+            self.source_messages.clone(),
+        );
+        registry.register(
+            "source_messages_rejected",
+            "Messages from [[sources]] that cannot become events (terminated), by source and reason code",
+            self.source_rejected.clone(),
         );
         registry.register(
             "attempt_duration_seconds",

@@ -1,11 +1,17 @@
 //! Routing: which subscriptions want an event type. Patterns live in a segment trie, so
 //! matching costs the depth of the type, not the number of subscriptions.
 //!
-//! Pattern rules (the same as the bundled adapters' `kit::type_matches`):
+//! Pattern rules (the same as the adapter SDK's `type_matches`, in `sdk/rust/src/text.rs`):
 //! - a literal segment matches itself;
-//! - `*` as the last segment matches one or more remaining segments (`host.*` matches
-//!   `host.up` and `host.disk.full`, and `*` alone matches every type);
-//! - `*` anywhere else matches exactly one segment (`host.*.failed`).
+//! - `*` anywhere but last matches exactly one segment (`host.*.failed`);
+//! - `>` as the last segment matches one or more remaining segments, as in NATS
+//!   (`host.>` matches `host.up` and `host.disk.full`, `>` alone matches every type);
+//! - `*` as the last segment also matches one or more segments: that was wasmhook's only
+//!   form before `>`, and existing subscriptions keep meaning what they meant.
+//!
+//! So a NATS user's `>` means the same here, and a NATS `*` in the middle too; a NATS
+//! pattern ending in `*` (exactly one last token) has no exact form here and matches
+//! deeper types as well. `docs/configuration.md` has the table.
 
 use std::collections::HashMap;
 
@@ -23,7 +29,7 @@ struct Node {
     any_one: Option<Box<Node>>,
     /// Values whose pattern ends here.
     exact: Vec<usize>,
-    /// Values whose pattern ends with a `*` right after this node.
+    /// Values whose pattern ends with a `>` (or a `*`) right after this node.
     rest: Vec<usize>,
 }
 
@@ -34,7 +40,7 @@ impl Router {
         let mut node = &mut self.root;
         for (i, segment) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            if *segment == "*" {
+            if *segment == "*" || *segment == ">" {
                 if last {
                     node.rest.push(value);
                     return;
@@ -88,13 +94,18 @@ pub enum PatternError {
     TooLong,
     /// A segment that is neither a word nor `*`.
     #[error(
-        "invalid event pattern `{0}`: use dot-separated words or `*` segments, like `host.*` or `cert.expiring`"
+        "invalid event pattern `{0}`: use dot-separated words, `*` segments and a final `>`, like `host.>`, `host.*.failed` or `cert.expiring`"
     )]
     Syntax(String),
+    /// `>` somewhere but last.
+    #[error(
+        "invalid event pattern `{0}`: `>` matches the rest of the type, so it must be the last segment (`host.>`); use `*` for one segment in the middle"
+    )]
+    RestNotLast(String),
 }
 
-/// Checks a subscription pattern: dot-separated segments that are `*` or made of
-/// `[A-Za-z0-9_-]`.
+/// Checks a subscription pattern: dot-separated segments that are `*`, made of
+/// `[A-Za-z0-9_-]`, or (last only) `>`.
 pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
     if pattern.is_empty() {
         return Err(PatternError::Empty);
@@ -102,7 +113,14 @@ pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
     if pattern.len() > crate::event::MAX_TYPE_LEN {
         return Err(PatternError::TooLong);
     }
-    for segment in pattern.split('.') {
+    let mut segments = pattern.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if segment == ">" {
+            if segments.peek().is_some() {
+                return Err(PatternError::RestNotLast(pattern.to_owned()));
+            }
+            continue;
+        }
         let ok = segment == "*"
             || (!segment.is_empty()
                 && segment
@@ -139,6 +157,40 @@ mod tests {
         assert_eq!(r.matching("other"), vec![2]);
     }
 
+    /// NATS semantics: `*` is exactly one token, `>` one or more at the end.
+    #[test]
+    fn nats_style_patterns() {
+        let r = router(&["host.>", ">", "host.*.failed", "a.*.>", "host.up.>"]);
+        assert_eq!(r.matching("host.up"), vec![0, 1]);
+        assert_eq!(r.matching("host.disk.full"), vec![0, 1]);
+        assert_eq!(r.matching("host.disk.failed"), vec![0, 1, 2]);
+        assert_eq!(r.matching("host.disk.failed.twice"), vec![0, 1]);
+        // `>` needs at least one token: `host.>` does not match `host`.
+        assert_eq!(r.matching("host"), vec![1]);
+        // `a.*.>` needs three tokens or more.
+        assert_eq!(r.matching("a.b"), vec![1]);
+        assert_eq!(r.matching("a.b.c"), vec![1, 3]);
+        assert_eq!(r.matching("a.b.c.d"), vec![1, 3]);
+        assert_eq!(r.matching("host.up.now"), vec![0, 1, 4]);
+    }
+
+    /// A trailing `*` keeps its old meaning, the same as `>`.
+    #[test]
+    fn a_trailing_star_means_the_same_as_a_trailing_rest() {
+        for ty in ["host", "host.up", "host.disk.full", "other.x"] {
+            assert_eq!(
+                router(&["host.*"]).matching(ty),
+                router(&["host.>"]).matching(ty),
+                "{ty}"
+            );
+            assert_eq!(
+                router(&["*"]).matching(ty),
+                router(&[">"]).matching(ty),
+                "{ty}"
+            );
+        }
+    }
+
     #[test]
     fn a_subscription_with_overlapping_patterns_matches_once() {
         let mut r = Router::default();
@@ -155,10 +207,16 @@ mod tests {
 
     #[test]
     fn pattern_syntax() {
-        for bad in ["", "host.", "ho*st", "a..b", "a b", "host.**"] {
+        for bad in [
+            "", "host.", "ho*st", "a..b", "a b", "host.**", "a>", "a.>>", ">.b",
+        ] {
             assert!(validate_pattern(bad).is_err(), "{bad}");
         }
-        for ok in ["*", "a.*", "*.b", "a.*.c", "x-y_z.1"] {
+        assert_eq!(
+            validate_pattern("host.>.up"),
+            Err(PatternError::RestNotLast("host.>.up".into()))
+        );
+        for ok in ["*", "a.*", "*.b", "a.*.c", "x-y_z.1", ">", "a.>", "*.>"] {
             validate_pattern(ok).unwrap();
         }
     }

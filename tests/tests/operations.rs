@@ -123,9 +123,11 @@ async fn a_subscription_that_keeps_failing_is_disabled_and_enabling_resumes_it()
     let work = Workdir::new();
     work.write_config(&format!(
         "[delivery]\nallow_private_networks = true\nretry_schedule = [\"100ms\"]\nmax_attempts = 100\n\
-         disable_after = \"1s\"\ndisable_after_failures = 3\n\n{}",
+         disable_after = \"1s\"\ndisable_after_failures = 3\nbreaker_failures = 1000\n\n{}",
         subscription("down", &receiver.url("/down"), "\"*\"", ""),
     ));
+    // The circuit never opens here: its 30 s cooldown would hold the delivery back from
+    // being parked, and from resuming, for as long as the waits below last.
     let engine = work.start().await;
     engine
         .publish(json!({"type": "job.done", "id": "evt_down", "data": {}}))

@@ -140,9 +140,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     get, path = "/openapi.json", tag = "operations", operation_id = "openapi", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
 )]
-pub async fn openapi() -> impl IntoResponse {
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, "application/json")],
-        super::openapi::document_json(),
+        super::event_types::document_with(state.ingest.event_types()),
     )
 }

@@ -10,6 +10,7 @@ mod dead_letters;
 mod deliveries;
 mod endpoints;
 mod error;
+mod event_types;
 mod events;
 mod health;
 pub mod openapi;
@@ -90,6 +91,7 @@ fn routes() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(events::publish))
         .routes(routes!(events::publish_batch))
+        .routes(routes!(event_types::list))
         .routes(routes!(subscriptions::list, subscriptions::create))
         .routes(routes!(
             subscriptions::get,

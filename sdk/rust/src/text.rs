@@ -31,15 +31,16 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 /// Whether an event type matches a subscription-style pattern: `*` alone matches anything,
-/// a trailing `*` segment matches one or more segments, and a `*` segment elsewhere matches
-/// exactly one. This is the same rule the engine uses to route events.
+/// a trailing `>` or `*` segment matches one or more segments (NATS's `>`), and a `*`
+/// segment elsewhere matches exactly one. This is the same rule the engine uses to route
+/// events.
 pub fn type_matches(pattern: &str, event_type: &str) -> bool {
     let mut pat = pattern.split('.').peekable();
     let mut ty = event_type.split('.');
     while let Some(p) = pat.next() {
         let last = pat.peek().is_none();
         match (p, ty.next()) {
-            ("*", Some(_)) if last => return true,
+            ("*" | ">", Some(_)) if last => return true,
             ("*", Some(_)) => {}
             (p, Some(t)) if p == t => {}
             _ => return false,
@@ -76,6 +77,9 @@ mod tests {
         assert!(type_matches("host.*", "host.enrolled"));
         assert!(type_matches("host.*", "host.disk.full"));
         assert!(!type_matches("host.*", "host"));
+        assert!(type_matches("host.>", "host.disk.full"));
+        assert!(!type_matches("host.>", "host"));
+        assert!(type_matches(">", "host"));
         assert!(type_matches("host.*.failed", "host.disk.failed"));
         assert!(!type_matches("host.*.failed", "host.disk.ok"));
         assert!(type_matches("cert.expiring", "cert.expiring"));

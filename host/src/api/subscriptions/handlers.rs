@@ -371,13 +371,9 @@ pub async fn patch(
         // body would be, so a patch is held to the same rules and error messages.
         let mut merged = spec_fields(&spec);
         merged.remove("secrets");
-        for (key, value) in fields {
-            if value.is_null() {
-                merged.remove(&key);
-            } else {
-                merged.insert(key, value);
-            }
-        }
+        // `null` clears: it reads back as an absent optional field, and a field the body
+        // does not know, even as `null`, is refused like any unknown field.
+        merged.extend(fields);
         let input: CreateSubscription = typed(merged, "invalid_subscription")?;
         let secrets = std::mem::take(&mut spec.secrets);
         spec = input.into_spec(String::new())?;

@@ -16,7 +16,8 @@ use crate::subscription::{StoredSecret, SubscriptionSpec};
 /// Largest request body these endpoints read.
 pub(super) const MAX_BODY: usize = 256 << 10;
 
-/// An event-type pattern: dot-separated segments, each a word or `*`. Documentation only.
+/// An event-type pattern: dot-separated segments, each a word or `*`, and a last one that
+/// may be `>` (the rest, as in NATS). Documentation only.
 #[derive(Debug)]
 pub struct EventPattern;
 
@@ -24,9 +25,11 @@ impl utoipa::PartialSchema for EventPattern {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::Type::String)
-            .pattern(Some(r"^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*$"))
+            .pattern(Some(
+                r"^(>|([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.>)?)$",
+            ))
             .max_length(Some(128))
-            .examples([json!("host.*")])
+            .examples([json!("host.>")])
             .into()
     }
 }
