@@ -10,13 +10,15 @@
 //! - `baseline`: the raw hyper POST loop every figure is compared with.
 //! - `drain`, `ingest`, `adapters`, `reload`, `cluster`: the scenarios (`cluster` is the
 //!   PostgreSQL mode with several nodes); `mixed`: producers posting while the engine
-//!   delivers, on default settings, with the engine's CPU time per delivery.
+//!   delivers, on default settings, with the engine's CPU time per delivery; `console`: the
+//!   console's page times on a store with 10,000 subscriptions and 1M deliveries.
 //! - `harness`: engines in this process or in child processes, preloading, RSS and disk.
 //! - `receiver`: the loopback receiver that counts and times deliveries.
 
 mod adapters;
 mod baseline;
 mod cluster;
+mod console;
 mod drain;
 mod harness;
 mod ingest;
@@ -33,7 +35,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 struct Args {
     /// What to run: `all`, or one of `baseline`, `drain`, `ingest`, `latency`, `curves`,
-    /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`, `producers`; `profile-drain-none` and
+    /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`, `producers`, `console`; `profile-drain-none` and
     /// `profile-drain-slack` run one drain alone, for a profiler.
     #[arg(default_value = "all")]
     scenario: String,
@@ -75,6 +77,9 @@ struct Scale {
     producer_events: u64,
     /// Events per latency point of the producers' section.
     producer_latency_events: usize,
+    /// Subscriptions and finished deliveries in the store the console's pages are timed on.
+    console_subscriptions: usize,
+    console_deliveries: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +106,8 @@ fn main() -> anyhow::Result<()> {
             postgres_events: 200,
             producer_events: 1_000,
             producer_latency_events: 50,
+            console_subscriptions: 20,
+            console_deliveries: 2_000,
         }
     } else {
         Scale {
@@ -121,6 +128,8 @@ fn main() -> anyhow::Result<()> {
             postgres_events: 30_000,
             producer_events: 60_000,
             producer_latency_events: 2_000,
+            console_subscriptions: 10_000,
+            console_deliveries: 1_000_000,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,6 +155,7 @@ fn main() -> anyhow::Result<()> {
             "## Adapter overhead per delivery",
             "## A dead endpoint beside a healthy one",
             "## Hot reload",
+            "## Console pages",
             "## Producers posting while the engine delivers",
             "## Targets",
         ] {

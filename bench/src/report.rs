@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use crate::targets::Targets;
 use crate::{DISCORD, SLACK, Scale, TEAMS};
-use crate::{adapters, baseline, cluster, drain, harness, ingest, mixed, receiver, reload};
+use crate::{
+    adapters, baseline, cluster, console, drain, harness, ingest, mixed, receiver, reload,
+};
 
 pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     let receiver = receiver::Receiver::start().await?;
@@ -17,6 +19,9 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         return adapter_report(&mut out, scale, &mut targets)
             .await
             .map(|()| out);
+    }
+    if scenario == "console" {
+        return console_report(&mut out, scale).await.map(|()| out);
     }
     if scenario == "reload" {
         return reload_report(&mut out, &receiver, scale)
@@ -150,10 +155,37 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     }
     if all {
         reload_report(&mut out, &receiver, scale).await?;
+        console_report(&mut out, scale).await?;
         targets.baseline = base.rate;
         out.push_str(&targets.table());
     }
     Ok(out)
+}
+
+/// The console's pages on a large store.
+async fn console_report(out: &mut String, scale: Scale) -> anyhow::Result<()> {
+    let pages = console::page_times(scale.console_subscriptions, scale.console_deliveries).await?;
+    writeln!(
+        out,
+        "## Console pages\n\n\
+         Each `/ui` page fetched {} times with a signed-in session, on a store holding {} subscriptions and {} \
+         finished deliveries (nine in ten delivered, the rest dead letters). The time is the loopback round trip \
+         of the whole page, an upper bound on the server-side render time; the target is under 200 ms.\n\n\
+         | Page | Median | Slowest | Size |\n|---|---|---|---|",
+        5, scale.console_subscriptions, scale.console_deliveries
+    )?;
+    for p in &pages {
+        writeln!(
+            out,
+            "| `{}` | {:.1} ms | {:.1} ms | {} KiB |",
+            p.path,
+            p.median_ms,
+            p.max_ms,
+            p.bytes / 1024
+        )?;
+    }
+    out.push('\n');
+    Ok(())
 }
 
 async fn curves_report(

@@ -33,6 +33,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// OpenTelemetry traces.
     pub telemetry: TelemetryConfig,
+    /// The operator console at `/ui`.
+    pub ui: UiConfig,
     /// Subscriptions declared in the file.
     pub subscriptions: Vec<SubscriptionConfig>,
     /// Where the engine consumes events from besides its API (NATS JetStream).
@@ -559,6 +561,25 @@ impl Default for TelemetryConfig {
             service_name: "wasmhook".into(),
             timeout: HumanDuration(Duration::from_secs(10)),
             headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[ui]`: the operator console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Whether `/ui` is served. Signing in needs an admin token (`[server] api_token`).
+    pub enabled: bool,
+    /// How long a console session lasts after sign-in.
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::delivery::ssrf::NetworkPolicy;
 use crate::delivery::{Deliverer, EndpointLimits, Endpoints, HttpClient, Scheduler};
 use crate::event::EventDraft;
 use crate::event::catalog::EventTypes;
+use crate::feed::Feed;
 use crate::ingest::{Accepted, Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsEmitter, OpsEvent, PluginLoaded, PluginRejected};
@@ -239,6 +240,8 @@ pub struct Engine {
     state: AppState,
     /// Tells every background loop to stop.
     stop_tx: watch::Sender<bool>,
+    /// Ends open `/v1/stream` answers when shutdown begins, so they do not hold it up.
+    stop_streams: Arc<watch::Sender<bool>>,
     /// The loops to wait for at shutdown, in the order they stop.
     tasks: Tasks,
 }
@@ -343,7 +346,9 @@ impl Engine {
             metrics: metrics.clone(),
             user_agent: http::HeaderValue::from_static(USER_AGENT),
         });
+        let feed = Feed::new();
         let scheduler = Scheduler {
+            feed: Some(feed.clone()),
             store: Arc::clone(&store),
             deliverer: Arc::clone(&deliverer),
             wake: Arc::clone(&wake),
@@ -386,7 +391,8 @@ impl Engine {
             )
             .with_event_types(Arc::new(
                 EventTypes::new(&config.event_types).map_err(anyhow::Error::msg)?,
-            )),
+            ))
+            .with_feed(feed.clone()),
         );
         let publisher = tokio::spawn(ops::run(reports, Arc::clone(&ingest)));
         for source in &config.sources {
@@ -406,7 +412,14 @@ impl Engine {
                 }));
             }
         }
+        let (stop_streams, streams_stopping) = watch::channel(false);
         let state = AppState {
+            feed,
+            stopping: streams_stopping,
+            sessions: config
+                .ui
+                .enabled
+                .then(|| Arc::new(api::ui::Sessions::new(config.ui.session_ttl.0))),
             store,
             ingest,
             subscriptions,
@@ -427,6 +440,7 @@ impl Engine {
         Ok(Self {
             state,
             stop_tx,
+            stop_streams: Arc::new(stop_streams),
             tasks: Tasks {
                 scheduler,
                 others,
@@ -469,8 +483,10 @@ impl Engine {
         let Self {
             state,
             stop_tx,
+            stop_streams,
             tasks,
         } = self;
+        let _ = stop_streams.send(true);
         let _ = stop_tx.send(true);
         tasks.scheduler.await.context("the scheduler panicked")?;
         for task in tasks.others {
@@ -518,8 +534,10 @@ pub async fn run(
         "API connection cap"
     );
     tracing::info!("wasmhook listening on http://{addr}");
+    let stop_streams = Arc::clone(&engine.stop_streams);
     api::serve::serve(listener, engine.router(), serve_limits, async move {
         shutdown.await;
+        let _ = stop_streams.send(true);
         tracing::info!("shutting down: no new events are accepted");
     })
     .await;

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::event::catalog::EventTypes;
 use crate::event::{Event, EventDraft, EventError, EventLimits, Publisher, new_id};
+use crate::feed::{Feed, FeedItem};
 use crate::metrics::Metrics;
 use crate::plugins::Registry;
 use crate::store::{IngestResult, NewDelivery, NewEvent, Store, StoreError};
@@ -63,6 +64,8 @@ pub struct Ingest {
     wake: Arc<Notify>,
     metrics: Metrics,
     limits: EventLimits,
+    /// Where accepted events are announced (`/v1/stream`); `None` where nobody watches.
+    feed: Option<Feed>,
     /// The declared types whose schemas producers' events are held to.
     event_types: Arc<EventTypes>,
 }
@@ -85,8 +88,15 @@ impl Ingest {
             wake,
             metrics,
             limits,
+            feed: None,
             event_types: Arc::default(),
         }
+    }
+
+    /// Announces every newly accepted event on `feed`.
+    pub fn with_feed(mut self, feed: Feed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// The same service, holding producers' events to the schemas of `event_types`.
@@ -285,8 +295,30 @@ impl Ingest {
 
     /// Writes, wakes the scheduler and counts what was new.
     async fn write(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
+        let announced = self.feed.as_ref().map(|_| {
+            batch
+                .iter()
+                .map(|new| FeedItem::EventAccepted {
+                    event_id: new.event.id.clone(),
+                    event_type: new.event.kind.clone(),
+                    subscriptions: new
+                        .deliveries
+                        .iter()
+                        .map(|d| d.subscription_id.clone())
+                        .collect(),
+                    at: new.event.timestamp(),
+                })
+                .collect::<Vec<_>>()
+        });
         let results = self.store.ingest(batch).await?;
         self.wake.notify_one();
+        if let (Some(feed), Some(items)) = (&self.feed, announced) {
+            for (item, result) in items.into_iter().zip(&results) {
+                if !result.duplicate {
+                    feed.publish(item);
+                }
+            }
+        }
         let fresh = results.iter().filter(|r| !r.duplicate);
         let (events, deliveries) =
             fresh.fold((0, 0), |(e, d), r| (e + 1, d + u64::from(r.deliveries)));

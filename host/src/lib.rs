@@ -48,6 +48,8 @@
 //!   declared event type catalog (`[[event_types]]`).
 //! - [`ingest`]: the one path every producer takes: validate, route, mint ids, store,
 //!   wake the scheduler, count.
+//! - [`feed`]: the live feed of accepted events and delivery outcomes behind
+//!   `/v1/stream`.
 //! - [`subscription`]: subscriptions, their payload filters and the
 //!   [`subscription::Catalog`] that routes to them.
 //! - [`source`]: `[[sources]]`, producers the engine pulls from (NATS JetStream), each
@@ -82,6 +84,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod event;
+pub mod feed;
 pub mod ingest;
 pub mod keyring;
 pub mod metrics;

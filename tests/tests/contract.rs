@@ -142,7 +142,8 @@ async fn the_api_and_the_deliveries_keep_to_the_openapi_document() {
         engine.log()
     );
     // Every operation was tested (schemathesis leaves out the document's own URL, which it
-    // loaded the document from).
+    // loaded the document from, and the config turns off `GET /v1/stream`, an endless
+    // answer that tests/tests/stream.rs covers).
     let operations: usize = served["paths"]
         .as_object()
         .expect("paths")
@@ -155,7 +156,7 @@ async fn the_api_and_the_deliveries_keep_to_the_openapi_document() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     assert!(
-        tested >= operations - 1,
+        tested >= operations - 2,
         "only {tested} of {operations} operations were tested:\n{report}"
     );
 

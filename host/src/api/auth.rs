@@ -1,5 +1,7 @@
 //! Bearer-token auth with scopes, for `/v1/*` (and `/metrics` when `[server]
-//! metrics_require_token`). `/healthz` and `/openapi.json` are always open.
+//! metrics_require_token`). `/healthz` and `/openapi.json` are always open; `/ui` has its
+//! own session guard. A console session (signed in with an `admin` or `read` token)
+//! stands in for that token on `/v1`, with the session's CSRF token on every change.
 //!
 //! Each token has a name and a scope (`publish`, `read` or `admin`, see
 //! [`crate::config::Scope`]). The decision is [`decide`], a pure function of the tokens, the
@@ -43,7 +45,8 @@ pub enum Decision {
 ///   pings): `admin`.
 pub fn required_scope(method: &Method, path: &str, metrics_require_token: bool) -> Option<Scope> {
     match path {
-        "/healthz" | "/openapi.json" => return None,
+        "/healthz" | "/openapi.json" | "/ui" => return None,
+        _ if path.starts_with("/ui/") => return None,
         "/metrics" if !metrics_require_token => return None,
         _ => {}
     }
@@ -77,6 +80,43 @@ pub fn find_token<'a>(tokens: &'a [ApiToken], given: &[u8]) -> Option<&'a ApiTok
         found |= matched;
     }
     bool::from(found).then(|| &tokens[index as usize])
+}
+
+/// The name and scope of `given` if it may sign in to the console: an `admin` token, or a
+/// `read` token for a read-only console (a `publish` token may not). The one place that
+/// decides who may sign in.
+pub fn console_token(tokens: &[ApiToken], given: &[u8]) -> Option<(String, Scope)> {
+    find_token(tokens, given)
+        .filter(|t| matches!(t.scope, Scope::Admin | Scope::Read))
+        .map(|t| (t.name.clone(), t.scope))
+}
+
+/// The decision for a request without a bearer token from a signed-in console: a live
+/// session cookie, and for a change, the session's CSRF token; then the scope of the
+/// token the session signed in with, as for that token. Audit lines name it
+/// `console:<token>`. `None` when there is no such session.
+fn console_decision(state: &AppState, request: &Request) -> Option<Decision> {
+    let session = state
+        .sessions
+        .as_ref()?
+        .find(request.headers(), crate::clock::now_ms())?;
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !safe && !super::ui::session::csrf_ok(&session, request.headers()) {
+        return None;
+    }
+    let name = format!("console:{}", session.token);
+    let needed = required_scope(
+        request.method(),
+        request.uri().path(),
+        state.metrics_require_token,
+    );
+    Some(match needed {
+        Some(needed) if !grants(session.scope, needed) => Decision::Forbidden {
+            token: name,
+            needed,
+        },
+        _ => Decision::Allow(Some(name)),
+    })
 }
 
 /// The decision for a request: `given` is the bearer token, if the request carried one.
@@ -116,13 +156,19 @@ pub async fn require_token(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| bearer_token(v.as_bytes()));
-    let decision = decide(
+    let mut decision = decide(
         &state.api_tokens,
         given,
         request.method(),
         request.uri().path(),
         state.metrics_require_token,
     );
+    if decision == Decision::Unauthorized
+        && given.is_none()
+        && let Some(console) = console_decision(&state, &request)
+    {
+        decision = console;
+    }
     match decision {
         Decision::Allow(token) => {
             if !audited(request.method(), request.uri().path()) {

@@ -1,5 +1,5 @@
 //! The HTTP API: `/v1/*` (bearer tokens with scopes), `/healthz`, `/metrics` and
-//! `/openapi.json`.
+//! `/openapi.json`, and the operator console at `/ui` (`ui/`).
 //! One file per resource; errors map to status codes in one place (`error.rs`); the
 //! OpenAPI document is generated from the handlers' annotations (`openapi.rs`).
 
@@ -17,7 +17,9 @@ pub mod openapi;
 mod plugins;
 mod query;
 pub mod serve;
+mod stream;
 mod subscriptions;
+pub mod ui;
 
 pub use error::ApiError;
 pub use health::StoreProbe;
@@ -33,6 +35,7 @@ use crate::cluster::Cluster;
 use crate::config::{ApiToken, LimitsConfig};
 use crate::delivery::Endpoints;
 use crate::delivery::ssrf::NetworkPolicy;
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::ops::OpsEmitter;
@@ -74,6 +77,12 @@ pub struct AppState {
     pub store_probe: Arc<StoreProbe>,
     /// Where operational events go (an operator disabling a subscription).
     pub ops: OpsEmitter,
+    /// Accepted events and delivery outcomes as they happen, for `/v1/stream`.
+    pub feed: Feed,
+    /// Console sessions; `None` when `[ui] enabled = false`.
+    pub sessions: Option<Arc<ui::Sessions>>,
+    /// Flips to true when shutdown begins; open streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Every route, each with its OpenAPI operation. A handler is mounted only through
@@ -97,7 +106,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay))
         .routes(routes!(endpoints::list))
-        .routes(routes!(plugins::list));
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::dry_run))
+        .routes(routes!(stream::stream));
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(health::metrics))
@@ -116,6 +127,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
+    let router = match &state.sessions {
+        Some(_) => router.merge(ui::router(state.clone())),
+        None => router,
+    };
     let router = router
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(

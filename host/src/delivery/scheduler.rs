@@ -15,7 +15,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::attempt::Deliverer;
-use crate::clock::now_ms;
+use crate::clock::{now_ms, rfc3339_millis};
+use crate::feed::{Feed, FeedItem};
 use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState, Store};
 
@@ -45,7 +46,13 @@ pub struct Scheduler {
     pub lease: Duration,
     /// How long in-flight attempts may run once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Where outcomes are announced once recorded (`/v1/stream`); `None` where nobody
+    /// watches.
+    pub feed: Option<Feed>,
 }
+
+/// An attempt's record, and what to announce once it is durable.
+type Done = (AttemptRecord, Option<FeedItem>);
 
 impl Scheduler {
     /// Claims and runs deliveries until `shutdown` flips to true, then waits up to
@@ -55,11 +62,12 @@ impl Scheduler {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         // Room for every attempt in flight to hand over its record without waiting.
-        let (records, queue) = mpsc::channel::<AttemptRecord>(self.concurrency.max(16) * 2);
+        let (records, queue) = mpsc::channel::<Done>(self.concurrency.max(16) * 2);
         let recorder = tokio::spawn(record_loop(
             Arc::clone(&self.store),
             queue,
             Arc::clone(&self.wake),
+            self.feed.clone(),
         ));
         loop {
             if *shutdown.borrow() {
@@ -110,14 +118,20 @@ impl Scheduler {
                 let deliverer = Arc::clone(&self.deliverer);
                 let records = records.clone();
                 let metrics = self.metrics.clone();
+                let announce = self.feed.is_some();
                 tasks.spawn(async move {
                     let record = attempt_or_bug(&deliverer, &delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
                     metrics.attempt(&record);
                     drop(permit);
+                    let item = if announce {
+                        outcome_item(&delivery, &record)
+                    } else {
+                        None
+                    };
                     // Only fails once the recorder is gone, at the very end of shutdown;
                     // the delivery is then due again at the next start.
-                    let _ = records.send(record).await;
+                    let _ = records.send((record, item)).await;
                 });
             }
         }
@@ -182,31 +196,59 @@ async fn attempt_or_bug(deliverer: &Deliverer, delivery: &ClaimedDelivery) -> At
 /// time.
 async fn record_loop(
     store: Arc<dyn Store>,
-    mut queue: mpsc::Receiver<AttemptRecord>,
+    mut queue: mpsc::Receiver<Done>,
     wake: Arc<Notify>,
+    feed: Option<Feed>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while queue.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let rescheduled = batch
+        let (records, items): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+        let rescheduled = records
             .iter()
             .any(|r| matches!(r.next, NextState::RetryAt(_) | NextState::WaitUntil(_)));
-        let records = std::mem::replace(&mut batch, Vec::with_capacity(RECORD_BATCH));
         write_records(store.as_ref(), &records, &queue).await;
         if rescheduled {
             wake.notify_one();
         }
+        if let Some(feed) = &feed {
+            items
+                .into_iter()
+                .flatten()
+                .for_each(|item| feed.publish(item));
+        }
     }
+}
+
+/// What the feed says about an attempt; nothing for one that was not an attempt (a
+/// delivery waiting for its plugin, its rate slot or an enabled subscription).
+fn outcome_item(delivery: &ClaimedDelivery, record: &AttemptRecord) -> Option<FeedItem> {
+    let outcome = match record.next {
+        NextState::Delivered => "delivered",
+        NextState::Skipped => "skipped",
+        NextState::DeadLetter => "dead_letter",
+        NextState::Cancelled => "cancelled",
+        NextState::RetryAt(_) => "retrying",
+        NextState::WaitUntil(_) => return None,
+    };
+    Some(FeedItem::DeliveryOutcome {
+        delivery_id: delivery.id.clone(),
+        subscription_id: delivery.subscription_id.clone(),
+        event_id: delivery.event.id.clone(),
+        event_type: delivery.event.kind.clone(),
+        attempt: record.attempt,
+        outcome,
+        status_code: record.status_code,
+        error: record.error.clone(),
+        latency_ms: record.latency_us / 1000,
+        at: rfc3339_millis(record.started_at_ms),
+    })
 }
 
 /// Writes one batch of records, trying again while the store fails (a full disk, a lost
 /// database): the deliveries stay leased meanwhile, so none is attempted twice. Once the
 /// engine is stopping it gives up after a few tries; the deliveries are then due again at
 /// the next start.
-async fn write_records(
-    store: &dyn Store,
-    records: &[AttemptRecord],
-    queue: &mpsc::Receiver<AttemptRecord>,
-) {
+async fn write_records(store: &dyn Store, records: &[AttemptRecord], queue: &mpsc::Receiver<Done>) {
     let mut wait = Duration::from_millis(100);
     for tries in 1.. {
         let Err(e) = store.record(records.to_vec()).await else {

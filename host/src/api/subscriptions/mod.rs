@@ -15,3 +15,4 @@ mod types;
 mod view;
 
 pub use handlers::*;
+pub(crate) use types::SubscriptionView;
