@@ -11,7 +11,8 @@
 //! - `drain`, `ingest`, `adapters`, `reload`, `cluster`: the scenarios (`cluster` is the
 //!   PostgreSQL mode with several nodes); `mixed`: producers posting while the engine
 //!   delivers, on default settings, with the engine's CPU time per delivery; `console`: the
-//!   console's page times on a store with 10,000 subscriptions and 1M deliveries.
+//!   console's page times on a store with 10,000 subscriptions and 1M deliveries;
+//!   `sources`: HTTP, in-process and NATS ingest from one run (NATS from `scripts/nats-server`).
 //! - `harness`: engines in this process or in child processes, preloading, RSS and disk.
 //! - `receiver`: the loopback receiver that counts and times deliveries.
 
@@ -26,6 +27,7 @@ mod mixed;
 mod receiver;
 mod reload;
 mod report;
+mod sources;
 mod targets;
 
 use std::path::PathBuf;
@@ -157,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             "## Hot reload",
             "## Console pages",
             "## Producers posting while the engine delivers",
+            "## Event sources: HTTP, in process, NATS",
             "## Targets",
         ] {
             anyhow::ensure!(

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::targets::Targets;
 use crate::{DISCORD, SLACK, Scale, TEAMS};
 use crate::{
-    adapters, baseline, cluster, console, drain, harness, ingest, mixed, receiver, reload,
+    adapters, baseline, cluster, console, drain, harness, ingest, mixed, receiver, reload, sources,
 };
 
 pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
@@ -22,6 +22,10 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     }
     if scenario == "console" {
         return console_report(&mut out, scale).await.map(|()| out);
+    }
+    if scenario == "sources" {
+        sources::report(&mut out, &receiver, scale.ingest_events).await?;
+        return Ok(out);
     }
     if scenario == "reload" {
         return reload_report(&mut out, &receiver, scale)
@@ -156,6 +160,7 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
     if all {
         reload_report(&mut out, &receiver, scale).await?;
         console_report(&mut out, scale).await?;
+        sources::report(&mut out, &receiver, scale.ingest_events).await?;
         targets.baseline = base.rate;
         out.push_str(&targets.table());
     }

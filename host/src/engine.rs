@@ -543,3 +543,9 @@ pub async fn run(
     .await;
     engine.shutdown().await
 }
+
+// Producers share one embedded engine across tasks (`Arc<Engine>`): keep it `Send + Sync`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+};
