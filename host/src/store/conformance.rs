@@ -838,44 +838,93 @@ pub fn postgres_url() -> Option<String> {
 /// A PostgreSQL store in a schema of its own; reopening it uses the same node id, as a
 /// restarted process configured with `[storage] node_id` would.
 pub fn postgres() -> Option<Opener> {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let url = postgres_url()?;
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let schema = format!("conformance_{}_{n}", std::process::id());
+    let schema = postgres_schema();
     let created = Arc::new(tokio::sync::OnceCell::new());
     Some(Arc::new(move |now| {
         let (url, schema, created) = (url.clone(), schema.clone(), Arc::clone(&created));
         Box::pin(async move {
-            created
-                .get_or_init(|| async {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connect to the test server");
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!(
-                            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-                        ))
-                        .await
-                        .expect("create schema");
-                })
-                .await;
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let options = PostgresOptions {
-                url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
-                pool_size: 8,
-                node_id: format!("{schema}-node"),
-                heartbeat: Duration::from_secs(1),
-                lease: Duration::from_secs(30),
-                tls: PgTls::default(),
-            };
-            Arc::new(
-                PostgresStore::open(options, now)
-                    .await
-                    .expect("open the PostgreSQL store"),
-            ) as Arc<dyn Store>
+            created.get_or_init(|| create_schema(&url, &schema)).await;
+            let node = format!("{schema}-node");
+            Arc::new(open_postgres_node(&url, &schema, &node, now).await) as Arc<dyn Store>
         })
     }))
+}
+
+/// A schema name no other test in this run uses.
+fn postgres_schema() -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("conformance_{}_{n}", std::process::id())
+}
+
+/// Creates `schema` empty on the test server.
+async fn create_schema(url: &str, schema: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .expect("create schema");
+}
+
+/// One node of a cluster on `schema`, with a 30 s lease renewed by its heartbeat.
+async fn open_postgres_node(url: &str, schema: &str, node_id: &str, now: i64) -> PostgresStore {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let options = PostgresOptions {
+        url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+        pool_size: 8,
+        node_id: node_id.to_owned(),
+        heartbeat: Duration::from_secs(1),
+        lease: Duration::from_secs(30),
+        tls: PgTls::default(),
+    };
+    PostgresStore::open(options, now)
+        .await
+        .expect("open the PostgreSQL store")
+}
+
+/// Issue 13, defect 1 on PostgreSQL: an attempt that runs past its claim's lease (a
+/// receiver taking minutes under a long `timeout`) is not handed to another node while
+/// its own node is alive, because every heartbeat renews that node's leases. When the
+/// node stops beating, another takes the delivery once the renewed lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_heartbeats_renew_the_leases_of_long_attempts() {
+    let Some(url) = postgres_url() else { return };
+    let schema = postgres_schema();
+    create_schema(&url, &schema).await;
+    let a = open_postgres_node(&url, &schema, "node-a", 0).await;
+    let b = open_postgres_node(&url, &schema, "node-b", 0).await;
+    let lease = Duration::from_secs(30);
+    a.ingest(vec![new_event("e1", &["s"])]).await.unwrap();
+    assert_eq!(
+        a.claim_due(1_000, 10, lease)
+            .await
+            .unwrap()
+            .deliveries
+            .len(),
+        1
+    );
+    let report = || NodeReport {
+        started_at_ms: 0,
+        plugins: Default::default(),
+    };
+    // Node a is still in the attempt 25 s and 50 s later, and beats.
+    a.heartbeat(26_000, report()).await.unwrap();
+    a.heartbeat(51_000, report()).await.unwrap();
+    // Long past the claim's own lease (31 s), node b must not start a second attempt.
+    let taken = b.claim_due(60_000, 10, lease).await.unwrap();
+    assert!(
+        taken.deliveries.is_empty(),
+        "a live node's delivery was handed to another node while its attempt ran"
+    );
+    // Node a dies: no more beats. Once the last renewal ends, b takes over.
+    let taken = b.claim_due(81_000, 10, lease).await.unwrap();
+    assert_eq!(taken.deliveries.len(), 1, "a dead node's lease never ended");
 }
 
 crate::store_conformance!(postgres_store, postgres);
