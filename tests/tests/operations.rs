@@ -80,8 +80,18 @@ async fn operational_events_reach_the_operator_signed_and_once_each() {
         check_webhook(&served, &kind, &request).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             seen.insert(kind.clone(), body["data"].clone()).is_none(),
-            "{kind} arrived twice: {:?}",
-            kinds(&operator)
+            "{kind} arrived twice: {:?}\n{}",
+            kinds(&operator),
+            operator
+                .requests_to("/ops")
+                .iter()
+                .map(|r| format!(
+                    "{} {}",
+                    r.header("webhook-id"),
+                    String::from_utf8_lossy(&r.body)
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     let endpoint = format!("http://{}", flaky.addr());
