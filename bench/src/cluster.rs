@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmhook::store::{PgTls, PostgresOptions, PostgresStore};
 
-use crate::harness::{ChildEngine, preload_into, subscription};
+use crate::harness::{ChildEngine, ScriptServer, preload_into, subscription};
 use crate::receiver::Receiver;
 
 /// A PostgreSQL server for the run; stops the throwaway cluster when dropped.
@@ -16,46 +16,22 @@ use crate::receiver::Receiver;
 pub struct Server {
     /// `postgres://…/postgres`.
     pub url: String,
-    throwaway: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.throwaway {
-            let _ = std::process::Command::new(script())
-                .args(["stop", dir])
-                .status();
-        }
-    }
-}
-
-fn script() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-cluster").to_owned()
+    _throwaway: Option<ScriptServer>,
 }
 
 impl Server {
-    /// `WASMHOOK_BENCH_DATABASE_URL`, or a throwaway cluster.
+    /// `WASMHOOK_BENCH_DATABASE_URL`, or a throwaway cluster from `scripts/pg-cluster`.
     pub fn get() -> anyhow::Result<Self> {
         if let Ok(url) = std::env::var("WASMHOOK_BENCH_DATABASE_URL") {
             return Ok(Self {
                 url,
-                throwaway: None,
+                _throwaway: None,
             });
         }
-        let out = std::process::Command::new(script()).arg("start").output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "scripts/pg-cluster start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8(out.stdout)?;
-        let (url, dir) = line
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| anyhow::anyhow!("unexpected pg-cluster output: {line}"))?;
+        let cluster = ScriptServer::start("pg-cluster")?;
         Ok(Self {
-            url: url.to_owned(),
-            throwaway: Some(dir.to_owned()),
+            url: cluster.url.clone(),
+            _throwaway: Some(cluster),
         })
     }
 

@@ -110,6 +110,11 @@ impl ChildEngine {
         (ticks(11) + ticks(12)) / 100.0
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The child's peak RSS so far, bytes.
     pub fn peak_rss(&self) -> u64 {
         vm_hwm(&format!("/proc/{}/status", self.child.id()))
@@ -276,4 +281,82 @@ pub fn preamble(concurrency: usize) -> String {
         "[delivery]\nallow_private_networks = true\nconcurrency = {}\nendpoint_concurrency = {concurrency}\n\n",
         concurrency * 2
     )
+}
+
+/// A throwaway server started by one of the repository's scripts (`scripts/pg-cluster`,
+/// `scripts/nats-server`): `start` prints `<url> <folder>` once it accepts clients, and
+/// `stop <folder>` removes it, which happens when this is dropped.
+#[derive(Debug)]
+pub struct ScriptServer {
+    /// What `start` printed first: the URL clients connect to.
+    pub url: String,
+    dir: String,
+    script: std::path::PathBuf,
+}
+
+impl ScriptServer {
+    /// Runs `scripts/<name> start` (which installs the server from Debian when missing).
+    pub fn start(name: &str) -> anyhow::Result<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scripts")
+            .join(name);
+        let out = std::process::Command::new(&script).arg("start").output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scripts/{name} start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout)?;
+        let (url, dir) = line
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("scripts/{name} printed `{line}`"))?;
+        Ok(Self {
+            url: url.to_owned(),
+            dir: dir.to_owned(),
+            script,
+        })
+    }
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.script)
+            .args(["stop", &self.dir])
+            .status();
+    }
+}
+
+/// Runs `job(0)` to `job(jobs - 1)` on `workers` concurrent tasks, each taking the next
+/// number as it finishes one (as producers share out work), and returns how long they
+/// took together.
+pub async fn share_out<F, Fut>(
+    workers: usize,
+    jobs: u64,
+    job: F,
+) -> anyhow::Result<std::time::Duration>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let next = Arc::new(AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (job, next) = (job.clone(), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= jobs {
+                    return anyhow::Ok(());
+                }
+                job(n).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
 }

@@ -7,9 +7,7 @@
 //! - Latency: events published one per request at a fixed rate; each carries its send
 //!   time, and the receiver records when its delivery arrived.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::harness::{Engine, micros, preamble, subscription};
+use crate::harness::{Engine, micros, preamble, share_out, subscription};
 use crate::receiver::Receiver;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -107,25 +105,13 @@ async fn single_posts(
     concurrency: usize,
 ) -> anyhow::Result<f64> {
     let url: http::Uri = format!("{base}/v1/events").parse()?;
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
-        workers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= events {
-                    return anyhow::Ok(());
-                }
-                post(&client, &url, Bytes::from(event_json(n))).await?;
-            }
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    Ok(events as f64 / started.elapsed().as_secs_f64())
+    let client = client.clone();
+    let took = share_out(concurrency, events, move |n| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { post(&client, &url, Bytes::from(event_json(n))).await }
+    })
+    .await?;
+    Ok(events as f64 / took.as_secs_f64())
 }
 
 async fn batched_posts(
@@ -136,27 +122,17 @@ async fn batched_posts(
 ) -> anyhow::Result<f64> {
     let url: http::Uri = format!("{base}/v1/events/batch").parse()?;
     let batches = (events as usize).div_ceil(batch) as u64;
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
-        workers.push(tokio::spawn(async move {
-            loop {
-                let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    return anyhow::Ok(());
-                }
-                let first = events + b * batch as u64;
-                let body: Vec<String> = (first..first + batch as u64).map(event_json).collect();
-                post(&client, &url, Bytes::from(format!("[{}]", body.join(",")))).await?;
-            }
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    Ok((batches * batch as u64) as f64 / started.elapsed().as_secs_f64())
+    let client = client.clone();
+    let took = share_out(4, batches, move |b| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let first = events + b * batch as u64;
+            let body: Vec<String> = (first..first + batch as u64).map(event_json).collect();
+            post(&client, &url, Bytes::from(format!("[{}]", body.join(",")))).await
+        }
+    })
+    .await?;
+    Ok((batches * batch as u64) as f64 / took.as_secs_f64())
 }
 
 /// Ingest-to-delivery latency percentiles, in microseconds.

@@ -7,13 +7,11 @@
 //!   receiver.
 //! - `latency`: one event per request at a fixed rate; publish-to-receipt percentiles.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::harness::{ChildEngine, micros, subscription};
+use crate::harness::{ChildEngine, micros, share_out, subscription};
 use crate::ingest::{client, event_json, post};
 use crate::receiver::Receiver;
 
@@ -38,6 +36,8 @@ pub struct Run {
     pub rate: f64,
     /// The engine's CPU time (user + system) per delivery, milliseconds.
     pub cpu_ms_per_delivery: f64,
+    /// The engine's process id, so a profile can keep its samples alone.
+    pub engine_pid: u32,
 }
 
 /// Starts a child engine in a fresh folder; `plugin` is copied in as `<name>.wasm`.
@@ -83,31 +83,18 @@ pub async fn run(
         one
     };
     let requests = (events as usize).div_ceil(batch) as u64;
-    let next = Arc::new(AtomicU64::new(0));
-    let mut producers = Vec::new();
-    for _ in 0..PRODUCERS {
-        let (client, url, next) = (client.clone(), url.clone(), Arc::clone(&next));
-        producers.push(tokio::spawn(async move {
-            loop {
-                let r = next.fetch_add(1, Ordering::Relaxed);
-                if r >= requests {
-                    return anyhow::Ok(());
-                }
-                let body = if batch > 1 {
-                    let first = 1 + r * batch as u64;
-                    let events: Vec<String> =
-                        (first..first + batch as u64).map(event_json).collect();
-                    format!("[{}]", events.join(","))
-                } else {
-                    event_json(1 + r)
-                };
-                post(&client, &url, Bytes::from(body)).await?;
-            }
-        }));
-    }
-    for p in producers {
-        p.await??;
-    }
+    share_out(PRODUCERS, requests, move |r| {
+        let (client, url) = (client.clone(), url.clone());
+        let body = if batch > 1 {
+            let first = 1 + r * batch as u64;
+            let events: Vec<String> = (first..first + batch as u64).map(event_json).collect();
+            format!("[{}]", events.join(","))
+        } else {
+            event_json(1 + r)
+        };
+        async move { post(&client, &url, Bytes::from(body)).await }
+    })
+    .await?;
     let total = requests * batch as u64;
     receiver.wait_for(path, total + 1).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -115,6 +102,7 @@ pub async fn run(
     Ok(Run {
         rate: total as f64 / elapsed,
         cpu_ms_per_delivery: 1e3 * cpu / total as f64,
+        engine_pid: engine.pid(),
     })
 }
 

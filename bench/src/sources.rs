@@ -3,13 +3,9 @@
 //! HTTP ingest measured in the same run on the same config (one subscription whose
 //! deliveries wait, so the figures are ingest alone, as in `ingest`).
 //!
-//! NATS comes from `scripts/nats-server` (Debian's nats-server, installed when missing), so
-//! this scenario is run on its own (`wasmhook-bench sources`), not by `all`.
+//! NATS comes from `scripts/nats-server` (Debian's nats-server, installed when missing).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -17,7 +13,7 @@ use http_body_util::BodyExt as _;
 use wasmhook::config::{Config, ProcessEnv};
 use wasmhook::event::EventDraft;
 
-use crate::harness::{Engine, preamble, subscription};
+use crate::harness::{Engine, ScriptServer, preamble, share_out, subscription};
 use crate::ingest::{self, client};
 use crate::receiver::Receiver;
 
@@ -59,90 +55,33 @@ async fn in_process(receiver: &Receiver, events: u64) -> anyhow::Result<(f64, f6
         data: Some(data(n)),
     };
 
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..PRODUCERS {
-        let (engine, next) = (Arc::clone(&engine), Arc::clone(&next));
-        workers.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= events {
-                    return anyhow::Ok(());
-                }
-                engine.publish(draft(n)).await?;
-            }
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    let single = events as f64 / started.elapsed().as_secs_f64();
+    let shared = Arc::clone(&engine);
+    let took = share_out(PRODUCERS, events, move |n| {
+        let engine = Arc::clone(&shared);
+        async move { engine.publish(draft(n)).await.map(drop).map_err(Into::into) }
+    })
+    .await?;
+    let single = events as f64 / took.as_secs_f64();
 
     let batches = (events as usize).div_ceil(BATCH) as u64;
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        let (engine, next) = (Arc::clone(&engine), Arc::clone(&next));
-        workers.push(tokio::spawn(async move {
-            loop {
-                let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    return anyhow::Ok(());
-                }
-                let first = events + b * BATCH as u64;
-                engine
-                    .publish_batch((first..first + BATCH as u64).map(draft).collect())
-                    .await?;
-            }
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    let batched = (batches * BATCH as u64) as f64 / started.elapsed().as_secs_f64();
+    let shared = Arc::clone(&engine);
+    let took = share_out(4, batches, move |b| {
+        let engine = Arc::clone(&shared);
+        let first = events + b * BATCH as u64;
+        async move {
+            let drafts = (first..first + BATCH as u64).map(draft).collect();
+            engine
+                .publish_batch(drafts)
+                .await
+                .map(drop)
+                .map_err(Into::into)
+        }
+    })
+    .await?;
+    let batched = (batches * BATCH as u64) as f64 / took.as_secs_f64();
     let engine = Arc::into_inner(engine).expect("every producer has finished");
     engine.shutdown().await?;
     Ok((single, batched))
-}
-
-/// A NATS server from `scripts/nats-server`, stopped when dropped.
-struct Nats {
-    url: String,
-    dir: String,
-}
-
-fn nats_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats-server")
-}
-
-impl Nats {
-    fn start() -> anyhow::Result<Self> {
-        let out = Command::new(nats_script()).arg("start").output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "scripts/nats-server start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8(out.stdout)?;
-        let (url, dir) = line
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| anyhow::anyhow!("scripts/nats-server printed `{line}`"))?;
-        Ok(Self {
-            url: url.to_owned(),
-            dir: dir.to_owned(),
-        })
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = Command::new(nats_script())
-            .args(["stop", &self.dir])
-            .status();
-    }
 }
 
 /// The engine's `wasmhook_events_ingested_total`.
@@ -159,7 +98,7 @@ async fn ingested(client: &ingest::HttpClient, base: &str) -> anyhow::Result<u64
 /// Events per second consumed from a JetStream stream that already holds `events`
 /// messages: from the first committed event to the last, as the engine's counter says.
 async fn nats(receiver: &Receiver, events: u64) -> anyhow::Result<f64> {
-    let nats = Nats::start()?;
+    let nats = ScriptServer::start("nats-server")?;
     let js = jetstream::new(async_nats::connect(&nats.url).await?);
     js.create_stream(jetstream::stream::Config {
         name: "BENCH".into(),
