@@ -158,6 +158,14 @@ pub async fn preload(
     preload_into(Arc::new(store), subscriptions, events, payload_bytes).await
 }
 
+/// A preloaded event's `data`: exactly `bytes` long (at least its fields) whatever `n`,
+/// so the largest payload stays within `[limits] max_event_bytes` (256 KiB by default).
+pub fn event_data(n: usize, bytes: usize) -> String {
+    let head = format!("{{\"n\":{n},\"summary\":\"event {n}\",\"pad\":\"");
+    let fill = bytes.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(fill))
+}
+
 /// As `preload`, into any store. Each id in `subscriptions` is stored as a config-file
 /// subscription to `bench.*` first, so ingest routes to it; the engine's own config,
 /// which names the same ids, replaces those records when it starts.
@@ -199,16 +207,13 @@ pub async fn preload_into(
         Metrics::default(),
         LimitsConfig::default().event_limits(),
     );
-    let pad = "x".repeat(payload_bytes.saturating_sub(40));
     let mut i = 0;
     while i < events {
         let batch: Vec<EventDraft> = (i..(i + 1000).min(events))
             .map(|n| EventDraft {
                 id: Some(format!("evt_{n}")),
                 kind: "bench.event".into(),
-                data: Some(format!(
-                    "{{\"n\":{n},\"summary\":\"event {n}\",\"pad\":\"{pad}\"}}"
-                )),
+                data: Some(event_data(n, payload_bytes)),
             })
             .collect();
         i += batch.len();
@@ -359,4 +364,18 @@ where
         t.await??;
     }
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preloaded_data_is_exactly_the_payload_size_for_any_event_number() {
+        for n in [0, 7, 1_999, 999_999] {
+            let data = event_data(n, 256 << 10);
+            assert_eq!(data.len(), 256 << 10, "event {n}");
+            serde_json::from_str::<serde_json::Value>(&data).expect("JSON");
+        }
+    }
 }
