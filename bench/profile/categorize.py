@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Sorts the CPU samples of a `perf record` of a drain into where the time goes: the store,
 wasm, signing, HTTP and TCP, scheduling, memory. Run by scripts/profile-drain; usage:
-categorize.py perf.data [...]. The buckets are by thread and symbol name, so they are
-approximate; "other" is what no rule claims."""
+categorize.py perf.data[:pid] [...], where a pid keeps that process's samples alone (the
+engine child of a producers' workload). The buckets are by thread and symbol name, so they
+are approximate; "other" is what no rule claims."""
 import subprocess, sys, re, collections
-def cats(path):
-    out = subprocess.run(["perf","report","-i",path,"--no-children","--sort","comm,dso,sym","--stdio","-g","none"],capture_output=True,text=True).stdout
+def cats(arg):
+    path, _, pid = arg.partition(":")
+    only = [f"--pid={pid}"] if pid else []
+    out = subprocess.run(["perf","report","-i",path,*only,"--no-children","--sort","comm,dso,sym","--stdio","-g","none"],capture_output=True,text=True).stdout
     c = collections.Counter()
     for line in out.splitlines():
         m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+(.+?)\s+\[(.)\]\s+(.*)", line)

@@ -51,6 +51,19 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         writeln!(out, "drain ({which}): {rate:.0} deliveries/s")?;
         return Ok(out);
     }
+    if let Some(which) = scenario.strip_prefix("profile-mixed-") {
+        // One producers' workload on defaults, for `perf record`; the engine is a child
+        // process, whose pid lets the profile keep the engine's samples alone.
+        let batch = if which == "single" { 1 } else { mixed::BATCH };
+        let path = format!("/profile-mixed-{which}");
+        let run = mixed::run(&receiver, &path, scale.producer_events, batch, None, "").await?;
+        writeln!(
+            out,
+            "mixed ({which}): {:.0} deliveries/s, {:.3} ms engine CPU per delivery, engine pid {}",
+            run.rate, run.cpu_ms_per_delivery, run.engine_pid
+        )?;
+        return Ok(out);
+    }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
         out,
