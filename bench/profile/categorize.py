@@ -7,7 +7,7 @@ are approximate; "other" is what no rule claims."""
 import subprocess, sys, re, collections
 def cats(arg):
     path, _, pid = arg.partition(":")
-    only = [f"--pid={pid}"] if pid else []
+    only = [f"--pid={pid}", "--percentage", "relative"] if pid else []
     out = subprocess.run(["perf","report","-i",path,*only,"--no-children","--sort","comm,dso,sym","--stdio","-g","none"],capture_output=True,text=True).stdout
     c = collections.Counter()
     for line in out.splitlines():
