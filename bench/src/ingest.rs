@@ -148,31 +148,25 @@ pub struct Latency {
     pub events: usize,
 }
 
-/// Publishes `events` events at `per_second`, one per request, each to one subscription
-/// without an adapter, and measures publish-to-arrival times at the receiver.
-pub async fn latency(
+/// Warms the engine at `base` with one event, then publishes `events` events at
+/// `per_second`, one per request, each carrying its send time, and waits until the
+/// receiver has them all at `path` (a `/latency…` path, which it times). Returns the
+/// publish-to-receipt times, sorted, in microseconds; never empty.
+pub async fn paced_latencies(
     receiver: &Receiver,
+    path: &str,
+    base: &str,
     events: usize,
     per_second: u64,
-) -> anyhow::Result<Latency> {
-    let dir = tempfile::tempdir()?;
-    std::fs::create_dir_all(dir.path().join("plugins"))?;
-    let path = "/latency";
-    let config = format!(
-        "{}{}",
-        preamble(64),
-        subscription("latency", &receiver.url(path), "")
-    );
-    let engine = Engine::start(&config, dir.path()).await?;
-    let url: http::Uri = format!("{}/v1/events", engine.base).parse()?;
+) -> anyhow::Result<Vec<u64>> {
+    let url: http::Uri = format!("{base}/v1/events").parse()?;
     let client = client();
     // Warm the connection pool and the engine.
     post(&client, &url, Bytes::from(event_json(0))).await?;
     receiver.wait_for(path, 1).await;
     let stats = receiver.stats(path);
     stats.latencies_us.lock().expect("lock").clear();
-
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sends = Vec::with_capacity(events);
     for n in 0..events {
@@ -190,10 +184,31 @@ pub async fn latency(
         s.await??;
     }
     receiver.wait_for(path, events as u64 + 1).await;
-    engine.stop().await?;
     let mut all = stats.latencies_us.lock().expect("lock").clone();
     all.sort_unstable();
     anyhow::ensure!(!all.is_empty(), "no latency was recorded");
+    Ok(all)
+}
+
+/// Publishes `events` events at `per_second`, one per request, each to one subscription
+/// without an adapter, and measures publish-to-arrival times at the receiver.
+pub async fn latency(
+    receiver: &Receiver,
+    events: usize,
+    per_second: u64,
+) -> anyhow::Result<Latency> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("plugins"))?;
+    let path = "/latency";
+    let config = format!(
+        "{}{}",
+        preamble(64),
+        subscription("latency", &receiver.url(path), "")
+    );
+    let engine = Engine::start(&config, dir.path()).await?;
+    let all = paced_latencies(receiver, path, &engine.base, events, per_second).await;
+    engine.stop().await?;
+    let all = all?;
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Ok(Latency {
         p50_us: at(0.50),

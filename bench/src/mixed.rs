@@ -7,12 +7,12 @@
 //!   receiver.
 //! - `latency`: one event per request at a fixed rate; publish-to-receipt percentiles.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::harness::{ChildEngine, micros, share_out, subscription};
-use crate::ingest::{client, event_json, post};
+use crate::harness::{ChildEngine, share_out, subscription};
+use crate::ingest::{client, event_json, paced_latencies, post};
 use crate::receiver::Receiver;
 
 /// Producers, as the issue's workloads have them.
@@ -131,33 +131,7 @@ pub async fn latency(
     );
     let config = defaults_config(&receiver.url(path), "", "");
     let (engine, _dir) = engine(&config, None)?;
-    let url: http::Uri = format!("{}/v1/events", engine.base).parse()?;
-    let client = client();
-    post(&client, &url, Bytes::from(event_json(0))).await?;
-    receiver.wait_for(path, 1).await;
-    let stats = receiver.stats(path);
-    stats.latencies_us.lock().expect("lock").clear();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sends = Vec::with_capacity(events);
-    for n in 0..events {
-        tick.tick().await;
-        let (client, url) = (client.clone(), url.clone());
-        sends.push(tokio::spawn(async move {
-            let body = format!(
-                r#"{{"type":"bench.latency","data":{{"n":{n},"sent_us":{}}}}}"#,
-                micros()
-            );
-            post(&client, &url, Bytes::from(body)).await
-        }));
-    }
-    for s in sends {
-        s.await??;
-    }
-    receiver.wait_for(path, events as u64 + 1).await;
-    let mut all = stats.latencies_us.lock().expect("lock").clone();
-    all.sort_unstable();
-    anyhow::ensure!(!all.is_empty(), "no latency was recorded");
+    let all = paced_latencies(receiver, path, &engine.base, events, per_second).await?;
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Ok(Latency {
         p50_us: at(0.50),
