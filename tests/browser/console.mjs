@@ -77,7 +77,8 @@ try {
   const tail = watch(await context.newPage());
   await tail.goto(`${base}/ui/tail`);
   await tail.waitForFunction(() => document.getElementById("tail-state").textContent === "live");
-  // The receiver refuses the first request (400: a dead letter at once), then accepts.
+  // The receiver fails the first message (500, retried once, 500 again: a dead letter),
+  // then accepts.
   const refused = await publish("host.down", { host: "web-1" });
   await tail.waitForSelector(`#tail tr.accepted >> text=${refused}`);
   await tail.waitForSelector(`#tail tr.dead_letter >> text=${refused}`);

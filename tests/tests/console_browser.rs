@@ -22,8 +22,9 @@ async fn an_operator_runs_the_console_in_chromium() {
         "Chromium ({chromium}) or playwright-core (tests/browser/node_modules) is missing; run scripts/setup"
     );
     let receiver = Receiver::start().await;
-    // The first request is refused for good (a dead letter at once); later ones succeed.
-    receiver.script("/hook", [Reply::Status(400)]);
+    // The receiver fails the first message until it is a dead letter (two attempts with the
+    // base config's one-step retry schedule); later requests succeed.
+    receiver.script("/hook", [Reply::Status(500), Reply::Status(500)]);
     let work = Workdir::new();
     work.install_plugin("slack", SLACK);
     work.write_config(&format!(
@@ -56,6 +57,14 @@ async fn an_operator_runs_the_console_in_chromium() {
         engine.log()
     );
     assert!(stdout.contains("console browser test passed"), "{stdout}");
-    // What the receiver got: the refused request, the accepted one, the replay.
-    assert_eq!(receiver.requests_to("/hook").len(), 3);
+    // What the receiver got: the first message twice (failed, retried, failed), the
+    // accepted one, then the first again, replayed.
+    let got: Vec<String> = receiver
+        .requests_to("/hook")
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[0], got[1], "the failed message was retried: {got:?}");
+    assert_ne!(got[0], got[2], "{got:?}");
 }
