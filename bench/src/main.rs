@@ -84,6 +84,11 @@ struct Scale {
     console_deliveries: usize,
 }
 
+/// The engine binary's allocator, so that an engine run in this process (or as this
+/// binary's `engine-child`) allocates as `wasmhook` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.scenario == "engine-child" {
