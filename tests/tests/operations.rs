@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmhook_tests::openapi::check_webhook;
-use wasmhook_tests::{Receiver, Reply, SECRET, Workdir, verify};
+use wasmhook_tests::{Receiver, Reply, SECRET, SLACK, Workdir, verify};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,8 @@ fn kinds(operator: &Receiver) -> HashMap<String, usize> {
 }
 
 /// Acceptance 2: an operator subscribed to `wasmhook.*` gets a circuit opening, its
-/// recovery, the subscription a `410` disabled, a dead letter and a rejected plugin: each
+/// recovery, the subscription a `410` disabled, a dead letter, a rejected plugin and a
+/// loaded one: each
 /// signed, once, and valid against the schema `/openapi.json` documents for its type.
 #[tokio::test(flavor = "multi_thread")]
 async fn operational_events_reach_the_operator_signed_and_once_each() {
@@ -58,12 +59,17 @@ async fn operational_events_reach_the_operator_signed_and_once_each() {
     // circuit (the endpoint answers), dead-letters the delivery and disables `flaky`.
     flaky.set_default("/flaky", Reply::Status(410));
     std::fs::write(work.plugins().join("broken.wasm"), b"\0asm not really").expect("write");
+    // A good adapter lands as operators should drop one: written beside, renamed in.
+    let staged = work.path().join("good.wasm.part");
+    std::fs::copy(SLACK, &staged).expect("stage the adapter");
+    std::fs::rename(&staged, work.plugins().join("good.wasm")).expect("rename it in");
     let wanted = [
         "wasmhook.endpoint.circuit_opened",
         "wasmhook.endpoint.recovered",
         "wasmhook.subscription.disabled",
         "wasmhook.delivery.dead_lettered",
         "wasmhook.plugin.rejected",
+        "wasmhook.plugin.loaded",
     ];
     operator
         .wait_until(WAIT, "every operational event", |_| {
@@ -114,6 +120,11 @@ async fn operational_events_reach_the_operator_signed_and_once_each() {
         (Some("evt_1"), Some(410))
     );
     assert_eq!(seen["wasmhook.plugin.rejected"]["plugin"], "broken");
+    let loaded = &seen["wasmhook.plugin.loaded"];
+    assert_eq!(
+        (loaded["plugin"].as_str(), loaded["world_version"].as_str()),
+        (Some("good"), Some("0.2.0"))
+    );
     // Nothing about `flaky` went to `flaky`, and a catch-all pattern does not get them.
     assert!(
         flaky
