@@ -17,6 +17,10 @@ use crate::secret::Secret;
 use crate::signing::SigningKey;
 use crate::store::SubscriptionSource;
 
+/// The highest `rate_limit` accepted, deliveries a second: far above what one engine
+/// delivers, and a plain 32-bit integer for every client (the API documents it).
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
 /// What defines a subscription; stored as JSON, so fields can be added with defaults.
 /// `Debug` shows setting and header names but never secret values.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -417,10 +421,12 @@ impl SubscriptionSpec {
             .map(PayloadFilter::parse)
             .transpose()
             .map_err(|e| spec_err("filter", e.to_string()))?;
-        if self.rate_limit == Some(0) {
+        if let Some(rate) = self.rate_limit
+            && !(1..=MAX_RATE_LIMIT).contains(&rate)
+        {
             return Err(spec_err(
                 "rate_limit",
-                "`rate_limit` must be at least 1 (deliveries a second); leave it out for no limit",
+                "`rate_limit` must be between 1 and 1000000 (deliveries a second); leave it out for no limit",
             ));
         }
         if self.secrets.is_empty() {
@@ -559,6 +565,15 @@ mod tests {
         let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\"]\nmax_attempts = 7")
             .unwrap();
         assert_eq!(s.max_attempts, 7);
+    }
+
+    #[test]
+    fn a_rate_limit_is_between_one_and_a_million() {
+        let rate = |n: u64| build(&format!("secret_env = \"HOOK_SECRET\"\nrate_limit = {n}"));
+        assert!(rate(1).is_ok() && rate(1_000_000).is_ok());
+        for bad in [0, 1_000_001] {
+            assert_eq!(rate(bad).unwrap_err().field, "rate_limit", "{bad}");
+        }
     }
 
     #[test]

@@ -164,8 +164,9 @@ pub struct CreateSubscription {
     /// Time limit of one attempt (`"15s"`). Default: `[delivery] timeout`.
     #[schema(value_type = Option<ApiDuration>)]
     pub timeout: Option<String>,
-    /// Most deliveries a second. More wait their turn; none is dropped. Default: no limit.
-    #[schema(minimum = 1)]
+    /// Most deliveries a second (1 to 1,000,000). More wait their turn; none is dropped.
+    /// Default: no limit.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<u32>,
     /// The adapter's CPU budget for this subscription (`"100ms"`). Default: the plugin's.
     #[schema(value_type = Option<ApiDuration>)]
@@ -245,7 +246,7 @@ pub struct PatchSubscription {
     max_attempts: Option<u32>,
     #[schema(value_type = Option<ApiDuration>)]
     timeout: Option<String>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
     rate_limit: Option<u32>,
     #[schema(value_type = Option<ApiDuration>)]
     cpu_budget: Option<String>,
