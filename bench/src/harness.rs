@@ -160,7 +160,7 @@ pub async fn preload(
 
 /// A preloaded event's `data`: exactly `bytes` long (at least its fields) whatever `n`,
 /// so the largest payload stays within `[limits] max_event_bytes` (256 KiB by default).
-pub fn event_data(n: usize, bytes: usize) -> String {
+pub fn preload_data(n: usize, bytes: usize) -> String {
     let head = format!("{{\"n\":{n},\"summary\":\"event {n}\",\"pad\":\"");
     let fill = bytes.saturating_sub(head.len() + 2);
     format!("{head}{}\"}}", "x".repeat(fill))
@@ -213,7 +213,7 @@ pub async fn preload_into(
             .map(|n| EventDraft {
                 id: Some(format!("evt_{n}")),
                 kind: "bench.event".into(),
-                data: Some(event_data(n, payload_bytes)),
+                data: Some(preload_data(n, payload_bytes)),
             })
             .collect();
         i += batch.len();
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn preloaded_data_is_exactly_the_payload_size_for_any_event_number() {
         for n in [0, 7, 1_999, 999_999] {
-            let data = event_data(n, 256 << 10);
+            let data = preload_data(n, 256 << 10);
             assert_eq!(data.len(), 256 << 10, "event {n}");
             serde_json::from_str::<serde_json::Value>(&data).expect("JSON");
         }

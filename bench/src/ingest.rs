@@ -26,8 +26,13 @@ pub fn client() -> HttpClient {
 
 /// One 1 KiB event as JSON.
 pub fn event_json(n: u64) -> String {
-    let pad = "x".repeat(960);
-    format!(r#"{{"type":"bench.ingest","data":{{"n":{n},"pad":"{pad}"}}}}"#)
+    format!(r#"{{"type":"bench.ingest","data":{}}}"#, event_data(n))
+}
+
+/// The `data` of ingest event `n`: about 1 KiB, the same whoever publishes it (HTTP, the
+/// embedded engine or NATS).
+pub fn event_data(n: u64) -> String {
+    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(960))
 }
 
 pub async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> anyhow::Result<()> {

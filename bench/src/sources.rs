@@ -14,7 +14,7 @@ use wasmhook::config::{Config, ProcessEnv};
 use wasmhook::event::EventDraft;
 
 use crate::harness::{Engine, ScriptServer, preamble, share_out, subscription};
-use crate::ingest::{self, client};
+use crate::ingest::{self, client, event_data};
 use crate::receiver::Receiver;
 
 /// Batches per request or call, as in `ingest`.
@@ -35,11 +35,6 @@ fn config(receiver: &Receiver, extra: &str) -> String {
     )
 }
 
-/// The `data` of event `n`: the same 1 KiB object the HTTP ingest posts.
-fn data(n: u64) -> String {
-    format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(960))
-}
-
 /// Events per second through the embedded engine: single `publish` calls from
 /// [`PRODUCERS`] tasks, then `publish_batch` of [`BATCH`] from 4.
 async fn in_process(receiver: &Receiver, events: u64) -> anyhow::Result<(f64, f64)> {
@@ -52,7 +47,7 @@ async fn in_process(receiver: &Receiver, events: u64) -> anyhow::Result<(f64, f6
     let draft = |n: u64| EventDraft {
         id: None,
         kind: "bench.ingest".into(),
-        data: Some(data(n)),
+        data: Some(event_data(n)),
     };
 
     let shared = Arc::clone(&engine);
@@ -109,7 +104,7 @@ async fn nats(receiver: &Receiver, events: u64) -> anyhow::Result<f64> {
     for chunk in (0..events).collect::<Vec<_>>().chunks(1_000) {
         let mut acks = Vec::with_capacity(chunk.len());
         for &n in chunk {
-            acks.push(js.publish("bench.ingest", data(n).into()).await?);
+            acks.push(js.publish("bench.ingest", event_data(n).into()).await?);
         }
         for ack in acks {
             ack.await?;

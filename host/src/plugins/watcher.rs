@@ -39,9 +39,9 @@ pub enum Change {
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct Watch {
-    /// Behind a mutex (never locked) only so that `Watch`, and the embedded `Engine` that
-    /// holds it, are `Sync`: producers share one engine across tasks.
-    _debouncer: std::sync::Mutex<Box<dyn Send>>,
+    /// `Sync` too, so that the embedded `Engine` that holds it is: producers share one
+    /// engine across tasks.
+    _debouncer: Box<dyn Send + Sync>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -108,7 +108,7 @@ pub fn watch(
         }
     });
     Ok(Watch {
-        _debouncer: std::sync::Mutex::new(Box::new(debouncer)),
+        _debouncer: Box::new(debouncer),
     })
 }
 

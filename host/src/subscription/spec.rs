@@ -426,7 +426,9 @@ impl SubscriptionSpec {
         {
             return Err(spec_err(
                 "rate_limit",
-                "`rate_limit` must be between 1 and 1000000 (deliveries a second); leave it out for no limit",
+                format!(
+                    "`rate_limit` must be between 1 and {MAX_RATE_LIMIT} (deliveries a second); leave it out for no limit"
+                ),
             ));
         }
         if self.secrets.is_empty() {
