@@ -6,6 +6,10 @@
 //! caller. Under load that is one `fsync` per batch, not per event. Reads use their own
 //! connection, which WAL lets run beside the writer.
 //!
+//! Over 500 lines on purpose: it is the whole `Store` trait for SQLite around one writer
+//! thread and its lease map, which every method shares; the SQL helpers for ingest, claims
+//! and records sit at the end.
+//!
 //! Leases live in memory, not in the file. One process owns the file, and every lease it
 //! held is void when it restarts (all pending deliveries are simply due), so writing a
 //! lease to disk would cost a row update and an index move per delivery for nothing.
