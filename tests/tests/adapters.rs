@@ -28,8 +28,12 @@ async fn hostile_adapters_get_typed_errors_and_harm_no_one_else() {
     work.install_plugin("wrongworld", WRONG_WORLD);
     work.install_plugin("future", FUTURE);
     std::fs::write(work.plugins().join("notwasm.wasm"), b"#!/bin/sh\necho hi\n").expect("write");
+    // Every hostile call fails, and each of the 20 events must become a dead letter within
+    // the wait: the adapter breaker (5 failures in a row hold the rest for a 30 s cooldown
+    // each, one probe at a time) would turn that into minutes whenever the engine claims
+    // the events after the first failures are recorded. The breaker has its own tests.
     let mut config = format!(
-        "{}\n[plugins.overrides.hostile]\ncpu_budget = \"10s\"\n\n",
+        "{}breaker_failures = 1000\n\n[plugins.overrides.hostile]\ncpu_budget = \"10s\"\n\n",
         base_config()
     );
     config.push_str(&subscription("healthy", &receiver.url("/healthy"), "*", ""));

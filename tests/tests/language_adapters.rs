@@ -134,6 +134,9 @@ async fn javascript_and_python_adapters_deliver_fresh_and_reused() {
     work.install_plugin("discord", discord);
 
     let mut config = base_config();
+    // The misconfigured Discord adapter fails every call, and all its events must become
+    // dead letters within the wait, not queue behind the adapter breaker's cooldowns.
+    config.push_str("breaker_failures = 1000\n");
     // Fresh JS and Python instances take milliseconds; give them room on a loaded machine.
     config.push_str("\n[plugins.overrides.teams]\ncpu_budget = \"2s\"\n");
     config.push_str("\n[plugins.overrides.discord]\ncpu_budget = \"2s\"\n\n");
