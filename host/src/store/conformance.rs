@@ -727,6 +727,83 @@ pub async fn concurrent_writers(open: Opener) {
     assert_eq!(claim.deliveries.len(), 200);
 }
 
+/// Claims racing the records of earlier claims never hand out a delivery twice: a
+/// delivery recorded as delivered stays leased until that record is visible to claims.
+pub async fn claims_racing_records_hand_out_each_delivery_once(open: Opener) {
+    const EVENTS: usize = 300;
+    let store = open(0).await;
+    store
+        .ingest(
+            (0..EVENTS)
+                .map(|i| new_event(&format!("r{i}"), &["a"]))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut claimers = Vec::new();
+    for _ in 0..4 {
+        let (store, claimed, recorded) = (
+            Arc::clone(&store),
+            Arc::clone(&claimed),
+            Arc::clone(&recorded),
+        );
+        claimers.push(tokio::spawn(async move {
+            let mut records = Vec::new();
+            loop {
+                // Later than every record's time, so only its status keeps a recorded
+                // delivery from being due again.
+                let claim = store.claim_due(10_000, 3, LEASE).await.unwrap();
+                if claim.deliveries.is_empty() {
+                    if recorded.load(std::sync::atomic::Ordering::SeqCst) >= EVENTS {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let ids: Vec<String> = claim.deliveries.into_iter().map(|d| d.id).collect();
+                {
+                    let mut claimed = claimed.lock().unwrap();
+                    claimed.extend(ids.iter().cloned());
+                    if claimed.len() > EVENTS {
+                        break; // something was handed out twice: the asserts say so
+                    }
+                }
+                // Recorded while this claimer claims again, as the engine's attempts are.
+                let (store, recorded) = (Arc::clone(&store), Arc::clone(&recorded));
+                records.push(tokio::spawn(async move {
+                    let n = ids.len();
+                    store
+                        .record(
+                            ids.iter()
+                                .map(|id| attempt(id, 1, NextState::Delivered))
+                                .collect(),
+                        )
+                        .await
+                        .unwrap();
+                    recorded.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }));
+            }
+            for r in records {
+                r.await.unwrap();
+            }
+        }));
+    }
+    for c in claimers {
+        c.await.unwrap();
+    }
+    let mut claimed = claimed.lock().unwrap().clone();
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), EVENTS, "every delivery claimed");
+    assert_eq!(
+        total, EVENTS,
+        "a delivery was claimed again after its record"
+    );
+}
+
 /// The write probe behind `/healthz` commits on a fresh store and again and again.
 pub async fn write_probe(open: Opener) {
     let store = open(0).await;
@@ -758,7 +835,8 @@ macro_rules! store_conformance {
                 ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
                 replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
-                concurrent_writers, write_probe, rewrite_specs);
+                concurrent_writers, claims_racing_records_hand_out_each_delivery_once, write_probe,
+                rewrite_specs);
         }
     };
     // A wrapper store: every check but `rewrite_specs`, which works on the stored text
@@ -771,7 +849,8 @@ macro_rules! store_conformance {
                 ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
                 replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
-                concurrent_writers, write_probe);
+                concurrent_writers, claims_racing_records_hand_out_each_delivery_once,
+                write_probe);
         }
     };
     (@tests $opener:expr; $($name:ident),*) => {
