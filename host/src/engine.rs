@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, AppStateInner};
 use crate::clock::now_ms;
 use crate::cluster::{Cluster, follow_subscriptions, heartbeat_loop};
 use crate::config::Backend;
@@ -413,7 +413,7 @@ impl Engine {
             }
         }
         let (stop_streams, streams_stopping) = watch::channel(false);
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             feed,
             stopping: streams_stopping,
             sessions: config
@@ -435,7 +435,7 @@ impl Engine {
             browser,
             store_probe: Arc::default(),
             ops,
-        };
+        });
         let scheduler = tokio::spawn(scheduler.run(stop_rx));
         Ok(Self {
             state,
