@@ -460,18 +460,24 @@ fn plugin_watch_reruns_on_every_change() {
             }
         });
     }
-    let wait_for = |needle: &str| {
+    // Waits until every needle has been seen, in any order: stdout and stderr come through
+    // two threads, so "watching" (stderr) may arrive before the JSON (stdout) printed
+    // ahead of it.
+    let wait_for_all = |needles: &[&str]| {
+        let mut missing: Vec<&str> = needles.to_vec();
         let mut seen = Vec::new();
-        loop {
+        while !missing.is_empty() {
             match rx.recv_timeout(WAIT) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("`{needle}` never came; output:\n{}", seen.join("\n")),
+                Ok(line) => {
+                    missing.retain(|needle| !line.contains(needle));
+                    seen.push(line);
+                }
+                Err(_) => panic!("{missing:?} never came; output:\n{}", seen.join("\n")),
             }
         }
     };
-    wait_for("\"version\": 1");
-    wait_for("watching");
+    let wait_for = |needle: &str| wait_for_all(&[needle]);
+    wait_for_all(&["\"version\": 1", "watching"]);
     for (i, source) in VERSIONED.iter().enumerate().skip(1) {
         let tmp = dir.join(".shaper.wasm.partial");
         std::fs::copy(source, &tmp).expect("copy");
