@@ -352,7 +352,6 @@ impl Engine {
             store: Arc::clone(&store),
             deliverer: Arc::clone(&deliverer),
             wake: Arc::clone(&wake),
-            metrics: metrics.clone(),
             concurrency: config.delivery.concurrency,
             lease,
             shutdown_grace: config.delivery.shutdown_grace.0,

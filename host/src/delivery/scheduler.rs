@@ -17,7 +17,6 @@ use tokio::task::JoinSet;
 use super::attempt::Deliverer;
 use crate::clock::{now_ms, rfc3339_millis};
 use crate::feed::{Feed, FeedItem};
-use crate::metrics::Metrics;
 use crate::store::{AttemptRecord, ClaimedDelivery, NextState, Store};
 
 /// Most deliveries claimed per store round trip.
@@ -38,8 +37,6 @@ pub struct Scheduler {
     pub deliverer: Arc<Deliverer>,
     /// Ingest pokes this after storing new deliveries.
     pub wake: Arc<Notify>,
-    /// Attempt counters.
-    pub metrics: Metrics,
     /// Attempts in flight at most.
     pub concurrency: usize,
     /// How long a claim holds a delivery; longer than any attempt can take.
@@ -117,12 +114,13 @@ impl Scheduler {
                 };
                 let deliverer = Arc::clone(&self.deliverer);
                 let records = records.clone();
-                let metrics = self.metrics.clone();
                 let announce = self.feed.is_some();
                 tasks.spawn(async move {
                     let record = attempt_or_bug(&deliverer, &delivery).await;
                     log_outcome(&delivery.id, &delivery.subscription_id, &record);
-                    metrics.attempt(&record);
+                    // The deliverer's counters: one `Arc` per task, where a `Metrics`
+                    // clone is one per metric family.
+                    deliverer.metrics.attempt(&record);
                     drop(permit);
                     let item = if announce {
                         outcome_item(&delivery, &record)
