@@ -153,17 +153,31 @@ pub struct Latency {
     pub events: usize,
 }
 
+impl Latency {
+    /// The percentiles of `sorted`, publish-to-receipt times in microseconds, ascending.
+    fn of(sorted: &[u64]) -> anyhow::Result<Self> {
+        anyhow::ensure!(!sorted.is_empty(), "no latency was recorded");
+        let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+        Ok(Self {
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            max_us: sorted[sorted.len() - 1],
+            events: sorted.len(),
+        })
+    }
+}
+
 /// Warms the engine at `base` with one event, then publishes `events` events at
 /// `per_second`, one per request, each carrying its send time, and waits until the
-/// receiver has them all at `path` (a `/latency…` path, which it times). Returns the
-/// publish-to-receipt times, sorted, in microseconds; never empty.
+/// receiver has them all at `path` (a `/latency…` path, which it times). Returns their
+/// publish-to-receipt percentiles.
 pub async fn paced_latencies(
     receiver: &Receiver,
     path: &str,
     base: &str,
     events: usize,
     per_second: u64,
-) -> anyhow::Result<Vec<u64>> {
+) -> anyhow::Result<Latency> {
     let url: http::Uri = format!("{base}/v1/events").parse()?;
     let client = client();
     // Warm the connection pool and the engine.
@@ -191,8 +205,7 @@ pub async fn paced_latencies(
     receiver.wait_for(path, events as u64 + 1).await;
     let mut all = stats.latencies_us.lock().expect("lock").clone();
     all.sort_unstable();
-    anyhow::ensure!(!all.is_empty(), "no latency was recorded");
-    Ok(all)
+    Latency::of(&all)
 }
 
 /// Publishes `events` events at `per_second`, one per request, each to one subscription
@@ -211,14 +224,7 @@ pub async fn latency(
         subscription("latency", &receiver.url(path), "")
     );
     let engine = Engine::start(&config, dir.path()).await?;
-    let all = paced_latencies(receiver, path, &engine.base, events, per_second).await;
+    let latency = paced_latencies(receiver, path, &engine.base, events, per_second).await;
     engine.stop().await?;
-    let all = all?;
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Ok(Latency {
-        p50_us: at(0.50),
-        p99_us: at(0.99),
-        max_us: *all.last().unwrap_or(&0),
-        events: all.len(),
-    })
+    latency
 }

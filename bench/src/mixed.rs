@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::harness::{ChildEngine, share_out, subscription};
-use crate::ingest::{client, event_json, paced_latencies, post};
+use crate::ingest::{Latency, client, event_json, paced_latencies, post};
 use crate::receiver::Receiver;
 
 /// Producers, as the workloads have them.
@@ -106,17 +106,6 @@ pub async fn run(
     })
 }
 
-/// Publish-to-receipt percentiles, microseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Latency {
-    /// Median.
-    pub p50_us: u64,
-    /// 99th percentile.
-    pub p99_us: u64,
-    /// Events measured.
-    pub events: usize,
-}
-
 /// Publishes `events` events at `per_second`, one per request, to an engine on default
 /// settings, and measures publish-to-receipt times.
 pub async fn latency(
@@ -131,13 +120,7 @@ pub async fn latency(
     );
     let config = defaults_config(&receiver.url(path), "", "");
     let (engine, _dir) = engine(&config, None)?;
-    let all = paced_latencies(receiver, path, &engine.base, events, per_second).await?;
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Ok(Latency {
-        p50_us: at(0.50),
-        p99_us: at(0.99),
-        events: all.len(),
-    })
+    paced_latencies(receiver, path, &engine.base, events, per_second).await
 }
 
 /// Everything the producers' section measured, for the targets table.
