@@ -477,6 +477,21 @@ mod tests {
 
     use super::*;
 
+    /// `#[schema(maximum)]` takes a literal only; this keeps it equal to the bound the
+    /// spec enforces.
+    #[test]
+    fn the_documented_rate_limit_bound_is_the_enforced_one() {
+        let document = serde_json::to_value(crate::api::document()).unwrap();
+        for schema in ["CreateSubscription", "PatchSubscription"] {
+            let rate = &document["components"]["schemas"][schema]["properties"]["rate_limit"];
+            assert_eq!(
+                rate["maximum"],
+                json!(crate::subscription::MAX_RATE_LIMIT),
+                "{schema}: {rate}"
+            );
+        }
+    }
+
     #[test]
     fn debug_output_shows_no_secret() {
         let input: CreateSubscription = serde_json::from_value(json!({
