@@ -1,5 +1,8 @@
 //! Wires the parts together into an [`Engine`] (store, subscriptions, plugins, scheduler,
 //! all under one stop signal) and serves the HTTP API over it ([`run`]).
+//!
+//! Over 500 lines because it is the one place that builds every part in order and hands
+//! each the others it needs; split, the start-up order would be spread over files.
 
 use std::future::Future;
 use std::sync::Arc;

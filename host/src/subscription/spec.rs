@@ -1,5 +1,9 @@
 //! A subscription's spec (what is stored, as JSON) and its validation into the runtime
 //! `Subscription` the delivery path uses.
+//!
+//! Over 500 lines because every field's check lives here, next to the field, so the
+//! config file, the API and the store all validate a subscription the same way; a
+//! hundred of the lines are those checks' tests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

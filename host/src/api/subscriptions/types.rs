@@ -1,4 +1,7 @@
 //! The bodies `/v1/subscriptions` takes and answers with, and the API's duration grammar.
+//!
+//! Over 500 lines only with its tests: the code is under 480, one documented struct per
+//! body, which the OpenAPI document is generated from.
 
 use std::collections::BTreeMap;
 
