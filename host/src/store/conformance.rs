@@ -823,6 +823,43 @@ pub async fn write_probe(open: Opener) {
     );
 }
 
+/// A record that comes back after its delivery was cancelled and purged changes no other
+/// delivery, not even one stored since in the purged one's place (the embedded store
+/// finds leased rows by rowid, which SQLite may hand out again), and leaves nothing
+/// leased behind.
+pub async fn a_late_record_touches_only_its_own_delivery(open: Opener) {
+    let store = open(0).await;
+    store
+        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
+        .await
+        .unwrap();
+    store.ingest(vec![new_event("e1", &["s"])]).await.unwrap();
+    let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 1);
+    assert!(store.delete_subscription("s", 1_100).await.unwrap());
+    let cutoffs = PurgeCutoffs {
+        finished_before: Some(5_000),
+        dead_before: None,
+        events_before: Some(5_000),
+        counts_before: None,
+    };
+    let purged = store.purge_deliveries(cutoffs, None, 100).await.unwrap();
+    assert_eq!(purged.deleted, 1, "the cancelled delivery, still in flight");
+    store.ingest(vec![new_event("e2", &["t"])]).await.unwrap();
+    let mut late = attempt("msg_e1_s", 1, NextState::Delivered);
+    (late.receiver, late.status_code) = (Some(true), Some(200));
+    store.record(vec![late]).await.unwrap();
+    let other = store.delivery("msg_e2_t").await.unwrap().unwrap().delivery;
+    assert_eq!(
+        (other.status, other.attempts),
+        (DeliveryStatus::Pending, 0),
+        "the late record changed another delivery"
+    );
+    let claim = store.claim_due(2_000, 10, LEASE).await.unwrap();
+    let ids: Vec<_> = claim.deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["msg_e2_t"], "the new delivery is free to claim");
+}
+
 /// Instantiates the suite for one backend: `store_conformance!(embedded, opener_fn)`. The
 /// opener returns `None` when the backend cannot run here (no server); it then says so.
 #[macro_export]
@@ -836,7 +873,7 @@ macro_rules! store_conformance {
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
                 replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
                 concurrent_writers, claims_racing_records_hand_out_each_delivery_once, write_probe,
-                rewrite_specs);
+                a_late_record_touches_only_its_own_delivery, rewrite_specs);
         }
     };
     // A wrapper store: every check but `rewrite_specs`, which works on the stored text
@@ -850,7 +887,7 @@ macro_rules! store_conformance {
                 scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
                 replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
                 concurrent_writers, claims_racing_records_hand_out_each_delivery_once,
-                write_probe);
+                write_probe, a_late_record_touches_only_its_own_delivery);
         }
     };
     (@tests $opener:expr; $($name:ident),*) => {
