@@ -416,6 +416,16 @@ fn stored(id: &str, source: SubscriptionSource, spec: &str) -> StoredSubscriptio
     }
 }
 
+/// A fresh store at time 0 holding API subscription `id`.
+async fn with_subscription(open: Opener, id: &str) -> Arc<dyn Store> {
+    let store = open(0).await;
+    store
+        .put_subscription(stored(id, SubscriptionSource::Api, "{}"))
+        .await
+        .unwrap();
+    store
+}
+
 /// Subscriptions: CRUD, config sync keeping state, enable and disable.
 pub async fn subscriptions(open: Opener) {
     let store = open(0).await;
@@ -508,11 +518,7 @@ pub async fn subscriptions(open: Opener) {
 /// Health: the run of failures and the hourly counts follow the records; enabling resets
 /// the run; deleting a subscription cancels its pending deliveries for good.
 pub async fn health_and_cancellation(open: Opener) {
-    let store = open(0).await;
-    store
-        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
-        .await
-        .unwrap();
+    let store = with_subscription(open, "s").await;
     store
         .ingest(vec![new_event("e1", &["s"]), new_event("e2", &["s"])])
         .await
@@ -828,11 +834,7 @@ pub async fn write_probe(open: Opener) {
 /// finds leased rows by rowid, which SQLite may hand out again), and leaves nothing
 /// leased behind.
 pub async fn a_late_record_touches_only_its_own_delivery(open: Opener) {
-    let store = open(0).await;
-    store
-        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
-        .await
-        .unwrap();
+    let store = with_subscription(open, "s").await;
     store.ingest(vec![new_event("e1", &["s"])]).await.unwrap();
     let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
     assert_eq!(claim.deliveries.len(), 1);
