@@ -38,7 +38,9 @@ use clap::Parser;
 struct Args {
     /// What to run: `all`, or one of `baseline`, `drain`, `ingest`, `latency`, `curves`,
     /// `memory`, `postgres`, `adapters`, `dead-endpoint`, `reload`, `producers`, `console`; `profile-drain-none` and
-    /// `profile-drain-slack` run one drain alone, for a profiler.
+    /// `profile-drain-slack` run one drain alone, for a profiler; `profile-mixed-single` and
+    /// `profile-mixed-batch` one producers' workload; `profile-latency-<rate>` publish-to-receipt
+    /// times at that rate.
     #[arg(default_value = "all")]
     scenario: String,
     /// Tiny counts, to check the harness works; the figures are meaningless.

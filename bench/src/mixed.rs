@@ -113,6 +113,7 @@ pub async fn latency(
     path: &str,
     events: usize,
     per_second: u64,
+    announce_pid: bool,
 ) -> anyhow::Result<Latency> {
     anyhow::ensure!(
         path.starts_with("/latency"),
@@ -120,6 +121,10 @@ pub async fn latency(
     );
     let config = defaults_config(&receiver.url(path), "", "");
     let (engine, _dir) = engine(&config, None)?;
+    if announce_pid {
+        // For a profiler or tracer to attach before the events flow.
+        eprintln!("engine pid {}", engine.pid());
+    }
     paced_latencies(receiver, path, &engine.base, events, per_second).await
 }
 
@@ -171,12 +176,19 @@ pub async fn report(
     .await?;
     let end_to_end = run(receiver, "/e2e-none", n, 1, None, "").await?;
     let e2e_slack = run(receiver, "/e2e-slack", n, 1, slack, "").await?;
-    let light = latency(receiver, "/latency-200", scale.producer_latency_events, 200).await?;
+    let light = latency(
+        receiver,
+        "/latency-200",
+        scale.producer_latency_events,
+        200,
+        false,
+    )
+    .await?;
     let half = ((end_to_end.rate / 2.0) as u64).max(1);
     let half_events = (half as usize * 10)
         .min(n as usize)
         .max(scale.producer_latency_events);
-    let half_peak = latency(receiver, "/latency-half", half_events, half).await?;
+    let half_peak = latency(receiver, "/latency-half", half_events, half, false).await?;
     let pct = |r: f64| 100.0 * r / baseline;
     let row = |label: &str, r: Run| {
         format!(

@@ -64,6 +64,22 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         )?;
         return Ok(out);
     }
+    if let Some(rate) = scenario.strip_prefix("profile-latency-") {
+        // Publish-to-receipt at a steady rate on defaults, alone; the engine's pid goes to
+        // stderr before the events flow, for `strace -p` or `perf record -p`.
+        let rate: u64 = rate.parse()?;
+        let path = format!("/latency-profile-{rate}");
+        let l = mixed::latency(&receiver, &path, scale.producer_latency_events, rate, true).await?;
+        writeln!(
+            out,
+            "latency at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} events)",
+            l.p50_us as f64 / 1e3,
+            l.p99_us as f64 / 1e3,
+            l.max_us as f64 / 1e3,
+            l.events
+        )?;
+        return Ok(out);
+    }
     let base = baseline::run(&receiver, scale.baseline_requests, scale.concurrency).await?;
     writeln!(
         out,
