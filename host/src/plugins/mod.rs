@@ -7,6 +7,7 @@
 //!   to `wit`.
 //! - `gate`: how many calls of one plugin run at once, and how many may queue.
 //! - `guest_pool`: the threads adapter calls run on, apart from the engine's own.
+//! - `epoch`: the ticker that counts guests' CPU budgets, awake only while a guest runs.
 //! - `host_state`: what each store holds: empty WASI, log sink, limiter, stderr tail, the
 //!   memory budget, and the signing keys the host's HMAC function uses.
 //! - `cache`: compiled components on disk, sealed so only our own output is loaded.
@@ -14,6 +15,7 @@
 //! - `watcher`: watches the plugins folder and reloads what changed.
 
 pub mod cache;
+pub mod epoch;
 pub mod gate;
 pub mod guest_pool;
 pub mod host_state;

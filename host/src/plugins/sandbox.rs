@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use wasmtime::{
     UpdateDeadline,
 };
 
+use super::epoch::EpochTicker;
 use super::guest_pool::GuestPool;
 use super::host_state::{
     HostCallRefused, HostState, MemoryBudget, MemoryBudgetExhausted, MemoryLimitExceeded,
@@ -100,7 +101,8 @@ pub struct Sandbox {
     /// The threads calls run on.
     pool: GuestPool,
     /// Kept only so the epoch clock stops when the sandbox is dropped.
-    _ticker: EpochTicker,
+    /// Advances the epoch while a guest runs.
+    ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -176,33 +178,6 @@ pub struct OwnedCall {
     pub limits: CallLimits,
 }
 
-/// Advances the engine's epoch every `TICK` on a background thread until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("wasmhook-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(Self { stop })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 impl Sandbox {
     /// Builds the engine and linker.
     pub fn new(limits: SandboxLimits) -> anyhow::Result<Self> {
@@ -240,7 +215,7 @@ impl Sandbox {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wit::add_to_linker(&mut linker)?;
-        let ticker = EpochTicker::start(engine.clone())?;
+        let ticker = EpochTicker::start(engine.clone(), TICK)?;
         Ok(Self {
             engine,
             linker,
@@ -248,7 +223,7 @@ impl Sandbox {
             pool: GuestPool::new(limits.guest_threads)?,
             limits,
             idle: Mutex::default(),
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -298,6 +273,7 @@ impl Sandbox {
         if !prepared.pre.has_manifest() {
             return Ok(None);
         }
+        let _running = self.ticker.guest_running();
         let mut warm = self
             .instantiate(prepared, label)
             .await
@@ -376,6 +352,7 @@ impl Sandbox {
     /// Runs `transform` in a fresh instance (or a reused one, if the limits allow) and
     /// checks what it returned.
     pub async fn transform(&self, prepared: &Prepared, call: Call<'_>) -> Result<Action, Fault> {
+        let _running = self.ticker.guest_running();
         let key = (prepared.id, call.input.subscription_id.to_owned());
         let reusable = if call.limits.instance_reuse > 0 {
             self.take_idle(&key)
