@@ -15,10 +15,13 @@
 //! lease to disk would cost a row update and an index move per delivery for nothing.
 //! Claims and records both run on the writer thread, which keeps the lease map and the rows
 //! consistent: a claim is a read, and a record clears the lease in the same step that moves
-//! the delivery on.
+//! the delivery on. The one exception is the hand-off (`Handoff`): while the drain keeps
+//! up, an ingest leases its fresh deliveries right after its commit, still on the writer
+//! thread, and the next claim takes them from memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ use super::{
     SubscriptionSource,
 };
 use super::{PurgeCutoffs, Purged};
-use crate::clock::{rfc3339, rfc3339_millis};
+use crate::clock::{now_ms, rfc3339, rfc3339_millis};
 use crate::event::Event;
 
 /// Jobs taken into one transaction at most; bounds commit latency under heavy load.
@@ -128,6 +131,8 @@ struct Inner {
     /// Deliveries claimed and not yet recorded. Only jobs on the writer thread touch it;
     /// the mutex is never contended.
     leases: Arc<Mutex<Leases>>,
+    /// Fresh deliveries on their way from their ingest to the next claim.
+    handoff: Arc<Handoff>,
     /// Connection for API reads, separate so reads never wait behind a commit.
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
@@ -173,17 +178,17 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// which never blocks the writer or readers), until dropped.
 #[derive(Debug)]
 struct Checkpointer {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
     fn start(conn: Connection) -> std::io::Result<Self> {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         std::thread::Builder::new()
             .name("wasmhook-checkpoint".into())
             .spawn(move || {
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECKPOINT_EVERY);
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
@@ -197,7 +202,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -239,6 +244,82 @@ impl Leases {
             let until = &self.until;
             self.rows.retain(|_, rowid| until.contains_key(rowid));
         }
+    }
+}
+
+/// Fresh deliveries the hand-off holds at most.
+const HANDOFF_MAX: usize = 256;
+
+/// Fresh deliveries leased by their own ingest's commit and given to the next claim from
+/// memory: publishing to delivery skips a claim's trip to the writer thread, and the claim
+/// does not read back rows that were just written. Ingest hands over only while the last
+/// claim on the writer found nothing more due (`armed`), so fresh deliveries never
+/// overtake a backlog or due retries; a claim served from here disarms it, so a claim on
+/// the writer (which walks the due index, oldest first) runs between any two hand-offs.
+/// A handed-off delivery is leased (without an end until it is taken), so the writer's
+/// claims skip it; if the process stops first, it is simply due at the next start.
+#[derive(Debug, Default)]
+struct Handoff {
+    armed: AtomicBool,
+    /// Fresh deliveries by rowid, oldest first.
+    ready: Mutex<VecDeque<(i64, ClaimedDelivery)>>,
+}
+
+impl Handoff {
+    /// Whether an ingest should collect its fresh deliveries for the hand-off.
+    fn wanted(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    /// After a commit, on the writer thread: leases `fresh` and makes it ready, unless the
+    /// hand-off was disarmed meanwhile or is full (then the writer's claims find them).
+    fn offer(&self, fresh: Fresh, leases: &Mutex<Leases>) {
+        if fresh.is_empty() || !self.wanted() {
+            return;
+        }
+        let mut ready = lock(&self.ready);
+        if ready.len() + fresh.len() > HANDOFF_MAX {
+            return;
+        }
+        let mut leases = lock(leases);
+        for (rowid, delivery) in fresh {
+            leases.take(delivery.id.clone(), rowid, i64::MAX);
+            ready.push_back((rowid, delivery));
+        }
+    }
+
+    /// Up to `limit` ready deliveries, their leases now ending `lease_ms` after `now_ms`;
+    /// `None` when none is ready.
+    fn take(
+        &self,
+        leases: &Mutex<Leases>,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Option<Claim> {
+        let taken: Vec<_> = {
+            let mut ready = lock(&self.ready);
+            if ready.is_empty() || limit == 0 {
+                return None;
+            }
+            let n = limit.min(ready.len());
+            ready.drain(..n).collect()
+        };
+        self.armed.store(false, Ordering::Release);
+        let until = now_ms.saturating_add(lease_ms);
+        let mut leases = lock(leases);
+        let deliveries = taken
+            .into_iter()
+            .map(|(rowid, delivery)| {
+                leases.until.insert(rowid, until);
+                delivery
+            })
+            .collect();
+        // More may be due: what is left here, or what waits on the writer's claim.
+        Some(Claim {
+            deliveries,
+            next_due_ms: Some(now_ms),
+        })
     }
 }
 
@@ -308,6 +389,7 @@ impl EmbeddedStore {
                 node_id: super::postgres::default_node_id(),
                 writer: Mutex::new(tx),
                 leases: Arc::default(),
+                handoff: Arc::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 path,
                 _checkpointer: checkpointer,
@@ -327,14 +409,29 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_then(move |conn| f(conn).map(|t| (t, ())), |()| {})
+            .await
+    }
+
+    /// Like `write`, and once the batch is durable runs `then` on the writer thread with
+    /// the second half of `f`'s result, before any other job.
+    async fn write_then<T: Send + 'static, U: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<(T, U)> + Send + 'static,
+        then: impl FnOnce(U) + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let trouble = self.inner.trouble.clone();
         let job = Job::Durable(Box::new(move |conn| {
             let result = in_savepoint(conn, f, &trouble);
             Box::new(move |committed| {
-                let answer = match committed {
-                    Ok(()) => result,
-                    Err(e) => Err(e.clone()),
+                let answer = match (committed, result) {
+                    (Ok(()), Ok((t, u))) => {
+                        then(u);
+                        Ok(t)
+                    }
+                    (Ok(()), Err(e)) => Err(e),
+                    (Err(e), _) => Err(e.clone()),
                 };
                 // A caller that stopped waiting is fine to ignore.
                 let _ = tx.send(answer);
@@ -435,7 +532,14 @@ fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> rusqlite::Result
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ingest(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
-        self.write(move |conn| ingest(conn, &batch)).await
+        let handoff = Arc::clone(&self.inner.handoff);
+        let leases = Arc::clone(&self.inner.leases);
+        let collect = Arc::clone(&handoff);
+        self.write_then(
+            move |conn| ingest(conn, &batch, collect.wanted()),
+            move |fresh| handoff.offer(fresh, &leases),
+        )
+        .await
     }
 
     async fn claim_due(
@@ -445,8 +549,16 @@ impl Store for EmbeddedStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        if let Some(claim) = self
+            .inner
+            .handoff
+            .take(&self.inner.leases, now_ms, limit, lease_ms)
+        {
+            return Ok(claim);
+        }
         let leases = Arc::clone(&self.inner.leases);
-        self.immediate(move |conn| claim(conn, &leases, now_ms, limit, lease_ms))
+        let handoff = Arc::clone(&self.inner.handoff);
+        self.immediate(move |conn| claim(conn, &leases, &handoff, now_ms, limit, lease_ms))
             .await
     }
 
@@ -1099,7 +1211,16 @@ fn add_traceparent_column(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestResult>> {
+/// New deliveries for the hand-off, with their rowids.
+type Fresh = Vec<(i64, ClaimedDelivery)>;
+
+/// Inserts `batch`; with `collect`, also returns each new delivery that is due now, for the
+/// hand-off.
+fn ingest(
+    tx: &Connection,
+    batch: &[NewEvent],
+    collect: bool,
+) -> rusqlite::Result<(Vec<IngestResult>, Fresh)> {
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (id, type, created_at, data, delivery_count, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO NOTHING",
@@ -1110,6 +1231,8 @@ fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestRes
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
     )?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut fresh = Vec::new();
+    let now = now_ms();
     for new in batch {
         let e = &new.event;
         let inserted = insert_event.execute(params![
@@ -1137,6 +1260,18 @@ fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestRes
                 d.subscription_id,
                 e.created_at_ms
             ])?;
+            if collect && e.created_at_ms <= now {
+                fresh.push((
+                    tx.last_insert_rowid(),
+                    ClaimedDelivery {
+                        id: d.id.clone(),
+                        subscription_id: d.subscription_id.clone(),
+                        attempts: 0,
+                        attempts_this_run: 0,
+                        event: e.clone(),
+                    },
+                ));
+            }
         }
         results.push(IngestResult {
             id: e.id.clone(),
@@ -1144,7 +1279,7 @@ fn ingest(tx: &Connection, batch: &[NewEvent]) -> rusqlite::Result<Vec<IngestRes
             duplicate: false,
         });
     }
-    Ok(results)
+    Ok((results, fresh))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1162,6 +1297,7 @@ const CLAIM_SCAN: &str = "SELECT rowid, next_attempt_at FROM deliveries WHERE st
 fn claim(
     tx: &Connection,
     leases: &Mutex<Leases>,
+    handoff: &Handoff,
     now_ms: i64,
     limit: usize,
     lease_ms: i64,
@@ -1185,6 +1321,9 @@ fn claim(
         chosen.push(rowid);
     }
     drop(rows);
+    // Nothing more is due now: the drain keeps up, and ingest may hand over again.
+    let caught_up = next_due_ms.is_none_or(|due| due > now_ms);
+    handoff.armed.store(caught_up, Ordering::Release);
     if next_due_ms.is_none() {
         // Everything pending is claimed or in flight: the next thing due is a lease ending
         // (a lease held until its record never ends by itself).
@@ -1396,6 +1535,117 @@ mod tests {
             plan,
             ["SCAN deliveries USING COVERING INDEX deliveries_due"]
         );
+    }
+
+    fn fresh(id: &str) -> NewEvent {
+        NewEvent {
+            event: Event {
+                id: id.into(),
+                kind: "host.up".into(),
+                created_at_ms: now_ms(),
+                data: format!("{{\"event\":\"{id}\"}}"),
+                traceparent: None,
+            },
+            deliveries: vec![super::super::NewDelivery {
+                id: format!("msg_{id}"),
+                subscription_id: "s".into(),
+            }],
+        }
+    }
+
+    fn ids(claim: &Claim) -> Vec<&str> {
+        claim.deliveries.iter().map(|d| d.id.as_str()).collect()
+    }
+
+    fn ready(store: &EmbeddedStore) -> usize {
+        lock(&store.inner.handoff.ready).len()
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    /// While the drain keeps up, an ingest hands its fresh delivery to the next claim
+    /// from memory; it is handed out once, and its record finds it.
+    #[tokio::test]
+    async fn a_fresh_delivery_goes_from_its_ingest_to_the_next_claim_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let empty = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert!(empty.deliveries.is_empty());
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        assert_eq!(ready(&store), 1, "the fresh delivery waits in the hand-off");
+        let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_e1"]);
+        assert_eq!(claim.deliveries[0].event.data, "{\"event\":\"e1\"}");
+        assert_eq!(ready(&store), 0);
+        let again = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert!(again.deliveries.is_empty(), "handed out twice");
+        let record = AttemptRecord {
+            delivery_id: "msg_e1".into(),
+            subscription_id: "s".into(),
+            receiver: Some(false),
+            attempt: 1,
+            started_at_ms: now_ms(),
+            latency_us: 100,
+            status_code: Some(200),
+            error: None,
+            response_body: None,
+            plugin_version: None,
+            next: NextState::Delivered,
+            parked_on: None,
+        };
+        store.record(vec![record]).await.expect("record");
+        let detail = store
+            .delivery("msg_e1")
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(detail.delivery.status, DeliveryStatus::Delivered);
+        let after = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert!(after.deliveries.is_empty());
+    }
+
+    /// Fresh deliveries never overtake due ones: ingest hands over only after a claim on
+    /// the writer found nothing more due.
+    #[tokio::test]
+    async fn fresh_deliveries_wait_behind_a_backlog() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        for id in ["e1", "e2", "e3"] {
+            store.ingest(vec![fresh(id)]).await.expect("ingest");
+        }
+        assert_eq!(ready(&store), 0, "no claim has run yet");
+        let first = store.claim_due(now_ms(), 1, LEASE).await.expect("claim");
+        assert_eq!(ids(&first), ["msg_e1"]);
+        store.ingest(vec![fresh("e4")]).await.expect("ingest");
+        assert_eq!(ready(&store), 0, "e2 and e3 are due before it");
+        let rest = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&rest), ["msg_e2", "msg_e3", "msg_e4"]);
+        store.ingest(vec![fresh("e5")]).await.expect("ingest");
+        assert_eq!(ready(&store), 1, "the drain has caught up");
+        let next = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&next), ["msg_e5"]);
+        store.ingest(vec![fresh("e6")]).await.expect("ingest");
+        assert_eq!(
+            ready(&store),
+            0,
+            "a claim served from the hand-off must let the writer's claim look first"
+        );
+    }
+
+    /// A handed-off delivery's lease ends like a claimed one's, so an attempt that never
+    /// records does not strand it.
+    #[tokio::test]
+    async fn a_handed_off_lease_ends_like_a_claimed_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let now = now_ms();
+        let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_e1"]);
+        let later = now + LEASE.as_millis() as i64 + 1;
+        let again = store.claim_due(later, 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&again), ["msg_e1"], "the lease never ended");
     }
 
     #[test]
