@@ -288,15 +288,9 @@ impl Handoff {
         }
     }
 
-    /// Up to `limit` ready deliveries, their leases now ending `lease_ms` after `now_ms`;
-    /// `None` when none is ready.
-    fn take(
-        &self,
-        leases: &Mutex<Leases>,
-        now_ms: i64,
-        limit: usize,
-        lease_ms: i64,
-    ) -> Option<Claim> {
+    /// Up to `limit` ready deliveries with their rowids; `None` when none is ready. Their
+    /// leases still have no end: the caller has the writer thread set it.
+    fn take(&self, limit: usize) -> Option<(Vec<ClaimedDelivery>, Vec<i64>)> {
         let taken: Vec<_> = {
             let mut ready = lock(&self.ready);
             if ready.is_empty() || limit == 0 {
@@ -306,20 +300,7 @@ impl Handoff {
             ready.drain(..n).collect()
         };
         self.armed.store(false, Ordering::Release);
-        let until = now_ms.saturating_add(lease_ms);
-        let mut leases = lock(leases);
-        let deliveries = taken
-            .into_iter()
-            .map(|(rowid, delivery)| {
-                leases.until.insert(rowid, until);
-                delivery
-            })
-            .collect();
-        // More may be due: what is left here, or what waits on the writer's claim.
-        Some(Claim {
-            deliveries,
-            next_due_ms: Some(now_ms),
-        })
+        Some(taken.into_iter().map(|(rowid, d)| (d, rowid)).unzip())
     }
 }
 
@@ -331,8 +312,9 @@ type DurableJob = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 enum Job {
     /// See [`DurableJob`].
     Durable(DurableJob),
-    /// Reads committed rows and the in-memory leases (a claim) and answers at once: it runs
-    /// before the batch's writes and never waits for their `fsync`.
+    /// Reads committed rows and the in-memory leases (a claim; or sets the ends of
+    /// handed-off leases) and answers at once: it runs before the batch's writes and never
+    /// waits for their `fsync`.
     Immediate(Box<dyn FnOnce(&Connection) + Send>),
 }
 /// Delivers a job's result after the commit.
@@ -549,12 +531,26 @@ impl Store for EmbeddedStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        if let Some(claim) = self
-            .inner
-            .handoff
-            .take(&self.inner.leases, now_ms, limit, lease_ms)
-        {
-            return Ok(claim);
+        if let Some((deliveries, rowids)) = self.inner.handoff.take(limit) {
+            // Their leases get their end on the writer thread, not here: a worker thread
+            // must not wait for the lease map while a record batch holds it. Jobs run in
+            // order, so this runs before any record of these deliveries.
+            let until = now_ms.saturating_add(lease_ms);
+            let leases = Arc::clone(&self.inner.leases);
+            self.send(Job::Immediate(Box::new(move |_| {
+                let mut leases = lock(&leases);
+                for rowid in rowids {
+                    if let Some(end) = leases.until.get_mut(&rowid) {
+                        *end = until;
+                    }
+                }
+            })))?;
+            // More may be due: what is left in the hand-off, or what waits for a claim on
+            // the writer.
+            return Ok(Claim {
+                deliveries,
+                next_due_ms: Some(now_ms),
+            });
         }
         let leases = Arc::clone(&self.inner.leases);
         let handoff = Arc::clone(&self.inner.handoff);
