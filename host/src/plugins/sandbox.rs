@@ -5,6 +5,9 @@
 //! environment). Calls run on the guest pool's own threads (`guest_pool`), never on the
 //! engine's runtime. It knows no WIT version: `wit` picks the version a component
 //! implements and converts its types.
+//!
+//! Over 500 lines on purpose: instantiation, the call, the instance reuse and the fault
+//! classification all work on the same `Store` and limits, and read best together.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -100,8 +103,7 @@ pub struct Sandbox {
     budget: Arc<MemoryBudget>,
     /// The threads calls run on.
     pool: GuestPool,
-    /// Kept only so the epoch clock stops when the sandbox is dropped.
-    /// Advances the epoch while a guest runs.
+    /// Advances the epoch while a guest runs; stops when the sandbox is dropped.
     ticker: EpochTicker,
 }
 

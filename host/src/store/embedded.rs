@@ -7,8 +7,8 @@
 //! connection, which WAL lets run beside the writer.
 //!
 //! Over 500 lines on purpose: it is the whole `Store` trait for SQLite around one writer
-//! thread and its lease map, which every method shares; the SQL helpers for ingest, claims
-//! and records sit at the end.
+//! thread, its lease map and the hand-off, which every method shares; the SQL helpers for
+//! ingest, claims and records sit at the end.
 //!
 //! Leases live in memory, not in the file. One process owns the file, and every lease it
 //! held is void when it restarts (all pending deliveries are simply due), so writing a
@@ -220,6 +220,13 @@ impl Leases {
     fn take(&mut self, id: String, rowid: i64, until: i64) {
         self.until.insert(rowid, until);
         self.rows.insert(id, rowid);
+    }
+
+    /// Gives the lease on `rowid`, if it is still held, its end at `until`.
+    fn end_at(&mut self, rowid: i64, until: i64) {
+        if let Some(end) = self.until.get_mut(&rowid) {
+            *end = until;
+        }
     }
 
     fn release(&mut self, id: &str) {
@@ -540,9 +547,7 @@ impl Store for EmbeddedStore {
             self.send(Job::Immediate(Box::new(move |_| {
                 let mut leases = lock(&leases);
                 for rowid in rowids {
-                    if let Some(end) = leases.until.get_mut(&rowid) {
-                        *end = until;
-                    }
+                    leases.end_at(rowid, until);
                 }
             })))?;
             // More may be due: what is left in the hand-off, or what waits for a claim on
@@ -1495,9 +1500,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = open_connection(&dir.path().join("wasmhook.db")).expect("open");
         conn.execute_batch(SCHEMA).expect("schema");
-        let sql = "SELECT rowid FROM deliveries WHERE status = 'pending' ORDER BY next_attempt_at LIMIT ?1";
         for limit in 1..20_i64 {
-            let mut stmt = conn.prepare_cached(sql).expect("prepare");
+            let mut stmt = conn.prepare_cached(CLAIM_SCAN).expect("prepare");
             let rows: Vec<i64> = stmt
                 .query_map([limit], |r| r.get(0))
                 .expect("query")
@@ -1505,7 +1509,7 @@ mod tests {
                 .expect("rows");
             assert!(rows.is_empty());
         }
-        let stmt = conn.prepare_cached(sql).expect("prepare");
+        let stmt = conn.prepare_cached(CLAIM_SCAN).expect("prepare");
         assert_eq!(
             stmt.get_status(rusqlite::StatementStatus::RePrepare),
             0,
