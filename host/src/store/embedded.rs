@@ -3,8 +3,8 @@
 //! Writes go through one writer thread that does group commit: it takes every job waiting
 //! in its queue, runs them in one transaction (if one fails, the batch runs again with a
 //! savepoint per job, so one failure does not sink the others), commits once with a full
-//! `fsync`, and only then answers each caller. Under load that is one `fsync` per batch, not per event. Reads use their own
-//! connection, which WAL lets run beside the writer.
+//! `fsync`, and only then answers each caller. Under load that is one `fsync` per batch,
+//! not per event. Reads use their own connection, which WAL lets run beside the writer.
 //!
 //! Over 500 lines on purpose: it is the whole `Store` trait for SQLite around one writer
 //! thread, its lease map and the hand-off, which every method shares; the SQL helpers for
