@@ -608,14 +608,21 @@ impl Store for EmbeddedStore {
 
     async fn record(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
         let leases = Arc::clone(&self.inner.leases);
-        self.write(move |conn| {
-            let mut leases = lock(&leases);
-            record(conn, &records, &leases)?;
-            for r in &records {
-                leases.release(&r.delivery_id);
-            }
-            Ok(())
-        })
+        let held = Arc::clone(&leases);
+        // The leases go only once the records are durable: until then the deliveries must
+        // not be claimed again, and this job may run twice (see `run_batch`).
+        self.write_then(
+            move |conn| {
+                record(conn, &records, &lock(&held))?;
+                Ok(((), records.iter().map(|r| r.delivery_id.clone()).collect()))
+            },
+            move |ids: Vec<String>| {
+                let mut leases = lock(&leases);
+                for id in &ids {
+                    leases.release(id);
+                }
+            },
+        )
         .await
     }
 
@@ -1223,7 +1230,8 @@ fn run_batch(conn: &mut Connection, mut jobs: Vec<DurableJob>, trouble: &Trouble
 }
 
 /// One pass of `run_batch`: `false` when a job failed outside a savepoint, and the
-/// transaction was rolled back.
+/// transaction was rolled back. An error when the transaction could not be had, kept or
+/// committed.
 fn run_jobs(
     conn: &mut Connection,
     jobs: &mut [DurableJob],
@@ -1231,13 +1239,25 @@ fn run_jobs(
 ) -> rusqlite::Result<bool> {
     let tx = conn.transaction()?;
     for job in jobs.iter_mut() {
-        if !job(Step::Run {
+        let ok = job(Step::Run {
             conn: &tx,
             isolated,
-        }) && !isolated
-        {
-            // Dropping `tx` rolls it back.
+        });
+        if !ok && !isolated {
+            // SQLite itself may have rolled the transaction back (a full disk, an I/O
+            // error); otherwise a failed rollback must not leave it open.
+            if !tx.is_autocommit() {
+                tx.rollback()?;
+            }
             return Ok(false);
+        }
+        if tx.is_autocommit() {
+            // SQLite rolled the whole transaction back: the jobs after this one must not
+            // run, and commit, outside it.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("SQLite rolled the batch's transaction back".into()),
+            ));
         }
     }
     tx.commit()?;
@@ -1560,6 +1580,45 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When SQLite rolls the whole transaction back under a job (a full disk does), no
+    /// later job runs outside it: every job of the batch is told it failed, and none of
+    /// their writes is committed.
+    #[test]
+    fn a_batch_whose_transaction_sqlite_rolled_back_commits_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut conn = open_connection(&dir.path().join("lost.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .expect("table");
+        let insert = |n: i64| {
+            durable_job(
+                move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| (n, ())),
+                |()| {},
+                Trouble::default(),
+            )
+        };
+        let (first, mut first_answer) = insert(1);
+        // Ends the transaction as SQLite does on SQLITE_FULL, then fails.
+        let (losing, mut losing_answer) = durable_job(
+            |c: &Connection| {
+                c.execute_batch("ROLLBACK")?;
+                c.execute("INSERT INTO missing VALUES (1)", [])
+                    .map(|_| ((), ()))
+            },
+            |()| {},
+            Trouble::default(),
+        );
+        let (last, mut last_answer) = insert(3);
+        run_batch(&mut conn, vec![first, losing, last], &Trouble::default());
+        assert!(first_answer.try_recv().expect("answered").is_err());
+        assert!(losing_answer.try_recv().expect("answered").is_err());
+        assert!(last_answer.try_recv().expect("answered").is_err());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 0);
+        assert!(conn.is_autocommit(), "no transaction is left open");
+    }
 
     /// A failing job takes back only its own changes: the batch is rolled back and run
     /// again with a savepoint per job, and the other jobs commit with their answers.
