@@ -1581,23 +1581,31 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
 mod tests {
     use super::*;
 
+    /// A store-like connection with one table, `t`, for the batch tests.
+    fn table_t() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_connection(&dir.path().join("batch.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .expect("table");
+        (dir, conn)
+    }
+
+    /// A job that inserts `n` into `t` and answers `n`.
+    fn insert_into_t(n: i64) -> (DurableJob, Answer<i64>) {
+        durable_job(
+            move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| (n, ())),
+            |()| {},
+            Trouble::default(),
+        )
+    }
+
     /// When SQLite rolls the whole transaction back under a job (a full disk does), no
     /// later job runs outside it: every job of the batch is told it failed, and none of
     /// their writes is committed.
     #[test]
     fn a_batch_whose_transaction_sqlite_rolled_back_commits_nothing() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut conn = open_connection(&dir.path().join("lost.db")).expect("open");
-        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-            .expect("table");
-        let insert = |n: i64| {
-            durable_job(
-                move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| (n, ())),
-                |()| {},
-                Trouble::default(),
-            )
-        };
-        let (first, mut first_answer) = insert(1);
+        let (_dir, mut conn) = table_t();
+        let (first, mut first_answer) = insert_into_t(1);
         // Ends the transaction as SQLite does on SQLITE_FULL, then fails.
         let (losing, mut losing_answer) = durable_job(
             |c: &Connection| {
@@ -1608,7 +1616,7 @@ mod tests {
             |()| {},
             Trouble::default(),
         );
-        let (last, mut last_answer) = insert(3);
+        let (last, mut last_answer) = insert_into_t(3);
         run_batch(&mut conn, vec![first, losing, last], &Trouble::default());
         assert!(first_answer.try_recv().expect("answered").is_err());
         assert!(losing_answer.try_recv().expect("answered").is_err());
@@ -1624,18 +1632,8 @@ mod tests {
     /// again with a savepoint per job, and the other jobs commit with their answers.
     #[test]
     fn a_failing_job_in_a_batch_takes_back_only_its_own_writes() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut conn = open_connection(&dir.path().join("batch.db")).expect("open");
-        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-            .expect("table");
-        let insert = |n: i64| {
-            durable_job(
-                move |c: &Connection| c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| (n, ())),
-                |()| {},
-                Trouble::default(),
-            )
-        };
-        let (first, first_answer) = insert(1);
+        let (_dir, mut conn) = table_t();
+        let (first, first_answer) = insert_into_t(1);
         // Writes a row, then fails: its row must not be committed.
         let (failing, mut failing_answer) = durable_job(
             |c: &Connection| {
@@ -1645,7 +1643,7 @@ mod tests {
             |()| {},
             Trouble::default(),
         );
-        let (last, last_answer) = insert(3);
+        let (last, last_answer) = insert_into_t(3);
         run_batch(&mut conn, vec![first, failing, last], &Trouble::default());
         let answer = |mut rx: Answer<i64>| rx.try_recv().expect("answered").expect("committed");
         assert_eq!(answer(first_answer), 1);
