@@ -609,17 +609,16 @@ impl Store for EmbeddedStore {
     async fn record(&self, records: Vec<AttemptRecord>) -> Result<(), StoreError> {
         let leases = Arc::clone(&self.inner.leases);
         let held = Arc::clone(&leases);
+        let records = Arc::new(records);
+        let recorded = Arc::clone(&records);
         // The leases go only once the records are durable: until then the deliveries must
         // not be claimed again, and this job may run twice (see `run_batch`).
         self.write_then(
-            move |conn| {
-                record(conn, &records, &lock(&held))?;
-                Ok(((), records.iter().map(|r| r.delivery_id.clone()).collect()))
-            },
-            move |ids: Vec<String>| {
+            move |conn| record(conn, &records, &lock(&held)).map(|()| ((), ())),
+            move |()| {
                 let mut leases = lock(&leases);
-                for id in &ids {
-                    leases.release(id);
+                for r in recorded.iter() {
+                    leases.release(&r.delivery_id);
                 }
             },
         )
