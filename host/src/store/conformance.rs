@@ -829,6 +829,87 @@ pub async fn write_probe(open: Opener) {
     );
 }
 
+/// A first attempt that delivered is logged like any other (the embedded store keeps it in
+/// the delivery row), before the attempts of a retry, and also when its delivery was
+/// cancelled while it ran.
+pub async fn a_first_attempt_that_delivered_is_logged(open: Opener) {
+    let store = with_subscription(open, "s").await;
+    store
+        .ingest(vec![new_event("e1", &["s"]), new_event("e2", &["s"])])
+        .await
+        .unwrap();
+    let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2);
+    let delivered = |id: &str| {
+        let mut ok = attempt(id, 1, NextState::Delivered);
+        (ok.receiver, ok.status_code, ok.error) = (Some(true), Some(200), None);
+        ok.response_body = Some("ok".into());
+        ok
+    };
+    store.record(vec![delivered("msg_e1_s")]).await.unwrap();
+    let d = store.delivery("msg_e1_s").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            d.delivery.status,
+            d.delivery.attempts,
+            d.delivery.last_status
+        ),
+        (DeliveryStatus::Delivered, 1, Some(200))
+    );
+    assert_eq!(d.delivery.last_error, None);
+    let log: Vec<_> = d
+        .attempts_log
+        .iter()
+        .map(|a| {
+            (
+                a.attempt,
+                a.started_at.as_str(),
+                a.latency_us,
+                a.status_code,
+                a.error.as_deref(),
+                a.response_body.as_deref(),
+                a.plugin_version.as_deref(),
+            )
+        })
+        .collect();
+    let first = (
+        1,
+        "1970-01-01T00:00:02.000Z",
+        1_500,
+        Some(200),
+        None,
+        Some("ok"),
+        Some("p v1 sha256:0"),
+    );
+    assert_eq!(log, [first]);
+    // Sent again by hand: the second attempt comes after the first.
+    assert!(matches!(
+        store.retry_delivery("msg_e1_s", 1_200).await.unwrap(),
+        RetryOutcome::Scheduled(_)
+    ));
+    let claim = store.claim_due(1_200, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 1);
+    store
+        .record(vec![attempt("msg_e1_s", 2, NextState::DeadLetter)])
+        .await
+        .unwrap();
+    let d = store.delivery("msg_e1_s").await.unwrap().unwrap();
+    let numbers: Vec<_> = d
+        .attempts_log
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    assert_eq!(numbers, [(1, Some(200)), (2, Some(500))]);
+    assert_eq!(d.delivery.status, DeliveryStatus::DeadLetter);
+    // Cancelled while its attempt ran: it stays cancelled, and the attempt is logged.
+    assert!(store.delete_subscription("s", 1_300).await.unwrap());
+    store.record(vec![delivered("msg_e2_s")]).await.unwrap();
+    let d = store.delivery("msg_e2_s").await.unwrap().unwrap();
+    assert_eq!(d.delivery.status, DeliveryStatus::Cancelled);
+    assert_eq!(d.attempts_log.len(), 1);
+    assert_eq!(d.attempts_log[0].status_code, Some(200));
+}
+
 /// A record that comes back after its delivery was cancelled and purged changes no other
 /// delivery, not even one stored since in the purged one's place (the embedded store
 /// finds leased rows by rowid, which SQLite may hand out again), and leaves nothing
@@ -871,10 +952,11 @@ macro_rules! store_conformance {
             use $crate::store::conformance as suite;
             use super::*;
             $crate::store_conformance!(@tests $opener;
-                ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
-                scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
-                replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
-                concurrent_writers, claims_racing_records_hand_out_each_delivery_once, write_probe,
+                ingest_is_idempotent, claim_and_record, a_first_attempt_that_delivered_is_logged,
+                leases_are_released_on_reopen, scheduled_retries_survive_reopen,
+                waiting_spends_no_attempt, list_filters_and_pages, replay_and_retry, queue_depth,
+                subscriptions, health_and_cancellation, purge, concurrent_writers,
+                claims_racing_records_hand_out_each_delivery_once, write_probe,
                 a_late_record_touches_only_its_own_delivery, rewrite_specs);
         }
     };
@@ -885,11 +967,12 @@ macro_rules! store_conformance {
             use $crate::store::conformance as suite;
             use super::*;
             $crate::store_conformance!(@tests $opener;
-                ingest_is_idempotent, claim_and_record, leases_are_released_on_reopen,
-                scheduled_retries_survive_reopen, waiting_spends_no_attempt, list_filters_and_pages,
-                replay_and_retry, queue_depth, subscriptions, health_and_cancellation, purge,
-                concurrent_writers, claims_racing_records_hand_out_each_delivery_once,
-                write_probe, a_late_record_touches_only_its_own_delivery);
+                ingest_is_idempotent, claim_and_record, a_first_attempt_that_delivered_is_logged,
+                leases_are_released_on_reopen, scheduled_retries_survive_reopen,
+                waiting_spends_no_attempt, list_filters_and_pages, replay_and_retry, queue_depth,
+                subscriptions, health_and_cancellation, purge, concurrent_writers,
+                claims_racing_records_hand_out_each_delivery_once, write_probe,
+                a_late_record_touches_only_its_own_delivery);
         }
     };
     (@tests $opener:expr; $($name:ident),*) => {

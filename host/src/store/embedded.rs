@@ -44,6 +44,11 @@ use crate::event::Event;
 /// Jobs taken into one transaction at most; bounds commit latency under heavy load.
 const MAX_BATCH: usize = 1024;
 
+/// The tables. A delivery's first attempt, when it delivered (most deliveries' only one),
+/// is kept in the delivery's `first_*` columns instead of a row of `attempts`: the record
+/// then rewrites the delivery row it updates anyway, and the commit writes neither the
+/// `attempts` B-tree's pages nor its 36-byte key (docs/BENCHMARKS.md, "Pages written per
+/// commit"). Every other attempt is a row of `attempts`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     id             TEXT PRIMARY KEY,
@@ -67,7 +72,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_status      INTEGER,
     parked_on        TEXT,
     created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL
+    updated_at       INTEGER NOT NULL,
+    first_started_at     INTEGER,
+    first_latency_us     INTEGER,
+    first_status         INTEGER,
+    first_response_body  TEXT,
+    first_plugin_version TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_on) WHERE parked_on IS NOT NULL;
@@ -353,7 +363,7 @@ impl EmbeddedStore {
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
-        add_traceparent_column(&writer).map_err(|e| open_err(e.to_string()))?;
+        add_missing_columns(&writer).map_err(|e| open_err(e.to_string()))?;
         let released = writer
             .execute(
                 "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE status = 'pending' AND leased = 1",
@@ -634,9 +644,15 @@ impl Store for EmbeddedStore {
             else {
                 return Ok(None);
             };
+            // The first attempt if its delivery row keeps it, and those in `attempts`.
             let mut stmt = conn.prepare_cached(
-                "SELECT attempt, started_at, latency_us, status_code, error, response_body, plugin_version
-                 FROM attempts WHERE delivery_id = ?1 ORDER BY attempt",
+                "SELECT 1, first_started_at, first_latency_us, first_status, NULL, first_response_body,
+                        first_plugin_version
+                 FROM deliveries WHERE id = ?1 AND first_started_at IS NOT NULL
+                 UNION ALL
+                 SELECT attempt, started_at, latency_us, status_code, error, response_body, plugin_version
+                 FROM attempts WHERE delivery_id = ?1
+                 ORDER BY 1",
             )?;
             let attempts_log = stmt
                 .query_map([&id], |r| {
@@ -1285,16 +1301,28 @@ fn in_savepoint<T>(
     }
 }
 
-/// Adds `events.traceparent` to a store made before it existed (SQLite has no
+/// Columns added after the first release: `(table, column, type)`.
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+    ("events", "traceparent", "TEXT"),
+    ("deliveries", "first_started_at", "INTEGER"),
+    ("deliveries", "first_latency_us", "INTEGER"),
+    ("deliveries", "first_status", "INTEGER"),
+    ("deliveries", "first_response_body", "TEXT"),
+    ("deliveries", "first_plugin_version", "TEXT"),
+];
+
+/// Adds [`ADDED_COLUMNS`] to a store made before they existed (SQLite has no
 /// `ADD COLUMN IF NOT EXISTS`).
-fn add_traceparent_column(conn: &Connection) -> rusqlite::Result<()> {
-    let present: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'traceparent'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !present {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN traceparent TEXT")?;
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
     }
     Ok(())
 }
@@ -1483,6 +1511,21 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
          WHERE rowid = COALESCE(?4, (SELECT rowid FROM deliveries WHERE id = ?1))
            AND id = ?1 AND status = 'pending'",
     )?;
+    // A first attempt that delivered: `update` and the attempt in one row write. A delivery
+    // no longer pending (cancelled while the attempt ran) keeps the attempt all the same,
+    // as `insert` would have.
+    let mut delivered_first = tx.prepare_cached(
+        "UPDATE deliveries SET status = CASE status WHEN 'pending' THEN 'delivered' ELSE status END,
+             attempts = CASE status WHEN 'pending' THEN 1 ELSE attempts END,
+             next_attempt_at = CASE status WHEN 'pending' THEN ?2 ELSE next_attempt_at END,
+             last_error = CASE status WHEN 'pending' THEN NULL ELSE last_error END,
+             last_status = CASE status WHEN 'pending' THEN ?3 ELSE last_status END,
+             updated_at = CASE status WHEN 'pending' THEN ?2 ELSE updated_at END,
+             parked_on = CASE status WHEN 'pending' THEN NULL ELSE parked_on END,
+             first_started_at = ?4, first_latency_us = ?5, first_status = ?3,
+             first_response_body = ?6, first_plugin_version = ?7
+         WHERE rowid = COALESCE(?8, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
+    )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
         let rowid = leases.rows.get(&r.delivery_id);
@@ -1493,6 +1536,19 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
             }
             NextState::Cancelled => {
                 cancel.execute(params![r.delivery_id, r.error, now, rowid])?;
+                continue;
+            }
+            NextState::Delivered if folds_into_delivery(r) => {
+                delivered_first.execute(params![
+                    r.delivery_id,
+                    now,
+                    r.status_code,
+                    r.started_at_ms,
+                    r.latency_us as i64,
+                    r.response_body,
+                    r.plugin_version,
+                    rowid
+                ])?;
                 continue;
             }
             NextState::Delivered => (DeliveryStatus::Delivered, now),
@@ -1522,6 +1578,12 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
         ])?;
     }
     record_health(tx, records)
+}
+
+/// Whether `record` is kept in its delivery's `first_*` columns (see [`SCHEMA`]): a first
+/// attempt that delivered, with no error to keep.
+fn folds_into_delivery(record: &AttemptRecord) -> bool {
+    record.attempt == 1 && matches!(record.next, NextState::Delivered) && record.error.is_none()
 }
 
 /// Whether a delivery in `status`, created at `created`, may go under `cutoffs`.
@@ -1814,18 +1876,27 @@ mod tests {
     }
 
     #[test]
-    fn a_store_from_before_traceparent_gains_the_column_and_keeps_its_events() {
+    fn a_store_from_before_the_added_columns_gains_them_and_keeps_its_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let old = Connection::open(dir.path().join("wasmhook.db")).expect("create");
             old.execute_batch(
                 "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at INTEGER NOT NULL,
                                       data TEXT NOT NULL, delivery_count INTEGER NOT NULL);
-                 INSERT INTO events VALUES ('evt_old', 'a.b', 1, '{}', 0);",
+                 INSERT INTO events VALUES ('evt_old', 'a.b', 1, '{}', 1);
+                 CREATE TABLE deliveries (id TEXT PRIMARY KEY, event_id TEXT NOT NULL,
+                     event_type TEXT NOT NULL, subscription_id TEXT NOT NULL, status TEXT NOT NULL,
+                     attempts INTEGER NOT NULL DEFAULT 0, run_start INTEGER NOT NULL DEFAULT 0,
+                     next_attempt_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
+                     last_error TEXT, last_status INTEGER, parked_on TEXT,
+                     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+                 INSERT INTO deliveries (id, event_id, event_type, subscription_id, status,
+                     next_attempt_at, created_at, updated_at)
+                 VALUES ('msg_old', 'evt_old', 'a.b', 's', 'delivered', 1, 1, 1);",
             )
             .expect("old schema");
         }
-        drop(EmbeddedStore::open(dir.path(), 0).expect("opens and adds the column"));
+        drop(EmbeddedStore::open(dir.path(), 0).expect("opens and adds the columns"));
         let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
         let (id, trace): (String, Option<String>) = conn
             .query_row("SELECT id, traceparent FROM events", [], |r| {
@@ -1833,7 +1904,68 @@ mod tests {
             })
             .expect("the old event, with the new column");
         assert_eq!((id.as_str(), trace), ("evt_old", None));
-        // Opening again finds the column there and leaves it.
+        let first: Option<i64> = conn
+            .query_row("SELECT first_started_at FROM deliveries", [], |r| r.get(0))
+            .expect("the old delivery, with the new columns");
+        assert_eq!(first, None);
+        // Opening again finds the columns there and leaves them.
         drop(EmbeddedStore::open(dir.path(), 0).expect("opens again"));
+    }
+
+    /// A first attempt that delivered is kept in its delivery row, not in `attempts`; a
+    /// first attempt that failed is a row of `attempts`.
+    #[tokio::test]
+    async fn a_first_attempt_that_delivered_writes_no_attempts_row() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        store
+            .ingest(vec![fresh("e1"), fresh("e2")])
+            .await
+            .expect("ingest");
+        let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(claim.deliveries.len(), 2);
+        let outcome = |id: &str, next, status_code, error: Option<&str>| AttemptRecord {
+            delivery_id: id.into(),
+            subscription_id: "s".into(),
+            receiver: Some(error.is_none()),
+            attempt: 1,
+            started_at_ms: now_ms(),
+            latency_us: 900,
+            status_code: Some(status_code),
+            error: error.map(Into::into),
+            response_body: Some("ok".into()),
+            plugin_version: None,
+            next,
+            parked_on: None,
+        };
+        store
+            .record(vec![
+                outcome("msg_e1", NextState::Delivered, 200, None),
+                outcome(
+                    "msg_e2",
+                    NextState::RetryAt(now_ms() + 60_000),
+                    503,
+                    Some("503"),
+                ),
+            ])
+            .await
+            .expect("record");
+        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
+        let rows: Vec<(String, Option<i64>)> = conn
+            .prepare(
+                "SELECT d.id, (SELECT COUNT(*) FROM attempts a WHERE a.delivery_id = d.id)
+                 FROM deliveries d WHERE d.first_started_at IS NOT NULL
+                 UNION ALL SELECT delivery_id, NULL FROM attempts ORDER BY 1",
+            )
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            [("msg_e1".to_owned(), Some(0)), ("msg_e2".to_owned(), None)],
+            "msg_e1 in its delivery row alone, msg_e2 in attempts"
+        );
     }
 }

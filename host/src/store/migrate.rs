@@ -35,6 +35,53 @@ pub struct Copied {
     pub attempts: u64,
 }
 
+/// One attempt to copy: delivery id, number, start and latency, status code, then error,
+/// response body and plugin version.
+type AttemptRow = (String, i32, [i64; 2], Option<i32>, [Option<String>; 3]);
+
+/// Reads an [`AttemptRow`] from the columns of `r` from `first` on.
+fn attempt_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<AttemptRow> {
+    Ok((
+        r.get(first)?,
+        r.get(first + 1)?,
+        [r.get(first + 2)?, r.get(first + 3)?],
+        r.get(first + 4)?,
+        [r.get(first + 5)?, r.get(first + 6)?, r.get(first + 7)?],
+    ))
+}
+
+/// Inserts one page of attempts into PostgreSQL.
+async fn copy_attempts(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[AttemptRow],
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let numbers: Vec<i32> = rows.iter().map(|r| r.1).collect();
+    let started: Vec<i64> = rows.iter().map(|r| r.2[0]).collect();
+    let latency: Vec<i64> = rows.iter().map(|r| r.2[1]).collect();
+    let codes: Vec<Option<i32>> = rows.iter().map(|r| r.3).collect();
+    let text = |i: usize| rows.iter().map(|r| r.4[i].as_deref()).collect::<Vec<_>>();
+    let (errors, bodies, plugins) = (text(0), text(1), text(2));
+    tx.execute(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version)
+         SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[])",
+        &[&ids, &numbers, &started, &latency, &codes, &errors, &bodies, &plugins],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether `table` has `column`.
+fn has_column(sqlite: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
+    sqlite
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get(0),
+        )
+        .map_err(sqlite_err)
+}
+
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(format!("reading the embedded store: {e}"))
 }
@@ -95,9 +142,19 @@ pub async fn embedded_to_postgres(
             "the PostgreSQL database already holds {existing} events; migrate into an empty one"
         )));
     }
+    // A store last opened by an engine older than a column has no such column.
+    let has_traceparent = has_column(&sqlite, "events", "traceparent")?;
+    let has_first_attempts = has_column(&sqlite, "deliveries", "first_started_at")?;
     let total: i64 = sqlite
         .query_row(
-            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts) + {}",
+                if has_first_attempts {
+                    "(SELECT COUNT(*) FROM deliveries WHERE first_started_at IS NOT NULL)"
+                } else {
+                    "0"
+                }
+            ),
             [],
             |r| r.get(0),
         )
@@ -149,15 +206,7 @@ pub async fn embedded_to_postgres(
     }
     copied.subscriptions = subs.len() as u64;
 
-    // Events, deliveries and attempts, a page at a time in rowid order. A store last
-    // opened by an engine older than `traceparent` has no such column.
-    let has_traceparent: bool = sqlite
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'traceparent'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sqlite_err)?;
+    // Events, deliveries and attempts, a page at a time in rowid order.
     let select_events = format!(
         "SELECT rowid, id, type, created_at, data, delivery_count, {} FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
         if has_traceparent {
@@ -271,17 +320,7 @@ pub async fn embedded_to_postgres(
             .map_err(sqlite_err)?;
         let rows = stmt
             .query_map(rusqlite::params![after.0, after.1, PAGE], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i32>(1)?,
-                    [r.get::<_, i64>(2)?, r.get::<_, i64>(3)?],
-                    r.get::<_, Option<i32>>(4)?,
-                    [
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                    ],
-                ))
+                attempt_row(r, 0)
             })
             .map_err(sqlite_err)?
             .collect::<Result<Vec<_>, _>>()
@@ -290,21 +329,37 @@ pub async fn embedded_to_postgres(
             break;
         };
         after = (end.0.clone(), i64::from(end.1));
-        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        let numbers: Vec<i32> = rows.iter().map(|r| r.1).collect();
-        let started: Vec<i64> = rows.iter().map(|r| r.2[0]).collect();
-        let latency: Vec<i64> = rows.iter().map(|r| r.2[1]).collect();
-        let codes: Vec<Option<i32>> = rows.iter().map(|r| r.3).collect();
-        let text = |i: usize| rows.iter().map(|r| r.4[i].as_deref()).collect::<Vec<_>>();
-        let (errors, bodies, plugins) = (text(0), text(1), text(2));
-        tx.execute(
-            "INSERT INTO attempts (delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version)
-             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[])",
-            &[&ids, &numbers, &started, &latency, &codes, &errors, &bodies, &plugins],
-        )
-        .await?;
+        copy_attempts(&tx, &rows).await?;
         copied.attempts += rows.len() as u64;
         progress(&copied, total);
+    }
+    // The first attempts kept in their delivery rows (see the embedded store's schema).
+    if has_first_attempts {
+        let mut last = 0i64;
+        loop {
+            let mut stmt = sqlite
+                .prepare_cached(
+                    "SELECT rowid, id, 1, first_started_at, first_latency_us, first_status, NULL,
+                            first_response_body, first_plugin_version
+                     FROM deliveries WHERE rowid > ?1 AND first_started_at IS NOT NULL ORDER BY rowid LIMIT ?2",
+                )
+                .map_err(sqlite_err)?;
+            let rows = stmt
+                .query_map([last, PAGE], |r| {
+                    Ok((r.get::<_, i64>(0)?, attempt_row(r, 1)?))
+                })
+                .map_err(sqlite_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite_err)?;
+            let Some(end) = rows.last() else {
+                break;
+            };
+            last = end.0;
+            let rows: Vec<AttemptRow> = rows.into_iter().map(|(_, row)| row).collect();
+            copy_attempts(&tx, &rows).await?;
+            copied.attempts += rows.len() as u64;
+            progress(&copied, total);
+        }
     }
     tx.batch_execute("SELECT nextval('subscriptions_version'); NOTIFY wasmhook_subscriptions")
         .await?;
