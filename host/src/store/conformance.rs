@@ -908,6 +908,47 @@ pub async fn a_first_attempt_that_delivered_is_logged(open: Opener) {
     assert_eq!(d.delivery.status, DeliveryStatus::Cancelled);
     assert_eq!(d.attempts_log.len(), 1);
     assert_eq!(d.attempts_log[0].status_code, Some(200));
+    // Its attempt count stayed 0, so once retried by hand its next attempt is number 1
+    // again: a failure after a success here, a success after a failure for e3. The log
+    // keeps one attempt 1 (which one differs: PostgreSQL keeps the first, the embedded
+    // store the last, as before the first attempt moved into the delivery row).
+    store
+        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
+        .await
+        .unwrap();
+    store.ingest(vec![new_event("e3", &["s"])]).await.unwrap();
+    let claim = store.claim_due(1_400, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 1);
+    assert!(store.delete_subscription("s", 1_400).await.unwrap());
+    store
+        .record(vec![attempt("msg_e3_s", 1, NextState::RetryAt(9_000))])
+        .await
+        .unwrap();
+    store
+        .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
+        .await
+        .unwrap();
+    for id in ["msg_e2_s", "msg_e3_s"] {
+        assert!(matches!(
+            store.retry_delivery(id, 1_500).await.unwrap(),
+            RetryOutcome::Scheduled(_)
+        ));
+    }
+    let claim = store.claim_due(1_500, 10, LEASE).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2);
+    assert!(claim.deliveries.iter().all(|d| d.attempts == 0));
+    store
+        .record(vec![
+            attempt("msg_e2_s", 1, NextState::DeadLetter),
+            delivered("msg_e3_s"),
+        ])
+        .await
+        .unwrap();
+    for id in ["msg_e2_s", "msg_e3_s"] {
+        let d = store.delivery(id).await.unwrap().unwrap();
+        let numbers: Vec<_> = d.attempts_log.iter().map(|a| a.attempt).collect();
+        assert_eq!(numbers, [1], "{id}");
+    }
 }
 
 /// A record that comes back after its delivery was cancelled and purged changes no other

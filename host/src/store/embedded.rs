@@ -1526,6 +1526,17 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
              first_response_body = ?6, first_plugin_version = ?7
          WHERE rowid = COALESCE(?8, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
     )?;
+    // A delivery cancelled while its attempt ran keeps its attempt count, so after a retry
+    // by hand its next attempt is number 1 again; as with `INSERT OR REPLACE`, the later
+    // attempt 1 replaces the earlier one, wherever that one is kept.
+    let mut forget_first_row =
+        tx.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1 AND attempt = 1")?;
+    let mut forget_first_columns = tx.prepare_cached(
+        "UPDATE deliveries SET first_started_at = NULL, first_latency_us = NULL, first_status = NULL,
+             first_response_body = NULL, first_plugin_version = NULL
+         WHERE rowid = COALESCE(?2, (SELECT rowid FROM deliveries WHERE id = ?1))
+           AND id = ?1 AND first_started_at IS NOT NULL",
+    )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
         let rowid = leases.rows.get(&r.delivery_id);
@@ -1539,6 +1550,7 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
                 continue;
             }
             NextState::Delivered if folds_into_delivery(r) => {
+                forget_first_row.execute([&r.delivery_id])?;
                 delivered_first.execute(params![
                     r.delivery_id,
                     now,
@@ -1556,6 +1568,9 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
             NextState::DeadLetter => (DeliveryStatus::DeadLetter, now),
             NextState::RetryAt(at) => (DeliveryStatus::Pending, at),
         };
+        if r.attempt == 1 {
+            forget_first_columns.execute(params![r.delivery_id, rowid])?;
+        }
         insert.execute(params![
             r.delivery_id,
             r.attempt,
