@@ -91,23 +91,25 @@ impl ChildEngine {
         })
     }
 
-    /// The child's CPU time so far (user and system), seconds, from `/proc/<pid>/stat`
-    /// (whose clock ticks are 1/100 s on Linux).
+    /// The child's CPU time so far (user and system), seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of the whole line, 11 and 12 counting from 0
-        // after `)`.
-        (ticks(11) + ticks(12)) / 100.0
+        stat_cpu_seconds(Path::new(&format!("/proc/{}/stat", self.child.id())))
+    }
+
+    /// The CPU time so far of the child's SQLite writer thread (`wasmhook-store`), seconds;
+    /// 0 when it has none. The part of the engine a store change acts on, so an A/B of such
+    /// a change is not diluted by the rest of the engine's time.
+    pub fn writer_cpu_seconds(&self) -> f64 {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == "wasmhook-store")
+            })
+            .map_or(0.0, |task| stat_cpu_seconds(&task.path().join("stat")))
     }
 
     /// The child's process id.
@@ -233,6 +235,24 @@ pub fn micros() -> u64 {
 /// The process's peak resident set size so far, in bytes (`VmHWM`).
 pub fn peak_rss() -> u64 {
     vm_hwm("/proc/self/status")
+}
+
+/// User and system CPU time of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`
+/// file, seconds (its clock ticks are 1/100 s on Linux); 0 when unreadable.
+fn stat_cpu_seconds(path: &Path) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 counting from 0
+    // after `)`.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// `VmHWM` of a `/proc/<pid>/status` file, in bytes; 0 when unreadable.

@@ -36,6 +36,8 @@ pub struct Run {
     pub rate: f64,
     /// The engine's CPU time (user + system) per delivery, milliseconds.
     pub cpu_ms_per_delivery: f64,
+    /// The part of it on the embedded store's writer thread.
+    pub writer_cpu_ms_per_delivery: f64,
     /// The engine's process id, so a profile can keep its samples alone.
     pub engine_pid: u32,
 }
@@ -75,7 +77,7 @@ pub async fn run(
     let one: http::Uri = format!("{base}/v1/events").parse()?;
     post(&client, &one, Bytes::from(event_json(0))).await?;
     receiver.wait_for(path, 1).await;
-    let cpu_before = engine.cpu_seconds();
+    let (cpu_before, writer_before) = (engine.cpu_seconds(), engine.writer_cpu_seconds());
     let started = Instant::now();
     let url: http::Uri = if batch > 1 {
         format!("{base}/v1/events/batch").parse()?
@@ -99,9 +101,11 @@ pub async fn run(
     receiver.wait_for(path, total + 1).await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = engine.cpu_seconds() - cpu_before;
+    let writer = engine.writer_cpu_seconds() - writer_before;
     Ok(Run {
         rate: total as f64 / elapsed,
         cpu_ms_per_delivery: 1e3 * cpu / total as f64,
+        writer_cpu_ms_per_delivery: 1e3 * writer / total as f64,
         engine_pid: engine.pid(),
     })
 }
