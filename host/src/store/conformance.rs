@@ -840,13 +840,13 @@ pub async fn a_first_attempt_that_delivered_is_logged(open: Opener) {
         .unwrap();
     let claim = store.claim_due(1_000, 10, LEASE).await.unwrap();
     assert_eq!(claim.deliveries.len(), 2);
-    let delivered = |id: &str| {
-        let mut ok = attempt(id, 1, NextState::Delivered);
+    let delivered = |id: &str, n: u32| {
+        let mut ok = attempt(id, n, NextState::Delivered);
         (ok.receiver, ok.status_code, ok.error) = (Some(true), Some(200), None);
         ok.response_body = Some("ok".into());
         ok
     };
-    store.record(vec![delivered("msg_e1_s")]).await.unwrap();
+    store.record(vec![delivered("msg_e1_s", 1)]).await.unwrap();
     let d = store.delivery("msg_e1_s").await.unwrap().unwrap();
     assert_eq!(
         (
@@ -901,17 +901,19 @@ pub async fn a_first_attempt_that_delivered_is_logged(open: Opener) {
         .collect();
     assert_eq!(numbers, [(1, Some(200)), (2, Some(500))]);
     assert_eq!(d.delivery.status, DeliveryStatus::DeadLetter);
-    // Cancelled while its attempt ran: it stays cancelled, and the attempt is logged.
+    // Cancelled while its attempt ran: it stays cancelled, and the attempt is logged and
+    // counted.
     assert!(store.delete_subscription("s", 1_300).await.unwrap());
-    store.record(vec![delivered("msg_e2_s")]).await.unwrap();
+    store.record(vec![delivered("msg_e2_s", 1)]).await.unwrap();
     let d = store.delivery("msg_e2_s").await.unwrap().unwrap();
-    assert_eq!(d.delivery.status, DeliveryStatus::Cancelled);
+    assert_eq!(
+        (d.delivery.status, d.delivery.attempts),
+        (DeliveryStatus::Cancelled, 1)
+    );
     assert_eq!(d.attempts_log.len(), 1);
     assert_eq!(d.attempts_log[0].status_code, Some(200));
-    // Its attempt count stayed 0, so once retried by hand its next attempt is number 1
-    // again: a failure after a success here, a success after a failure for e3. The log
-    // keeps one attempt 1 (which one differs: PostgreSQL keeps the first, the embedded
-    // store the last, as before the first attempt moved into the delivery row).
+    // So once retried by hand, its next attempt is number 2, not 1 again: a failure after
+    // a success here, a success after a failure for e3, each logged beside the first.
     store
         .put_subscription(stored("s", SubscriptionSource::Api, "{}"))
         .await
@@ -936,18 +938,22 @@ pub async fn a_first_attempt_that_delivered_is_logged(open: Opener) {
     }
     let claim = store.claim_due(1_500, 10, LEASE).await.unwrap();
     assert_eq!(claim.deliveries.len(), 2);
-    assert!(claim.deliveries.iter().all(|d| d.attempts == 0));
+    assert!(claim.deliveries.iter().all(|d| d.attempts == 1));
     store
         .record(vec![
-            attempt("msg_e2_s", 1, NextState::DeadLetter),
-            delivered("msg_e3_s"),
+            attempt("msg_e2_s", 2, NextState::DeadLetter),
+            delivered("msg_e3_s", 2),
         ])
         .await
         .unwrap();
-    for id in ["msg_e2_s", "msg_e3_s"] {
+    for (id, codes) in [("msg_e2_s", [200, 500]), ("msg_e3_s", [500, 200])] {
         let d = store.delivery(id).await.unwrap().unwrap();
-        let numbers: Vec<_> = d.attempts_log.iter().map(|a| a.attempt).collect();
-        assert_eq!(numbers, [1], "{id}");
+        let log: Vec<_> = d
+            .attempts_log
+            .iter()
+            .map(|a| (a.attempt, a.status_code))
+            .collect();
+        assert_eq!(log, [(1, Some(codes[0])), (2, Some(codes[1]))], "{id}");
     }
 }
 

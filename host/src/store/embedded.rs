@@ -1511,31 +1511,27 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
          WHERE rowid = COALESCE(?4, (SELECT rowid FROM deliveries WHERE id = ?1))
            AND id = ?1 AND status = 'pending'",
     )?;
-    // A first attempt that delivered: `update` and the attempt in one row write. A delivery
-    // no longer pending (cancelled while the attempt ran) keeps the attempt all the same,
-    // as `insert` would have.
+    // A first attempt that delivered: `update` and the attempt in one row write.
     let mut delivered_first = tx.prepare_cached(
-        "UPDATE deliveries SET status = CASE status WHEN 'pending' THEN 'delivered' ELSE status END,
-             attempts = CASE status WHEN 'pending' THEN 1 ELSE attempts END,
-             next_attempt_at = CASE status WHEN 'pending' THEN ?2 ELSE next_attempt_at END,
-             last_error = CASE status WHEN 'pending' THEN NULL ELSE last_error END,
-             last_status = CASE status WHEN 'pending' THEN ?3 ELSE last_status END,
-             updated_at = CASE status WHEN 'pending' THEN ?2 ELSE updated_at END,
-             parked_on = CASE status WHEN 'pending' THEN NULL ELSE parked_on END,
+        "UPDATE deliveries SET status = 'delivered', attempts = 1, next_attempt_at = ?2,
+             last_error = NULL, last_status = ?3, updated_at = ?2, parked_on = NULL,
              first_started_at = ?4, first_latency_us = ?5, first_status = ?3,
              first_response_body = ?6, first_plugin_version = ?7
-         WHERE rowid = COALESCE(?8, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
+         WHERE rowid = COALESCE(?8, (SELECT rowid FROM deliveries WHERE id = ?1))
+           AND id = ?1 AND status = 'pending'",
     )?;
-    // A delivery cancelled while its attempt ran keeps its attempt count, so after a retry
-    // by hand its next attempt is number 1 again; as with `INSERT OR REPLACE`, the later
-    // attempt 1 replaces the earlier one, wherever that one is kept.
-    let mut forget_first_row =
-        tx.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1 AND attempt = 1")?;
-    let mut forget_first_columns = tx.prepare_cached(
-        "UPDATE deliveries SET first_started_at = NULL, first_latency_us = NULL, first_status = NULL,
-             first_response_body = NULL, first_plugin_version = NULL
-         WHERE rowid = COALESCE(?2, (SELECT rowid FROM deliveries WHERE id = ?1))
-           AND id = ?1 AND first_started_at IS NOT NULL",
+    // A delivery no longer pending (cancelled while its attempt ran) keeps its state, but
+    // the attempt counts, so that a retry by hand never numbers an attempt again; the
+    // first attempt's columns are kept as `insert` keeps any other.
+    let mut count = tx.prepare_cached(
+        "UPDATE deliveries SET attempts = MAX(attempts, ?2)
+         WHERE rowid = COALESCE(?3, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
+    )?;
+    let mut count_first = tx.prepare_cached(
+        "UPDATE deliveries SET attempts = MAX(attempts, 1), first_started_at = ?3,
+             first_latency_us = ?4, first_status = ?2, first_response_body = ?5,
+             first_plugin_version = ?6
+         WHERE rowid = COALESCE(?7, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
     )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
@@ -1550,8 +1546,7 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
                 continue;
             }
             NextState::Delivered if folds_into_delivery(r) => {
-                forget_first_row.execute([&r.delivery_id])?;
-                delivered_first.execute(params![
+                let first = params![
                     r.delivery_id,
                     now,
                     r.status_code,
@@ -1560,7 +1555,18 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
                     r.response_body,
                     r.plugin_version,
                     rowid
-                ])?;
+                ];
+                if delivered_first.execute(first)? == 0 {
+                    count_first.execute(params![
+                        r.delivery_id,
+                        r.status_code,
+                        r.started_at_ms,
+                        r.latency_us as i64,
+                        r.response_body,
+                        r.plugin_version,
+                        rowid
+                    ])?;
+                }
                 continue;
             }
             NextState::Delivered => (DeliveryStatus::Delivered, now),
@@ -1568,9 +1574,6 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
             NextState::DeadLetter => (DeliveryStatus::DeadLetter, now),
             NextState::RetryAt(at) => (DeliveryStatus::Pending, at),
         };
-        if r.attempt == 1 {
-            forget_first_columns.execute(params![r.delivery_id, rowid])?;
-        }
         insert.execute(params![
             r.delivery_id,
             r.attempt,
@@ -1581,7 +1584,7 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
             r.response_body,
             r.plugin_version
         ])?;
-        update.execute(params![
+        let updated = update.execute(params![
             r.delivery_id,
             status.as_str(),
             r.attempt,
@@ -1591,6 +1594,9 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
             now,
             rowid
         ])?;
+        if updated == 0 {
+            count.execute(params![r.delivery_id, r.attempt, rowid])?;
+        }
     }
     record_health(tx, records)
 }

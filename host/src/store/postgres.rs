@@ -765,7 +765,8 @@ impl Store for PostgresStore {
         ];
         // One statement: the attempts (not for waits, which spend none) and the deliveries'
         // next state, for pending deliveries this node still holds or nobody does (one
-        // cancelled while its attempt ran stays cancelled).
+        // cancelled while its attempt ran stays cancelled, but the attempt counts, so that a
+        // retry by hand never numbers an attempt again).
         tx.execute(
                 "WITH r AS (
                      SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::int[],
@@ -777,7 +778,10 @@ impl Store for PostgresStore {
                      INSERT INTO attempts (delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version)
                      SELECT delivery_id, attempt, started_at, latency_us, status_code, error, response_body, plugin_version
                      FROM r WHERE NOT wait
-                     ON CONFLICT (delivery_id, attempt) DO NOTHING)
+                     ON CONFLICT (delivery_id, attempt) DO NOTHING),
+                 counted AS (
+                     UPDATE deliveries d SET attempts = GREATEST(d.attempts, r.attempt)
+                     FROM r WHERE d.id = r.delivery_id AND d.status <> 'pending' AND NOT r.wait)
                  UPDATE deliveries d SET
                      status = CASE WHEN r.wait AND r.status <> 'cancelled' THEN d.status ELSE r.status END,
                      attempts = CASE WHEN r.wait THEN d.attempts ELSE r.attempt END,
