@@ -1528,10 +1528,10 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
          WHERE rowid = COALESCE(?3, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
     )?;
     let mut count_first = tx.prepare_cached(
-        "UPDATE deliveries SET attempts = MAX(attempts, 1), first_started_at = ?3,
-             first_latency_us = ?4, first_status = ?2, first_response_body = ?5,
-             first_plugin_version = ?6
-         WHERE rowid = COALESCE(?7, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
+        "UPDATE deliveries SET attempts = MAX(attempts, 1), first_started_at = ?4,
+             first_latency_us = ?5, first_status = ?3, first_response_body = ?6,
+             first_plugin_version = ?7
+         WHERE rowid = COALESCE(?8, (SELECT rowid FROM deliveries WHERE id = ?1)) AND id = ?1",
     )?;
     for r in records {
         let now = r.started_at_ms + (r.latency_us / 1000) as i64;
@@ -1556,16 +1556,9 @@ fn record(tx: &Connection, records: &[AttemptRecord], leases: &Leases) -> rusqli
                     r.plugin_version,
                     rowid
                 ];
+                // `count_first` takes the same values, all but the time (`?2`).
                 if delivered_first.execute(first)? == 0 {
-                    count_first.execute(params![
-                        r.delivery_id,
-                        r.status_code,
-                        r.started_at_ms,
-                        r.latency_us as i64,
-                        r.response_body,
-                        r.plugin_version,
-                        rowid
-                    ])?;
+                    count_first.execute(first)?;
                 }
                 continue;
             }
