@@ -1103,14 +1103,14 @@ pub fn postgres() -> Option<Opener> {
 }
 
 /// A schema name no other test in this run uses.
-fn postgres_schema() -> String {
+pub fn postgres_schema() -> String {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("conformance_{}_{n}", std::process::id())
 }
 
 /// Creates `schema` empty on the test server.
-async fn create_schema(url: &str, schema: &str) {
+pub async fn create_schema(url: &str, schema: &str) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test server");
@@ -1125,18 +1125,22 @@ async fn create_schema(url: &str, schema: &str) {
 
 /// One node of a cluster on `schema`, with a 30 s lease renewed by its heartbeat.
 async fn open_postgres_node(url: &str, schema: &str, node_id: &str, now: i64) -> PostgresStore {
+    PostgresStore::open(postgres_options(url, schema, node_id), now)
+        .await
+        .expect("open the PostgreSQL store")
+}
+
+/// Options for a node on `schema` of the test server.
+pub fn postgres_options(url: &str, schema: &str, node_id: &str) -> PostgresOptions {
     let sep = if url.contains('?') { '&' } else { '?' };
-    let options = PostgresOptions {
+    PostgresOptions {
         url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
         pool_size: 8,
         node_id: node_id.to_owned(),
         heartbeat: Duration::from_secs(1),
         lease: Duration::from_secs(30),
         tls: PgTls::default(),
-    };
-    PostgresStore::open(options, now)
-        .await
-        .expect("open the PostgreSQL store")
+    }
 }
 
 /// Issue 13, defect 1 on PostgreSQL: an attempt that runs past its claim's lease (a

@@ -49,9 +49,16 @@ const MAX_BATCH: usize = 1024;
 /// then rewrites the delivery row it updates anyway, and the commit writes neither the
 /// `attempts` B-tree's pages nor its 36-byte key (docs/BENCHMARKS.md, "Pages written per
 /// commit"). Every other attempt is a row of `attempts`.
+///
+/// A delivery points to its event by the event's integer key (`seq`, the rowid), not by
+/// its text id: the delivery row, and the `deliveries_event` index each ingest appends
+/// to, hold a few bytes instead of up to 128, and a claim finds the event by rowid
+/// instead of through the id index ("Integer keys" in docs/BENCHMARKS.md). `seq` is
+/// declared, not the implicit rowid, because `VACUUM` may renumber implicit rowids.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    id             TEXT PRIMARY KEY,
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
     type           TEXT NOT NULL,
     created_at     INTEGER NOT NULL,
     data           TEXT NOT NULL,
@@ -60,7 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id               TEXT PRIMARY KEY,
-    event_id         TEXT NOT NULL,
+    event_seq        INTEGER NOT NULL,
     event_type       TEXT NOT NULL,
     subscription_id  TEXT NOT NULL,
     status           TEXT NOT NULL,
@@ -81,7 +88,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_parked ON deliveries (parked_on) WHERE parked_on IS NOT NULL;
-CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_seq);
 CREATE INDEX IF NOT EXISTS deliveries_subscription ON deliveries (subscription_id, id);
 CREATE TABLE IF NOT EXISTS subscriptions (
     id              TEXT PRIMARY KEY,
@@ -360,10 +367,10 @@ impl EmbeddedStore {
         let path = dir.join("wasmhook.db");
         let writer = open_connection(&path).map_err(|e| open_err(e.to_string()))?;
         enable_incremental_vacuum(&writer, &path).map_err(|e| open_err(e.to_string()))?;
+        rekey_by_integers(&writer).map_err(|e| open_err(e.to_string()))?;
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| open_err(e.to_string()))?;
-        add_missing_columns(&writer).map_err(|e| open_err(e.to_string()))?;
         let released = writer
             .execute(
                 "UPDATE deliveries SET leased = 0, next_attempt_at = ?1 WHERE status = 'pending' AND leased = 1",
@@ -679,30 +686,35 @@ impl Store for EmbeddedStore {
         self.read(move |conn| {
             let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            // `clause` has one `?`, which becomes the value's numbered parameter.
             let mut push = |clause: &str, value: rusqlite::types::Value| {
                 args.push(value);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+                sql.push_str(" AND ");
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
             };
             if let Some(v) = filter.subscription_id {
-                push("subscription_id =", v.into());
+                push("subscription_id = ?", v.into());
             }
             if let Some(v) = filter.status {
-                push("status =", v.as_str().to_owned().into());
+                push("status = ?", v.as_str().to_owned().into());
             }
             if let Some(v) = filter.event_type {
-                push("event_type =", v.into());
+                push("event_type = ?", v.into());
             }
             if let Some(v) = filter.event_id {
-                push("event_id =", v.into());
+                push(
+                    "event_seq = (SELECT seq FROM events WHERE id = ?)",
+                    v.into(),
+                );
             }
             if let Some(v) = filter.since_ms {
-                push("created_at >=", v.into());
+                push("created_at >= ?", v.into());
             }
             if let Some(v) = filter.until_ms {
-                push("created_at <", v.into());
+                push("created_at < ?", v.into());
             }
             if let Some(v) = filter.before {
-                push("id <", v.into());
+                push("id < ?", v.into());
             }
             sql.push_str(&format!(
                 " ORDER BY id DESC LIMIT {}",
@@ -911,8 +923,8 @@ impl Store for EmbeddedStore {
                 )?;
             }
             let mut scan = conn.prepare_cached(
-                "SELECT e.rowid, e.created_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-                 FROM events e WHERE e.rowid > ?1 ORDER BY e.rowid LIMIT ?2",
+                "SELECT e.seq, e.created_at, EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
+                 FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
             )?;
             let mut last = None;
             let mut seen = 0;
@@ -932,7 +944,7 @@ impl Store for EmbeddedStore {
                 }
             }
             drop(rows);
-            let mut delete = conn.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
+            let mut delete = conn.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
             for rowid in &doomed {
                 delete.execute([rowid])?;
             }
@@ -1126,9 +1138,12 @@ impl EmbeddedStore {
     }
 }
 
+/// A delivery's summary; its event's id is read by the delivery's `event_seq`, so the
+/// clauses after it name the delivery's own columns.
 const SUMMARY_SELECT: &str =
-    "SELECT id, event_id, event_type, subscription_id, status, attempts, next_attempt_at,
-    last_error, last_status, created_at, updated_at FROM deliveries";
+    "SELECT id, (SELECT e.id FROM events e WHERE e.seq = deliveries.event_seq), event_type,
+    subscription_id, status, attempts, next_attempt_at, last_error, last_status, created_at,
+    updated_at FROM deliveries";
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliverySummary> {
     let status: String = r.get(4)?;
@@ -1301,7 +1316,8 @@ fn in_savepoint<T>(
     }
 }
 
-/// Columns added after the first release: `(table, column, type)`.
+/// Columns added after the first release, before the integer keys: `(table, column,
+/// type)`. Every store with the integer keys has them.
 const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("events", "traceparent", "TEXT"),
     ("deliveries", "first_started_at", "INTEGER"),
@@ -1311,19 +1327,82 @@ const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("deliveries", "first_plugin_version", "TEXT"),
 ];
 
-/// Adds [`ADDED_COLUMNS`] to a store made before they existed (SQLite has no
-/// `ADD COLUMN IF NOT EXISTS`).
-fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+/// Whether `table` has `column` (a store made by an older version may not).
+pub(super) fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get(0),
+    )
+}
+
+/// Rebuilds a store made before the integer keys (see [`SCHEMA`]): events gain `seq`,
+/// their old rowid, and deliveries point to it instead of the event's text id. One
+/// transaction, so a store is either rebuilt whole or left as it was; every row and
+/// rowid is kept, and the rebuild fails rather than drop a delivery whose event is
+/// missing. It rewrites both tables once, which takes a while on a large store; the log
+/// says so before and after. A new store, or one already rebuilt, is left alone.
+fn rekey_by_integers(conn: &Connection) -> rusqlite::Result<()> {
+    if !has_column(conn, "events", "id")? || has_column(conn, "events", "seq")? {
+        return Ok(());
+    }
+    let (events, deliveries): (i64, i64) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tracing::info!(
+        events,
+        deliveries,
+        "rebuilding the store's events and deliveries with integer keys (once, at the first start of this version)"
+    );
+    let tx = conn.unchecked_transaction()?;
     for (table, column, kind) in ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        if !has_column(&tx, table, column)? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
         }
     }
+    // Index names are the schema's, so the old ones go before the tables are made anew.
+    tx.execute_batch(
+        "DROP INDEX IF EXISTS deliveries_due;
+         DROP INDEX IF EXISTS deliveries_parked;
+         DROP INDEX IF EXISTS deliveries_event;
+         DROP INDEX IF EXISTS deliveries_subscription;
+         ALTER TABLE events RENAME TO events_by_text;
+         ALTER TABLE deliveries RENAME TO deliveries_by_text;",
+    )?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(
+        "INSERT INTO events (seq, id, type, created_at, data, delivery_count, traceparent)
+         SELECT rowid, id, type, created_at, data, delivery_count, traceparent
+         FROM events_by_text ORDER BY rowid;",
+    )?;
+    let copied = tx.execute(
+        "INSERT INTO deliveries (rowid, id, event_seq, event_type, subscription_id, status, attempts,
+             run_start, next_attempt_at, leased, last_error, last_status, parked_on, created_at,
+             updated_at, first_started_at, first_latency_us, first_status, first_response_body,
+             first_plugin_version)
+         SELECT d.rowid, d.id, e.seq, d.event_type, d.subscription_id, d.status, d.attempts,
+             d.run_start, d.next_attempt_at, d.leased, d.last_error, d.last_status, d.parked_on,
+             d.created_at, d.updated_at, d.first_started_at, d.first_latency_us, d.first_status,
+             d.first_response_body, d.first_plugin_version
+         FROM deliveries_by_text d JOIN events e ON e.id = d.event_id ORDER BY d.rowid",
+        [],
+    )?;
+    if copied as i64 != deliveries {
+        // Dropping the transaction rolls it back: the store stays as it was.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "{} of {deliveries} deliveries point to an event the store does not have; \
+             the store is left unchanged",
+                deliveries - copied as i64
+            )),
+        ));
+    }
+    tx.execute_batch("DROP TABLE deliveries_by_text; DROP TABLE events_by_text;")?;
+    tx.commit()?;
+    tracing::info!(events, deliveries, "rebuilt the store with integer keys");
     Ok(())
 }
 
@@ -1343,7 +1422,7 @@ fn ingest(
     )?;
     let mut existing = tx.prepare_cached("SELECT delivery_count FROM events WHERE id = ?1")?;
     let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, event_type, subscription_id, status, next_attempt_at, created_at, updated_at)
+        "INSERT INTO deliveries (id, event_seq, event_type, subscription_id, status, next_attempt_at, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
     )?;
     let mut results = Vec::with_capacity(batch.len());
@@ -1368,10 +1447,11 @@ fn ingest(
             });
             continue;
         }
+        let seq = tx.last_insert_rowid();
         for d in &new.deliveries {
             insert_delivery.execute(params![
                 d.id,
-                e.id,
+                seq,
                 e.kind,
                 d.subscription_id,
                 e.created_at_ms
@@ -1453,7 +1533,7 @@ fn claim(
     let until = now_ms.saturating_add(lease_ms);
     let mut load = tx.prepare_cached(
         "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data, e.traceparent
-         FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.rowid = ?1",
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.rowid = ?1",
     )?;
     let deliveries = chosen
         .into_iter()
@@ -1650,6 +1730,40 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
         }
     }
     Ok(())
+}
+
+/// Writes a store in the first layout (text keys, none of the added columns) to `dir`,
+/// with two events and their deliveries, then runs `extra`.
+#[cfg(test)]
+pub(super) fn store_before_integer_keys(dir: &Path, extra: &str) {
+    let old = Connection::open(dir.join("wasmhook.db")).expect("create");
+    old.execute_batch(&format!(
+        "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at INTEGER NOT NULL,
+                              data TEXT NOT NULL, delivery_count INTEGER NOT NULL);
+         CREATE TABLE deliveries (id TEXT PRIMARY KEY, event_id TEXT NOT NULL,
+             event_type TEXT NOT NULL, subscription_id TEXT NOT NULL, status TEXT NOT NULL,
+             attempts INTEGER NOT NULL DEFAULT 0, run_start INTEGER NOT NULL DEFAULT 0,
+             next_attempt_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
+             last_error TEXT, last_status INTEGER, parked_on TEXT,
+             created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+         CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+         CREATE INDEX deliveries_event ON deliveries (event_id);
+         CREATE TABLE subscriptions (id TEXT PRIMARY KEY, source TEXT NOT NULL, spec TEXT NOT NULL,
+             enabled INTEGER NOT NULL, disabled_reason TEXT, created_at INTEGER NOT NULL,
+             updated_at INTEGER NOT NULL);
+         CREATE TABLE attempts (delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+             started_at INTEGER NOT NULL, latency_us INTEGER NOT NULL, status_code INTEGER,
+             error TEXT, response_body TEXT, plugin_version TEXT,
+             PRIMARY KEY (delivery_id, attempt)) WITHOUT ROWID;
+         INSERT INTO events (rowid, id, type, created_at, data, delivery_count)
+         VALUES (7, 'evt_old', 'a.b', 1, '{{}}', 1), (9, 'evt_due', 'a.c', 2, '{{\"n\":1}}', 1);
+         INSERT INTO deliveries (rowid, id, event_id, event_type, subscription_id, status,
+             next_attempt_at, created_at, updated_at)
+         VALUES (3, 'msg_old', 'evt_old', 'a.b', 's', 'delivered', 1, 1, 1),
+                (5, 'msg_due', 'evt_due', 'a.c', 's', 'pending', 2, 2, 2);
+         {extra}"
+    ))
+    .expect("old schema");
 }
 
 #[cfg(test)]
@@ -1889,41 +2003,104 @@ mod tests {
         assert_eq!(ids(&again), ["msg_e1"], "the lease never ended");
     }
 
-    #[test]
-    fn a_store_from_before_the_added_columns_gains_them_and_keeps_its_rows() {
+    /// A store from before the integer keys (here the first layout, from before the added
+    /// columns too) is rebuilt at open with every row, rowid and column kept.
+    #[tokio::test]
+    async fn a_store_from_before_the_integer_keys_is_rebuilt_and_keeps_its_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
-        {
-            let old = Connection::open(dir.path().join("wasmhook.db")).expect("create");
-            old.execute_batch(
-                "CREATE TABLE events (id TEXT PRIMARY KEY, type TEXT NOT NULL, created_at INTEGER NOT NULL,
-                                      data TEXT NOT NULL, delivery_count INTEGER NOT NULL);
-                 INSERT INTO events VALUES ('evt_old', 'a.b', 1, '{}', 1);
-                 CREATE TABLE deliveries (id TEXT PRIMARY KEY, event_id TEXT NOT NULL,
-                     event_type TEXT NOT NULL, subscription_id TEXT NOT NULL, status TEXT NOT NULL,
-                     attempts INTEGER NOT NULL DEFAULT 0, run_start INTEGER NOT NULL DEFAULT 0,
-                     next_attempt_at INTEGER NOT NULL, leased INTEGER NOT NULL DEFAULT 0,
-                     last_error TEXT, last_status INTEGER, parked_on TEXT,
-                     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
-                 INSERT INTO deliveries (id, event_id, event_type, subscription_id, status,
-                     next_attempt_at, created_at, updated_at)
-                 VALUES ('msg_old', 'evt_old', 'a.b', 's', 'delivered', 1, 1, 1);",
-            )
-            .expect("old schema");
-        }
-        drop(EmbeddedStore::open(dir.path(), 0).expect("opens and adds the columns"));
-        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
-        let (id, trace): (String, Option<String>) = conn
-            .query_row("SELECT id, traceparent FROM events", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        store_before_integer_keys(dir.path(), "");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("opens and rebuilds");
+        let delivered = store
+            .delivery("msg_old")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            (
+                delivered.delivery.event_id.as_str(),
+                delivered.delivery.status
+            ),
+            ("evt_old", DeliveryStatus::Delivered)
+        );
+        let listed = store
+            .list_deliveries(DeliveryFilter {
+                event_id: Some("evt_due".into()),
+                limit: 10,
+                ..DeliveryFilter::default()
             })
-            .expect("the old event, with the new column");
-        assert_eq!((id.as_str(), trace), ("evt_old", None));
-        let first: Option<i64> = conn
-            .query_row("SELECT first_started_at FROM deliveries", [], |r| r.get(0))
-            .expect("the old delivery, with the new columns");
-        assert_eq!(first, None);
-        // Opening again finds the columns there and leaves them.
+            .await
+            .expect("list by event");
+        assert_eq!(
+            listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["msg_due"]
+        );
+        let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_due"]);
+        assert_eq!(
+            (
+                claim.deliveries[0].event.id.as_str(),
+                claim.deliveries[0].event.data.as_str()
+            ),
+            ("evt_due", "{\"n\":1}")
+        );
+        drop(store);
+        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
+        let rows: Vec<(i64, String, i64, Option<String>)> = conn
+            .prepare(
+                "SELECT d.rowid, d.id, d.event_seq, e.traceparent FROM deliveries d
+                 JOIN events e ON e.seq = d.event_seq ORDER BY d.rowid",
+            )
+            .expect("the new layout")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            rows,
+            [
+                (3, "msg_old".to_owned(), 7, None),
+                (5, "msg_due".to_owned(), 9, None)
+            ]
+        );
+        let left: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE '%by_text%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert_eq!(left, 0, "the old tables are gone");
+        // Opening again finds the new layout and leaves it.
         drop(EmbeddedStore::open(dir.path(), 0).expect("opens again"));
+    }
+
+    /// A delivery whose event is missing stops the rebuild, which leaves the store as it
+    /// was rather than drop the delivery.
+    #[test]
+    fn a_rebuild_that_would_lose_a_delivery_leaves_the_store_as_it_was() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        store_before_integer_keys(
+            dir.path(),
+            "INSERT INTO deliveries (id, event_id, event_type, subscription_id, status,
+                 next_attempt_at, created_at, updated_at)
+             VALUES ('msg_orphan', 'evt_gone', 'a.b', 's', 'pending', 1, 1, 1);",
+        );
+        let err = EmbeddedStore::open(dir.path(), 0).expect_err("refuses to rebuild");
+        assert!(
+            err.to_string()
+                .contains("1 of 3 deliveries point to an event"),
+            "{err}"
+        );
+        let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
+        let (deliveries, has_seq): (i64, bool) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM deliveries),
+                        (SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'seq')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("the old layout");
+        assert_eq!((deliveries, has_seq), (3, false));
     }
 
     /// A first attempt that delivered is kept in its delivery row, not in `attempts`; a

@@ -73,13 +73,7 @@ async fn copy_attempts(
 
 /// Whether `table` has `column`.
 fn has_column(sqlite: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
-    sqlite
-        .query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
-            [table, column],
-            |r| r.get(0),
-        )
-        .map_err(sqlite_err)
+    super::embedded::has_column(sqlite, table, column).map_err(sqlite_err)
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
@@ -145,6 +139,12 @@ pub async fn embedded_to_postgres(
     // A store last opened by an engine older than a column has no such column.
     let has_traceparent = has_column(&sqlite, "events", "traceparent")?;
     let has_first_attempts = has_column(&sqlite, "deliveries", "first_started_at")?;
+    // Since the integer keys, a delivery names its event by the event's `seq`.
+    let event_id = if has_column(&sqlite, "deliveries", "event_seq")? {
+        "(SELECT e.id FROM events e WHERE e.seq = deliveries.event_seq)"
+    } else {
+        "event_id"
+    };
     let total: i64 = sqlite
         .query_row(
             &format!(
@@ -252,14 +252,15 @@ pub async fn embedded_to_postgres(
         copied.events += rows.len() as u64;
         progress(&copied, total);
     }
+    let select_deliveries = format!(
+        "SELECT rowid, id, {event_id}, event_type, subscription_id, status, attempts, run_start,
+                next_attempt_at, last_error, last_status, parked_on, created_at, updated_at
+         FROM deliveries WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"
+    );
     let mut last = 0i64;
     loop {
         let mut stmt = sqlite
-            .prepare_cached(
-                "SELECT rowid, id, event_id, event_type, subscription_id, status, attempts, run_start,
-                        next_attempt_at, last_error, last_status, parked_on, created_at, updated_at
-                 FROM deliveries WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-            )
+            .prepare_cached(&select_deliveries)
             .map_err(sqlite_err)?;
         let rows = stmt
             .query_map([last, PAGE], |r| {
@@ -365,4 +366,55 @@ pub async fn embedded_to_postgres(
         .await?;
     tx.commit().await?;
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EmbeddedStore;
+    use crate::store::conformance::{
+        create_schema, postgres_options, postgres_schema, postgres_url,
+    };
+    use crate::store::embedded::store_before_integer_keys;
+
+    /// Copies the store in `dir` into a schema of its own and returns its deliveries'
+    /// `(id, event_id)`.
+    async fn migrate(url: &str, dir: &Path) -> Vec<(String, String)> {
+        let schema = postgres_schema();
+        create_schema(url, &schema).await;
+        let keys = MigrationKeys {
+            source: None,
+            target: Keyring::new([[7; crate::keyring::KEY_LEN]]).expect("keyring"),
+        };
+        let options = postgres_options(url, &schema, "migrate-test");
+        let copied = embedded_to_postgres(dir, options.clone(), &keys, &mut |_, _| {})
+            .await
+            .expect("migrate");
+        assert_eq!((copied.events, copied.deliveries), (2, 2));
+        let target = PostgresStore::open(options, 0).await.expect("open");
+        let client = target.pool().get().await.expect("connection");
+        client
+            .query("SELECT id, event_id FROM deliveries ORDER BY id", &[])
+            .await
+            .expect("deliveries")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// A store copies with each delivery's event id, whether an engine of this version
+    /// rebuilt it with integer keys or it is still in the text-keyed layout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_keep_their_event_ids_in_either_layout() {
+        let Some(url) = postgres_url() else { return };
+        let expected = [
+            ("msg_due".to_owned(), "evt_due".to_owned()),
+            ("msg_old".to_owned(), "evt_old".to_owned()),
+        ];
+        let dir = tempfile::tempdir().expect("temp dir");
+        store_before_integer_keys(dir.path(), "");
+        assert_eq!(migrate(&url, dir.path()).await, expected, "text keys");
+        drop(EmbeddedStore::open(dir.path(), 0).expect("rebuilds"));
+        assert_eq!(migrate(&url, dir.path()).await, expected, "integer keys");
+    }
 }
