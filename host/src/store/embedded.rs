@@ -1338,25 +1338,49 @@ pub(super) fn has_column(conn: &Connection, table: &str, column: &str) -> rusqli
 
 /// Rebuilds a store made before the integer keys (see [`SCHEMA`]): events gain `seq`,
 /// their old rowid, and deliveries point to it instead of the event's text id. One
-/// transaction, so a store is either rebuilt whole or left as it was; every row and
-/// rowid is kept, and the rebuild fails rather than drop a delivery whose event is
-/// missing. It rewrites both tables once, which takes a while on a large store; the log
-/// says so before and after. A new store, or one already rebuilt, is left alone.
+/// immediate transaction, so a store is either rebuilt whole or left as it was, and no
+/// other process writes meanwhile; every row and rowid is kept. A delivery whose event is
+/// missing (never made by the engine, which purges an event only once nothing points to
+/// it) stops the rebuild with the ids to look at, rather than be dropped. The old and new
+/// tables are both in the file until the commit, so it needs free disk about twice their
+/// size; the pages freed then are reused by new rows. The log says when it starts and
+/// ends. A new store, or one already rebuilt, is left alone.
 fn rekey_by_integers(conn: &Connection) -> rusqlite::Result<()> {
     if !has_column(conn, "events", "id")? || has_column(conn, "events", "seq")? {
         return Ok(());
     }
-    let (events, deliveries): (i64, i64) = conn.query_row(
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let (events, deliveries): (i64, i64) = tx.query_row(
         "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries)",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let orphans: Vec<String> = tx
+        .prepare(
+            "SELECT d.id FROM deliveries d WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)
+             ORDER BY d.rowid LIMIT 5",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !orphans.is_empty() {
+        // Dropping the transaction rolls it back: the store stays as it was.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "cannot rebuild the store with integer keys: deliveries point to events it does \
+                 not have ({}{}); list them with `SELECT id, event_id FROM deliveries WHERE \
+                 event_id NOT IN (SELECT id FROM events)` and delete them, or restore the store \
+                 from a backup. The store is left unchanged",
+                orphans.join(", "),
+                if orphans.len() == 5 { ", …" } else { "" }
+            )),
+        ));
+    }
     tracing::info!(
         events,
         deliveries,
         "rebuilding the store's events and deliveries with integer keys (once, at the first start of this version)"
     );
-    let tx = conn.unchecked_transaction()?;
     for (table, column, kind) in ADDED_COLUMNS {
         if !has_column(&tx, table, column)? {
             tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
@@ -1375,10 +1399,8 @@ fn rekey_by_integers(conn: &Connection) -> rusqlite::Result<()> {
     tx.execute_batch(
         "INSERT INTO events (seq, id, type, created_at, data, delivery_count, traceparent)
          SELECT rowid, id, type, created_at, data, delivery_count, traceparent
-         FROM events_by_text ORDER BY rowid;",
-    )?;
-    let copied = tx.execute(
-        "INSERT INTO deliveries (rowid, id, event_seq, event_type, subscription_id, status, attempts,
+         FROM events_by_text ORDER BY rowid;
+         INSERT INTO deliveries (rowid, id, event_seq, event_type, subscription_id, status, attempts,
              run_start, next_attempt_at, leased, last_error, last_status, parked_on, created_at,
              updated_at, first_started_at, first_latency_us, first_status, first_response_body,
              first_plugin_version)
@@ -1386,21 +1408,10 @@ fn rekey_by_integers(conn: &Connection) -> rusqlite::Result<()> {
              d.run_start, d.next_attempt_at, d.leased, d.last_error, d.last_status, d.parked_on,
              d.created_at, d.updated_at, d.first_started_at, d.first_latency_us, d.first_status,
              d.first_response_body, d.first_plugin_version
-         FROM deliveries_by_text d JOIN events e ON e.id = d.event_id ORDER BY d.rowid",
-        [],
+         FROM deliveries_by_text d JOIN events e ON e.id = d.event_id ORDER BY d.rowid;
+         DROP TABLE deliveries_by_text;
+         DROP TABLE events_by_text;",
     )?;
-    if copied as i64 != deliveries {
-        // Dropping the transaction rolls it back: the store stays as it was.
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-            Some(format!(
-                "{} of {deliveries} deliveries point to an event the store does not have; \
-             the store is left unchanged",
-                deliveries - copied as i64
-            )),
-        ));
-    }
-    tx.execute_batch("DROP TABLE deliveries_by_text; DROP TABLE events_by_text;")?;
     tx.commit()?;
     tracing::info!(events, deliveries, "rebuilt the store with integer keys");
     Ok(())
@@ -2088,7 +2099,7 @@ mod tests {
         let err = EmbeddedStore::open(dir.path(), 0).expect_err("refuses to rebuild");
         assert!(
             err.to_string()
-                .contains("1 of 3 deliveries point to an event"),
+                .contains("deliveries point to events it does not have (msg_orphan)"),
             "{err}"
         );
         let conn = Connection::open(dir.path().join("wasmhook.db")).expect("reopen");
