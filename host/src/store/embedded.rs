@@ -529,15 +529,18 @@ fn durable_job<T: Send + 'static, U: Send + 'static>(
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    // Before anything writes the first page (switching to WAL does): a new database takes
-    // its vacuum mode then or never. On a database that has pages this changes nothing
-    // until a `VACUUM` (see `enable_incremental_vacuum`).
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    // A new database takes its vacuum mode before anything writes its first page
+    // (switching to WAL does), or never; an older one is converted by
+    // `enable_incremental_vacuum`. Only on a new one, as setting it writes the header.
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if pages == 0 {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     // WAL lets readers run beside the writer; FULL makes every commit survive power loss,
     // not just a killed process. Group commit keeps that affordable.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // After a checkpoint the WAL file is cut back to this, so a burst does not leave it big.
