@@ -17,7 +17,8 @@ def main(trace, pages, store):
         btree[int(pageno)] = f"{name} ({kind})"
     btree[1] = "page 1 (database header)"
     # With incremental vacuum, every 1 + usable/5 pages from page 2 is a pointer-map page,
-    # which dbstat does not list; each page the commit allocates updates one.
+    # which dbstat does not list; a commit that allocates pages rewrites the one recording
+    # them.
     db = sqlite3.connect(store)
     vacuum = db.execute("PRAGMA auto_vacuum").fetchone()[0]
     size = db.execute("PRAGMA page_size").fetchone()[0]

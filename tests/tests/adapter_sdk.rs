@@ -446,10 +446,10 @@ async fn host_signing_serves_github_style_receivers_and_never_shows_the_key() {
     ];
     for (hunt, keys) in &hunts {
         let body = &hunt.body;
+        let start = report_start(body);
         assert!(
-            report_start(body) > 1 << 20,
-            "the whole linear memory was sent ({} bytes)",
-            report_start(body)
+            start > 1 << 20,
+            "the whole linear memory was sent ({start} bytes)"
         );
         let report = report(body);
         for macs in report["macs"].as_array().expect("macs") {
