@@ -266,11 +266,13 @@ async fn retention_keeps_the_store_level_and_never_purges_pending_work() {
     }
     let written = (WAVES * PER_WAVE * 60_000) as u64;
     let last = *sizes.last().expect("sizes");
-    // Level: the second half of the run does not grow the files (SQLite and its WAL keep
-    // their high-water mark and reuse it), and they hold far less than was written.
-    let middle = sizes[WAVES / 2 - 1];
+    // Level: the second half of the run does not grow the files past the first half's
+    // high-water mark, and they hold far less than was written. The main file now gives
+    // purged pages back (incremental vacuum) and grows again with the next wave, so a
+    // single sample is no baseline: the peak is.
+    let peak = *sizes[..WAVES / 2].iter().max().expect("sizes");
     assert!(
-        last <= middle + middle / 10 && last < written / 2,
+        last <= peak + peak / 10 && last < written / 2,
         "the store grew with the waves: {sizes:?} bytes after each of {WAVES} waves of {} MB",
         PER_WAVE * 60_000 / 1_000_000
     );
