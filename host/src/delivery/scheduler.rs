@@ -4,9 +4,10 @@
 //!
 //! Attempt records go to one recorder task, which writes them in batches: an attempt frees
 //! its concurrency slot as soon as it has an outcome, instead of waiting for its own
-//! commit. The delivery stays leased until its record is durable, so it cannot be claimed
-//! twice; if the process dies before that, the delivery is simply due again at the next
-//! start (at least once, as always).
+//! commit. The delivery stays leased until its record is committed, so it cannot be
+//! claimed twice; if the process dies before that (or the machine loses power before the
+//! record is synced, see `Durability` in the embedded store), the delivery is simply due
+//! again at the next start (at least once, as always).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -345,10 +345,34 @@ enum Step<'a> {
     Finish(Result<(), &'a StoreError>),
 }
 
+/// What a write must survive before its caller hears back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// A power cut: the batch's commit is followed by an `fsync` (`synchronous = FULL`).
+    /// Everything the engine accepts or an operator changes.
+    PowerCut,
+    /// A killed process, not a power cut: the commit is in the WAL through the kernel's
+    /// page cache, without an `fsync` of its own (`synchronous = NORMAL`). For attempt
+    /// records only: losing one to a power cut makes its delivery due again, which is at
+    /// least once, as a crash mid-attempt already is. The WAL is only ever read up to the
+    /// first frame that is not whole, and the next `PowerCut` commit syncs the frames
+    /// before it, so a record can be lost but never seen without what came before it.
+    Crash,
+}
+
+/// `PRAGMA synchronous` for a batch whose jobs ask for `levels`: the strictest of them.
+fn synchronous(levels: impl IntoIterator<Item = Durability>) -> &'static str {
+    if levels.into_iter().any(|l| l == Durability::PowerCut) {
+        "FULL"
+    } else {
+        "NORMAL"
+    }
+}
+
 /// Work for the writer thread.
 enum Job {
-    /// See [`DurableJob`].
-    Durable(DurableJob),
+    /// See [`DurableJob`], and what it must survive before it is answered.
+    Durable(DurableJob, Durability),
     /// Reads committed rows and the in-memory leases (a claim; or sets the ends of
     /// handed-off leases) and answers at once: it runs before the batch's writes and never
     /// waits for their `fsync`.
@@ -427,19 +451,25 @@ impl EmbeddedStore {
         &self,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_then(move |conn| f(conn).map(|t| (t, ())), |()| {})
-            .await
+        self.write_then(
+            Durability::PowerCut,
+            move |conn| f(conn).map(|t| (t, ())),
+            |()| {},
+        )
+        .await
     }
 
-    /// Like `write`, and once the batch is durable runs `then` on the writer thread with
-    /// the second half of `f`'s result, before any other job.
+    /// Like `write`, but answered once the batch survives `durability`, and then runs
+    /// `then` on the writer thread with the second half of `f`'s result, before any other
+    /// job.
     async fn write_then<T: Send + 'static, U: Send + 'static>(
         &self,
+        durability: Durability,
         f: impl FnMut(&Connection) -> rusqlite::Result<(T, U)> + Send + 'static,
         then: impl FnOnce(U) + Send + 'static,
     ) -> Result<T, StoreError> {
         let (job, rx) = durable_job(f, then, self.inner.trouble.clone());
-        self.send(Job::Durable(job))?;
+        self.send(Job::Durable(job, durability))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -595,6 +625,7 @@ impl Store for EmbeddedStore {
         let leases = Arc::clone(&self.inner.leases);
         let collect = Arc::clone(&handoff);
         self.write_then(
+            Durability::PowerCut,
             move |conn| ingest(conn, &batch, collect.wanted()),
             move |fresh| handoff.offer(fresh, &leases),
         )
@@ -638,9 +669,11 @@ impl Store for EmbeddedStore {
         let held = Arc::clone(&leases);
         let records = Arc::new(records);
         let recorded = Arc::clone(&records);
-        // The leases go only once the records are durable: until then the deliveries must
-        // not be claimed again, and this job may run twice (see `run_batch`).
+        // The leases go only once the records are committed: until then the deliveries must
+        // not be claimed again, and this job may run twice (see `run_batch`). A record
+        // needs no `fsync` of its own (`Durability::Crash`).
         self.write_then(
+            Durability::Crash,
             move |conn| record(conn, &records, &lock(&held)).map(|()| ((), ())),
             move |()| {
                 let mut leases = lock(&leases);
@@ -1227,6 +1260,8 @@ fn upsert_subscription(
 
 /// The writer thread: group commit until every sender is gone.
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble) {
+    // What `open_connection` set.
+    let mut level = "FULL";
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -1238,15 +1273,41 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble)
         // Claims first, on committed rows, answered at once: the drain does not wait for
         // the batch's `fsync`, however much ingest the batch carries.
         let mut durable = Vec::with_capacity(jobs.len());
+        let mut levels = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
                 Job::Immediate(f) => f(&conn),
-                Job::Durable(f) => durable.push(f),
+                Job::Durable(f, durability) => {
+                    durable.push(f);
+                    levels.push(durability);
+                }
             }
         }
-        if !durable.is_empty() {
-            run_batch(&mut conn, durable, trouble);
+        if durable.is_empty() {
+            continue;
         }
+        // Set between transactions, where SQLite reads it at the next commit.
+        let wanted = synchronous(levels);
+        if wanted != level {
+            match conn.pragma_update(None, "synchronous", wanted) {
+                Ok(()) => level = wanted,
+                Err(e) => {
+                    trouble.note(&e);
+                    tracing::error!(error = %e, "cannot set the store's synchronous mode");
+                    // Unknown now: set it again before the next batch.
+                    level = "";
+                    if wanted == "FULL" {
+                        // The batch could commit without the `fsync` it was promised.
+                        let failed = StoreError::from(e);
+                        for mut job in durable {
+                            job(Step::Finish(Err(&failed)));
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        run_batch(&mut conn, durable, trouble);
     }
 }
 
@@ -2236,5 +2297,48 @@ mod tests {
             [("msg_e1".to_owned(), Some(0)), ("msg_e2".to_owned(), None)],
             "msg_e1 in its delivery row alone, msg_e2 in attempts"
         );
+    }
+
+    #[test]
+    fn a_batch_syncs_when_any_of_its_jobs_must_survive_a_power_cut() {
+        use Durability::{Crash, PowerCut};
+        assert_eq!(synchronous([Crash, Crash]), "NORMAL");
+        assert_eq!(synchronous([Crash, PowerCut, Crash]), "FULL");
+        assert_eq!(synchronous([PowerCut]), "FULL");
+    }
+
+    /// Attempt records commit without an `fsync` of their own; an ingest after them is
+    /// synced again. The writer connection's mode, read between batches, shows which.
+    #[tokio::test]
+    async fn attempt_records_commit_without_an_fsync_and_ingest_with_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let mode = || {
+            store.immediate(|conn| conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)))
+        };
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        assert_eq!(mode().await.expect("mode"), 2, "FULL after an ingest");
+        let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_e1"]);
+        store
+            .record(vec![AttemptRecord {
+                delivery_id: "msg_e1".into(),
+                subscription_id: "s".into(),
+                receiver: Some(true),
+                attempt: 1,
+                started_at_ms: now_ms(),
+                latency_us: 900,
+                status_code: Some(200),
+                error: None,
+                response_body: None,
+                plugin_version: None,
+                next: NextState::Delivered,
+                parked_on: None,
+            }])
+            .await
+            .expect("record");
+        assert_eq!(mode().await.expect("mode"), 1, "NORMAL after records alone");
+        store.ingest(vec![fresh("e2")]).await.expect("ingest");
+        assert_eq!(mode().await.expect("mode"), 2, "FULL again for an ingest");
     }
 }
