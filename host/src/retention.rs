@@ -72,8 +72,10 @@ pub async fn purge_once(
         }
         tokio::time::sleep(STEP_PAUSE).await;
     }
-    if cycle.deliveries + cycle.events > 0 {
-        store.reclaim().await?;
+    // Every cycle, until nothing is left: a large purge frees more than one step gives
+    // back, and a restart may have left free pages behind.
+    while store.reclaim().await? {
+        tokio::time::sleep(STEP_PAUSE).await;
     }
     Ok(cycle)
 }
@@ -105,6 +107,53 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, mut stop: watch
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
+    use crate::event::Event;
+    use crate::store::{EmbeddedStore, NewEvent};
+
+    /// A purge of more than one reclaim step's pages (16 MiB) gives them all back in its
+    /// cycle, not one step per cycle that purges: after a one-off large purge nothing may
+    /// be left to purge in the next cycles.
+    #[tokio::test]
+    async fn a_large_purge_gives_all_its_pages_back_in_its_cycle() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let big = |i: usize| NewEvent {
+            event: Event {
+                id: format!("evt_{i}"),
+                kind: "host.up".into(),
+                created_at_ms: 1,
+                data: format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10)),
+                traceparent: None,
+            },
+            deliveries: Vec::new(),
+        };
+        for chunk in 0..8 {
+            store
+                .ingest((chunk * 500..(chunk + 1) * 500).map(big).collect())
+                .await
+                .expect("ingest");
+        }
+        let pages = |what: &str| {
+            let conn = rusqlite::Connection::open(store.path()).expect("open");
+            conn.query_row(&format!("PRAGMA {what}"), [], |r| r.get::<_, i64>(0))
+                .expect(what)
+        };
+        let full = pages("page_count");
+        assert!(full > 2 * 4096, "{full} pages are too few for the test");
+        let config = RetentionConfig {
+            delivered: HumanDuration(Duration::from_secs(1)),
+            ..RetentionConfig::default()
+        };
+        let cycle = purge_once(&store, &config, now_ms()).await.expect("purge");
+        assert_eq!(cycle.events, 4000);
+        let (after, free) = (pages("page_count"), pages("freelist_count"));
+        assert!(
+            after < full / 8 && free == 0,
+            "{after} of {full} pages left, {free} of them free"
+        );
+        let cycle = purge_once(&store, &config, now_ms()).await.expect("again");
+        assert_eq!(cycle, Cycle::default(), "nothing left for the next cycle");
+    }
 
     #[test]
     fn windows_become_cutoffs_and_zero_keeps_all() {

@@ -999,16 +999,23 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn reclaim(&self) -> Result<(), StoreError> {
+    async fn reclaim(&self) -> Result<bool, StoreError> {
         // At most 4,096 pages (16 MiB) at a time, in the writer's next batch: moving them
         // took up to about 85 ms with the commit in a worst case (live pages at the end
         // of the file), which the batch's other jobs wait for.
         self.write(|conn| {
+            let free = |conn: &Connection| {
+                conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))
+            };
+            let before = free(conn)?;
             // Each step of the statement frees one page: it runs until it has no more rows.
             let mut vacuum = conn.prepare_cached("PRAGMA incremental_vacuum(4096)")?;
             let mut steps = vacuum.raw_query();
             while steps.next()?.is_some() {}
-            Ok(())
+            drop(steps);
+            let left = free(conn)?;
+            // A store without incremental vacuum frees nothing here: never "more" for it.
+            Ok(left > 0 && left < before)
         })
         .await
     }
@@ -2130,12 +2137,50 @@ mod tests {
             .await
             .expect("purge");
         assert_eq!(purged.deleted, 400);
-        store.reclaim().await.expect("reclaim");
+        assert!(!store.reclaim().await.expect("reclaim"), "all in one step");
         let after = pages(&store);
         assert!(
             after < full / 4,
             "the file kept its pages: {after} of {full} after the purge"
         );
+    }
+
+    /// A store without incremental vacuum (a large one from before it) frees nothing in a
+    /// reclaim step, and says there is nothing more to do: retention would loop otherwise.
+    #[tokio::test]
+    async fn reclaim_asks_for_no_more_steps_where_it_cannot_free_pages() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let lone = |i: usize| {
+            let mut new = fresh(&format!("e{i}"));
+            new.deliveries.clear();
+            new.event.data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10));
+            new
+        };
+        store
+            .ingest((0..20).map(lone).collect())
+            .await
+            .expect("ingest");
+        let conn = Connection::open(store.path()).expect("open");
+        conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+            .expect("no vacuum");
+        let purged = store
+            .purge_events(
+                PurgeCutoffs {
+                    events_before: Some(now_ms() + 1),
+                    ..PurgeCutoffs::default()
+                },
+                None,
+                1000,
+            )
+            .await
+            .expect("purge");
+        assert!(purged.deleted > 0);
+        let free: i64 = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .expect("free");
+        assert!(free > 0, "the purge left no free page to test with");
+        assert!(!store.reclaim().await.expect("reclaim"));
     }
 
     /// A store from before the integer keys (here the first layout, from before the added

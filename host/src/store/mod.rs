@@ -193,8 +193,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Purged, StoreError>;
 
     /// Gives purged space back to the file system where the backend can (the embedded
-    /// store's incremental vacuum; PostgreSQL's autovacuum does this by itself).
-    async fn reclaim(&self) -> Result<(), StoreError>;
+    /// store's incremental vacuum; PostgreSQL's autovacuum does this by itself), one
+    /// bounded step at a time: true when this step gave some back and more is left.
+    async fn reclaim(&self) -> Result<bool, StoreError>;
 
     /// Enables or disables one subscription; false when it does not exist.
     async fn set_subscription_enabled(

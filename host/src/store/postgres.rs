@@ -1166,8 +1166,8 @@ impl Store for PostgresStore {
         Ok(Purged { deleted, cursor })
     }
 
-    async fn reclaim(&self) -> Result<(), StoreError> {
-        Ok(())
+    async fn reclaim(&self) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     async fn subscription_health(

@@ -234,7 +234,7 @@ impl Store for SealedStore {
         self.inner.purge_events(cutoffs, cursor, limit).await
     }
 
-    async fn reclaim(&self) -> Result<(), StoreError> {
+    async fn reclaim(&self) -> Result<bool, StoreError> {
         self.inner.reclaim().await
     }
 
