@@ -107,8 +107,8 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, mut stop: watch
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
-    use crate::event::Event;
-    use crate::store::{EmbeddedStore, NewEvent};
+    use crate::store::EmbeddedStore;
+    use crate::store::padded_event;
 
     /// A purge of more than one reclaim step's pages (16 MiB) gives them all back in its
     /// cycle, not one step per cycle that purges: after a one-off large purge nothing may
@@ -117,19 +117,9 @@ mod tests {
     async fn a_large_purge_gives_all_its_pages_back_in_its_cycle() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let big = |i: usize| NewEvent {
-            event: Event {
-                id: format!("evt_{i}"),
-                kind: "host.up".into(),
-                created_at_ms: 1,
-                data: format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10)),
-                traceparent: None,
-            },
-            deliveries: Vec::new(),
-        };
         for chunk in 0..8 {
             store
-                .ingest((chunk * 500..(chunk + 1) * 500).map(big).collect())
+                .ingest((chunk * 500..(chunk + 1) * 500).map(padded_event).collect())
                 .await
                 .expect("ingest");
         }

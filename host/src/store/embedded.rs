@@ -1826,6 +1826,22 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
     Ok(())
 }
 
+/// An event `evt_{i}` of 8 KiB with no delivery, created at 1 ms after the epoch: rows
+/// that fill overflow pages, purgeable at once, for tests of giving space back.
+#[cfg(test)]
+pub(crate) fn padded_event(i: usize) -> NewEvent {
+    NewEvent {
+        event: Event {
+            id: format!("evt_{i}"),
+            kind: "host.up".into(),
+            created_at_ms: 1,
+            data: format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10)),
+            traceparent: None,
+        },
+        deliveries: Vec::new(),
+    }
+}
+
 /// Writes a store in the first layout (text keys, none of the added columns) to `dir`,
 /// with two events and their deliveries, then runs `extra`.
 #[cfg(test)]
@@ -2002,6 +2018,24 @@ mod tests {
         }
     }
 
+    /// A first attempt of `id` that delivered.
+    fn delivered(id: &str) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id: id.into(),
+            subscription_id: "s".into(),
+            receiver: Some(true),
+            attempt: 1,
+            started_at_ms: now_ms(),
+            latency_us: 900,
+            status_code: Some(200),
+            error: None,
+            response_body: None,
+            plugin_version: None,
+            next: NextState::Delivered,
+            parked_on: None,
+        }
+    }
+
     fn ids(claim: &Claim) -> Vec<&str> {
         claim.deliveries.iter().map(|d| d.id.as_str()).collect()
     }
@@ -2028,21 +2062,10 @@ mod tests {
         assert_eq!(ready(&store), 0);
         let again = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
         assert!(again.deliveries.is_empty(), "handed out twice");
-        let record = AttemptRecord {
-            delivery_id: "msg_e1".into(),
-            subscription_id: "s".into(),
-            receiver: Some(false),
-            attempt: 1,
-            started_at_ms: now_ms(),
-            latency_us: 100,
-            status_code: Some(200),
-            error: None,
-            response_body: None,
-            plugin_version: None,
-            next: NextState::Delivered,
-            parked_on: None,
-        };
-        store.record(vec![record]).await.expect("record");
+        store
+            .record(vec![delivered("msg_e1")])
+            .await
+            .expect("record");
         let detail = store
             .delivery("msg_e1")
             .await
@@ -2097,6 +2120,16 @@ mod tests {
         assert_eq!(ids(&again), ["msg_e1"], "the lease never ended");
     }
 
+    /// Purges every event `padded_event` made; how many went.
+    async fn purge_padded(store: &EmbeddedStore) -> u64 {
+        let all = PurgeCutoffs {
+            events_before: Some(2),
+            ..PurgeCutoffs::default()
+        };
+        let purged = store.purge_events(all, None, 1000).await.expect("purge");
+        purged.deleted
+    }
+
     /// A new store gives purged pages back to the file system from its first run, not only
     /// after a restart rewrote it: incremental vacuum has to be chosen before the first page
     /// is written, and switching to WAL writes it. And one reclaim gives back up to its
@@ -2105,18 +2138,8 @@ mod tests {
     async fn a_new_store_gives_purged_pages_back_without_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let big = |i: usize| NewEvent {
-            event: Event {
-                id: format!("evt_{i}"),
-                kind: "host.up".into(),
-                created_at_ms: 1,
-                data: format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10)),
-                traceparent: None,
-            },
-            deliveries: Vec::new(),
-        };
         store
-            .ingest((0..400).map(big).collect())
+            .ingest((0..400).map(padded_event).collect())
             .await
             .expect("ingest");
         let pages = |store: &EmbeddedStore| {
@@ -2125,18 +2148,7 @@ mod tests {
                 .expect("pages")
         };
         let full = pages(&store);
-        let purged = store
-            .purge_events(
-                PurgeCutoffs {
-                    events_before: Some(2),
-                    ..PurgeCutoffs::default()
-                },
-                None,
-                1000,
-            )
-            .await
-            .expect("purge");
-        assert_eq!(purged.deleted, 400);
+        assert_eq!(purge_padded(&store).await, 400);
         assert!(!store.reclaim().await.expect("reclaim"), "all in one step");
         let after = pages(&store);
         assert!(
@@ -2151,31 +2163,14 @@ mod tests {
     async fn reclaim_asks_for_no_more_steps_where_it_cannot_free_pages() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let lone = |i: usize| {
-            let mut new = fresh(&format!("e{i}"));
-            new.deliveries.clear();
-            new.event.data = format!("{{\"pad\":\"{}\"}}", "x".repeat(8 << 10));
-            new
-        };
         store
-            .ingest((0..20).map(lone).collect())
+            .ingest((0..20).map(padded_event).collect())
             .await
             .expect("ingest");
         let conn = Connection::open(store.path()).expect("open");
         conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
             .expect("no vacuum");
-        let purged = store
-            .purge_events(
-                PurgeCutoffs {
-                    events_before: Some(now_ms() + 1),
-                    ..PurgeCutoffs::default()
-                },
-                None,
-                1000,
-            )
-            .await
-            .expect("purge");
-        assert!(purged.deleted > 0);
+        assert_eq!(purge_padded(&store).await, 20);
         let free: i64 = conn
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))
             .expect("free");
@@ -2366,20 +2361,7 @@ mod tests {
         let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
         assert_eq!(ids(&claim), ["msg_e1"]);
         store
-            .record(vec![AttemptRecord {
-                delivery_id: "msg_e1".into(),
-                subscription_id: "s".into(),
-                receiver: Some(true),
-                attempt: 1,
-                started_at_ms: now_ms(),
-                latency_us: 900,
-                status_code: Some(200),
-                error: None,
-                response_body: None,
-                plugin_version: None,
-                next: NextState::Delivered,
-                parked_on: None,
-            }])
+            .record(vec![delivered("msg_e1")])
             .await
             .expect("record");
         assert_eq!(mode().await.expect("mode"), 1, "NORMAL after records alone");

@@ -18,6 +18,8 @@ mod postgres;
 mod sealed;
 
 pub use embedded::EmbeddedStore;
+#[cfg(test)]
+pub(crate) use embedded::padded_event;
 pub use health::{DisablePolicy, StoredHealth, SubscriptionHealth};
 pub use model::*;
 pub use pg_tls::PgTls;
