@@ -42,16 +42,21 @@ pub struct Cycle {
     pub events: u64,
 }
 
-/// Runs one purge cycle at `now_ms`, step by step.
+/// Runs one purge cycle at `now_ms`, step by step, then gives the space back. Stops
+/// between steps once `stop` flips, with what it did so far.
 pub async fn purge_once(
     store: &dyn Store,
     config: &RetentionConfig,
     now_ms: i64,
+    stop: &watch::Receiver<bool>,
 ) -> Result<Cycle, StoreError> {
     let cutoffs = cutoffs(config, now_ms);
     let mut cycle = Cycle::default();
     let mut cursor = None;
     loop {
+        if *stop.borrow() {
+            return Ok(cycle);
+        }
         let step = store
             .purge_deliveries(cutoffs, cursor, config.batch)
             .await?;
@@ -64,6 +69,9 @@ pub async fn purge_once(
     }
     let mut cursor = None;
     loop {
+        if *stop.borrow() {
+            return Ok(cycle);
+        }
         let step = store.purge_events(cutoffs, cursor, config.batch).await?;
         cycle.events += step.deleted;
         match step.cursor {
@@ -72,12 +80,31 @@ pub async fn purge_once(
         }
         tokio::time::sleep(STEP_PAUSE).await;
     }
-    // Every cycle, until nothing is left: a large purge frees more than one step gives
-    // back, and a restart may have left free pages behind.
-    while store.reclaim().await? {
-        tokio::time::sleep(STEP_PAUSE).await;
+    // The purge has happened: a failure to give the space back is only logged.
+    if let Err(e) = reclaim(store, stop).await {
+        tracing::warn!(error = %e, "cannot give purged space back to the file system; it is tried again at the next interval");
     }
     Ok(cycle)
+}
+
+/// Gives free space back in the store's steps until none is left (a large purge frees more
+/// than one step gives back, and a restart may have left free pages behind), or `stop`
+/// flips. Each step holds the store's writer (up to about 85 ms for the embedded store),
+/// so the pause after it is at least as long: everything else gets the writer at least
+/// half the time.
+async fn reclaim(store: &dyn Store, stop: &watch::Receiver<bool>) -> Result<(), StoreError> {
+    let mut stop = stop.clone();
+    while !*stop.borrow_and_update() {
+        let started = std::time::Instant::now();
+        if !store.reclaim().await? {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(started.elapsed().max(STEP_PAUSE)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    Ok(())
 }
 
 /// Purges every `[retention] interval` until `stop` flips.
@@ -89,7 +116,7 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, mut stop: watch
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match purge_once(store.as_ref(), &config, now_ms()).await {
+        match purge_once(store.as_ref(), &config, now_ms(), &stop).await {
             Ok(cycle) if cycle.deliveries + cycle.events > 0 => tracing::info!(
                 deliveries = cycle.deliveries,
                 events = cycle.events,
@@ -134,14 +161,19 @@ mod tests {
             delivered: HumanDuration(Duration::from_secs(1)),
             ..RetentionConfig::default()
         };
-        let cycle = purge_once(&store, &config, now_ms()).await.expect("purge");
+        let (_stop, running) = watch::channel(false);
+        let cycle = purge_once(&store, &config, now_ms(), &running)
+            .await
+            .expect("purge");
         assert_eq!(cycle.events, 4000);
         let (after, free) = (pages("page_count"), pages("freelist_count"));
         assert!(
             after < full / 8 && free == 0,
             "{after} of {full} pages left, {free} of them free"
         );
-        let cycle = purge_once(&store, &config, now_ms()).await.expect("again");
+        let cycle = purge_once(&store, &config, now_ms(), &running)
+            .await
+            .expect("again");
         assert_eq!(cycle, Cycle::default(), "nothing left for the next cycle");
     }
 
