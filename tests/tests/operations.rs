@@ -265,14 +265,16 @@ async fn retention_keeps_the_store_level_and_never_purges_pending_work() {
         sizes.push(store_bytes(&work));
     }
     let written = (WAVES * PER_WAVE * 60_000) as u64;
-    let last = *sizes.last().expect("sizes");
-    // Level: the second half of the run does not grow the files past the first half's
-    // high-water mark, and they hold far less than was written. The main file now gives
-    // purged pages back (incremental vacuum) and grows again with the next wave, so a
-    // single sample is no baseline: the peak is.
+    // Level: the second half of the run never stays above the first half's high-water
+    // mark, and the files hold far less than was written. Each sample falls somewhere in
+    // a wave's cycle (its events purged or not yet, their pages given back or not yet), so
+    // a level store's samples swing by about a wave (12 to 15 MB seen) and one sample is no
+    // baseline; a store that grows by its waves has every later sample above that mark.
     let peak = *sizes[..WAVES / 2].iter().max().expect("sizes");
+    let low = *sizes[WAVES / 2..].iter().min().expect("sizes");
+    let high = *sizes.iter().max().expect("sizes");
     assert!(
-        last <= peak + peak / 10 && last < written / 2,
+        low <= peak && high < written / 3,
         "the store grew with the waves: {sizes:?} bytes after each of {WAVES} waves of {} MB",
         PER_WAVE * 60_000 / 1_000_000
     );
