@@ -134,22 +134,14 @@ pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, mut stop: watch
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
-    use crate::store::EmbeddedStore;
-    use crate::store::padded_event;
+    use crate::store::store_with_padded_events;
 
     /// A purge of more than one reclaim step's pages (16 MiB) gives them all back in its
     /// cycle, not one step per cycle that purges: after a one-off large purge nothing may
     /// be left to purge in the next cycles.
     #[tokio::test]
     async fn a_large_purge_gives_all_its_pages_back_in_its_cycle() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        for chunk in 0..8 {
-            store
-                .ingest((chunk * 500..(chunk + 1) * 500).map(padded_event).collect())
-                .await
-                .expect("ingest");
-        }
+        let (_dir, store) = store_with_padded_events(4000).await;
         let pages = |what: &str| {
             let conn = rusqlite::Connection::open(store.path()).expect("open");
             conn.query_row(&format!("PRAGMA {what}"), [], |r| r.get::<_, i64>(0))

@@ -346,12 +346,10 @@ enum Step<'a> {
     Finish(Result<(), &'a StoreError>),
 }
 
-/// What a write must survive before its caller hears back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a write must survive before its caller hears back; a batch gets the strictest
+/// (the greatest) of its jobs'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Durability {
-    /// A power cut: the batch's commit is followed by an `fsync` (`synchronous = FULL`).
-    /// Everything the engine accepts or an operator changes.
-    PowerCut,
     /// A killed process, not a power cut: the commit is in the WAL through the kernel's
     /// page cache, without an `fsync` of its own (`synchronous = NORMAL`). For attempt
     /// records only: losing one to a power cut makes its delivery due again, which is at
@@ -360,14 +358,18 @@ enum Durability {
     /// syncs such frames. Recovery keeps only an unbroken run of whole commits, so a
     /// record can be lost but never kept without what came before it.
     Crash,
+    /// A power cut: the batch's commit is followed by an `fsync` (`synchronous = FULL`).
+    /// Everything the engine accepts or an operator changes.
+    PowerCut,
 }
 
-/// `PRAGMA synchronous` for a batch whose jobs ask for `levels`: the strictest of them.
-fn synchronous(levels: impl IntoIterator<Item = Durability>) -> &'static str {
-    if levels.into_iter().any(|l| l == Durability::PowerCut) {
-        "FULL"
-    } else {
-        "NORMAL"
+impl Durability {
+    /// The `PRAGMA synchronous` that gives it.
+    fn synchronous(self) -> &'static str {
+        match self {
+            Self::Crash => "NORMAL",
+            Self::PowerCut => "FULL",
+        }
     }
 }
 
@@ -1270,8 +1272,8 @@ fn upsert_subscription(
 
 /// The writer thread: group commit until every sender is gone.
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble) {
-    // What `open_connection` set.
-    let mut level = "FULL";
+    // What `open_connection` set; `None` once setting it failed, so it is set again.
+    let mut level = Some(Durability::PowerCut);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -1283,39 +1285,34 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble)
         // Claims first, on committed rows, answered at once: the drain does not wait for
         // the batch's `fsync`, however much ingest the batch carries.
         let mut durable = Vec::with_capacity(jobs.len());
-        let mut levels = Vec::with_capacity(jobs.len());
+        let mut wanted = Durability::Crash;
         for job in jobs {
             match job {
                 Job::Immediate(f) => f(&conn),
                 Job::Durable(f, durability) => {
                     durable.push(f);
-                    levels.push(durability);
+                    wanted = wanted.max(durability);
                 }
             }
         }
         if durable.is_empty() {
             continue;
         }
-        // Set between transactions, where SQLite reads it at the next commit.
-        let wanted = synchronous(levels);
-        if wanted != level {
-            match conn.pragma_update(None, "synchronous", wanted) {
-                Ok(()) => level = wanted,
-                Err(e) => {
-                    trouble.note(&e);
-                    tracing::error!(error = %e, "cannot set the store's synchronous mode");
-                    // Unknown now: set it again before the next batch.
-                    level = "";
-                    if wanted == "FULL" {
-                        // The batch could commit without the `fsync` it was promised.
-                        let failed = StoreError::from(e);
-                        for mut job in durable {
-                            job(Step::Finish(Err(&failed)));
-                        }
-                        continue;
-                    }
+        // Set between transactions, where SQLite reads it at the next commit. When it
+        // cannot be set, the batch fails (its callers try again) rather than commit
+        // without the `fsync` it may have been promised.
+        if level != Some(wanted) {
+            level = None;
+            if let Err(e) = conn.pragma_update(None, "synchronous", wanted.synchronous()) {
+                trouble.note(&e);
+                tracing::error!(error = %e, "cannot set the store's synchronous mode");
+                let failed = StoreError::from(e);
+                for mut job in durable {
+                    job(Step::Finish(Err(&failed)));
                 }
+                continue;
             }
+            level = Some(wanted);
         }
         run_batch(&mut conn, durable, trouble);
     }
@@ -1829,11 +1826,14 @@ fn record_health(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result
     Ok(())
 }
 
-/// An event `evt_{i}` of 8 KiB with no delivery, created at 1 ms after the epoch: rows
-/// that fill overflow pages, purgeable at once, for tests of giving space back.
+/// A new store in a temporary folder holding `n` events of 8 KiB with no delivery,
+/// created at 1 ms after the epoch: rows that fill overflow pages, purgeable at once, for
+/// tests of giving space back.
 #[cfg(test)]
-pub(crate) fn padded_event(i: usize) -> NewEvent {
-    NewEvent {
+pub(crate) async fn store_with_padded_events(n: usize) -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+    let padded = |i: usize| NewEvent {
         event: Event {
             id: format!("evt_{i}"),
             kind: "host.up".into(),
@@ -1842,7 +1842,12 @@ pub(crate) fn padded_event(i: usize) -> NewEvent {
             traceparent: None,
         },
         deliveries: Vec::new(),
-    }
+    };
+    store
+        .ingest((0..n).map(padded).collect())
+        .await
+        .expect("ingest");
+    (dir, store)
 }
 
 /// Writes a store in the first layout (text keys, none of the added columns) to `dir`,
@@ -2123,7 +2128,7 @@ mod tests {
         assert_eq!(ids(&again), ["msg_e1"], "the lease never ended");
     }
 
-    /// Purges every event `padded_event` made; how many went.
+    /// Purges every event `store_with_padded_events` made; how many went.
     async fn purge_padded(store: &EmbeddedStore) -> u64 {
         let all = PurgeCutoffs {
             events_before: Some(2),
@@ -2139,12 +2144,7 @@ mod tests {
     /// 4,096 pages, not one: each step of `PRAGMA incremental_vacuum` frees a single page.
     #[tokio::test]
     async fn a_new_store_gives_purged_pages_back_without_a_restart() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        store
-            .ingest((0..400).map(padded_event).collect())
-            .await
-            .expect("ingest");
+        let (_dir, store) = store_with_padded_events(400).await;
         let pages = |store: &EmbeddedStore| {
             let conn = Connection::open(store.path()).expect("open");
             conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
@@ -2164,12 +2164,7 @@ mod tests {
     /// reclaim step, and says there is nothing more to do: retention would loop otherwise.
     #[tokio::test]
     async fn reclaim_asks_for_no_more_steps_where_it_cannot_free_pages() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        store
-            .ingest((0..20).map(padded_event).collect())
-            .await
-            .expect("ingest");
+        let (_dir, store) = store_with_padded_events(20).await;
         let conn = Connection::open(store.path()).expect("open");
         conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
             .expect("no vacuum");
@@ -2345,9 +2340,10 @@ mod tests {
     #[test]
     fn a_batch_syncs_when_any_of_its_jobs_must_survive_a_power_cut() {
         use Durability::{Crash, PowerCut};
-        assert_eq!(synchronous([Crash, Crash]), "NORMAL");
-        assert_eq!(synchronous([Crash, PowerCut, Crash]), "FULL");
-        assert_eq!(synchronous([PowerCut]), "FULL");
+        let strictest = |levels: &[Durability]| levels.iter().fold(Crash, |a, &b| a.max(b));
+        assert_eq!(strictest(&[Crash, Crash]).synchronous(), "NORMAL");
+        assert_eq!(strictest(&[Crash, PowerCut, Crash]).synchronous(), "FULL");
+        assert_eq!(strictest(&[PowerCut]).synchronous(), "FULL");
     }
 
     /// Attempt records commit without an `fsync` of their own, and a job that must survive

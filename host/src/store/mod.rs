@@ -19,7 +19,7 @@ mod sealed;
 
 pub use embedded::EmbeddedStore;
 #[cfg(test)]
-pub(crate) use embedded::padded_event;
+pub(crate) use embedded::store_with_padded_events;
 pub use health::{DisablePolicy, StoredHealth, SubscriptionHealth};
 pub use model::*;
 pub use pg_tls::PgTls;
