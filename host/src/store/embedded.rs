@@ -31,6 +31,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::checkpoint::{self, Checkpointer, Restart};
 use super::health::{HOUR_MS, StoredHealth, fold};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
@@ -189,41 +190,6 @@ impl Trouble {
     }
 }
 
-/// How often the WAL is checkpointed into the main file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// Copies the WAL into the main file in the background (`PRAGMA wal_checkpoint(PASSIVE)`,
-/// which never blocks the writer or readers), until dropped.
-#[derive(Debug)]
-struct Checkpointer {
-    stop: Arc<AtomicBool>,
-}
-
-impl Checkpointer {
-    fn start(conn: Connection) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("wasmhook-checkpoint".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; it is tried again");
-                    }
-                }
-            })?;
-        Ok(Self { stop })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Deliveries claimed and not yet recorded, by row: the claim's walk of the due index reads
 /// rowids alone, and a record finds its row by rowid, not through the id index.
 #[derive(Debug, Default)]
@@ -354,7 +320,7 @@ enum Durability {
     /// page cache, without an `fsync` of its own (`synchronous = NORMAL`). For attempt
     /// records only: losing one to a power cut makes its delivery due again, which is at
     /// least once, as a crash mid-attempt already is. The next `PowerCut` commit, or the
-    /// checkpointer within `CHECKPOINT_EVERY` (it syncs the WAL before copying from it),
+    /// checkpointer within `checkpoint::EVERY` (it syncs the WAL before copying from it),
     /// syncs such frames. Recovery keeps only an unbroken run of whole commits, so a
     /// record can be lost but never kept without what came before it.
     Crash,
@@ -414,19 +380,25 @@ impl EmbeddedStore {
         let reader = open_connection(&path).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
         // Checkpoints run on their own thread, so no commit waits for one (a checkpoint
-        // syncs the main file, which took a few hundred milliseconds now and then).
+        // syncs the main file, which took a few hundred milliseconds now and then); the
+        // writer only starts the WAL again when it has grown (`checkpoint`).
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| open_err(e.to_string()))?;
         let trouble = Trouble::default();
-        let checkpointer =
-            Checkpointer::start(open_connection(&path).map_err(|e| open_err(e.to_string()))?)
-                .map_err(|e| open_err(e.to_string()))?;
+        let restart = Restart::default();
+        let checkpointer = Checkpointer::start(
+            open_connection(&path).map_err(|e| open_err(e.to_string()))?,
+            checkpoint::EVERY,
+            checkpoint::RESTART_AT,
+            restart.clone(),
+        )
+        .map_err(|e| open_err(e.to_string()))?;
         std::thread::Builder::new()
             .name("wasmhook-store".into())
             .spawn({
                 let trouble = trouble.clone();
-                move || writer_loop(writer, rx, &trouble)
+                move || writer_loop(writer, rx, &trouble, &restart)
             })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
@@ -561,9 +533,12 @@ fn durable_job<T: Send + 'static, U: Send + 'static>(
     (job, rx)
 }
 
-fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+/// How long a connection waits for a lock another holds before it gives up.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // A new database takes its vacuum mode before anything writes its first page
     // (switching to WAL does), or never; an older one is converted by
     // `enable_incremental_vacuum`. Only on a new one, as setting it writes the header.
@@ -1271,7 +1246,12 @@ fn upsert_subscription(
 }
 
 /// The writer thread: group commit until every sender is gone.
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    trouble: &Trouble,
+    restart: &Restart,
+) {
     // What `open_connection` set; `None` once setting it failed, so it is set again.
     let mut level = Some(Durability::PowerCut);
     while let Ok(first) = rx.recv() {
@@ -1315,6 +1295,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, trouble: &Trouble)
             level = Some(wanted);
         }
         run_batch(&mut conn, durable, trouble);
+        restart.run_if_asked(&conn);
     }
 }
 

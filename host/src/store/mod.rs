@@ -1,12 +1,14 @@
 //! Durable state: events, deliveries (one per event and subscription) and attempts (one per
 //! try). `Store` is the one trait every backend implements, one file per backend:
-//! `embedded` (SQLite, no server, the default) and `postgres` (several engine nodes on one
-//! database). `conformance` is the one test suite both pass; `health` is what both keep per
-//! subscription (the last attempt, the run of failures, hourly counts), computed purely.
+//! `embedded` (SQLite, no server, the default; `checkpoint` keeps its WAL small) and
+//! `postgres` (several engine nodes on one database). `conformance` is the one test suite
+//! both pass; `health` is what both keep per subscription (the last attempt, the run of
+//! failures, hourly counts), computed purely.
 //!
 //! Times are Unix milliseconds supplied by the caller, so backends never read the clock
 //! themselves and tests can pin time.
 
+mod checkpoint;
 #[cfg(test)]
 pub mod conformance;
 mod embedded;
