@@ -2,7 +2,8 @@
 //! connections, partial heads and bodies that never come cannot starve legitimate requests,
 //! even with a low open-file limit, and the server closes them. A declared body over the
 //! limit is refused before it is sent, and a request with both `Content-Length` and
-//! `Transfer-Encoding` is refused and its connection closed.
+//! `Transfer-Encoding` is refused and its connection closed. A head that ends on `\n\r\n`
+//! across two reads is answered, not dropped.
 
 use std::time::{Duration, Instant};
 
@@ -204,4 +205,40 @@ async fn a_request_with_both_content_length_and_transfer_encoding_is_refused() {
         .publish(json!({"id": "evt_smuggled", "type": "a.b"}))
         .await;
     assert_eq!(accepted["duplicate"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_ended_by_a_bare_line_feed_across_two_reads_is_answered() {
+    let work = Workdir::new();
+    let config = work.write_config(&base_config());
+    let engine = Engine::start(&config, &[]).await;
+    let mut stream = raw::connect(&engine.base).await;
+    // hyper takes `\n\r\n` for the end of this head and answers it at once, then waits for
+    // the rest of the next head (`X`); the engine's own scan of the head waits for
+    // `\r\n\r\n`, which the next read brings.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\n\r\nX")
+        .await
+        .expect("write");
+    let mut first = Vec::new();
+    while !first.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
+            .await
+            .expect("read");
+        assert!(n > 0, "closed before the first answer");
+        first.extend_from_slice(&buf[..n]);
+    }
+    // (403: a request without `Host` is refused; any answer will do.)
+    parse_response(&first).expect("the first answer");
+    // Not a request line: hyper answers 400 and closes. The engine used to panic in the
+    // connection's task here (counting back past the bytes just read), which dropped the
+    // connection unanswered.
+    stream.write_all(b"-Y: a\r\n\r\n").await.expect("write");
+    let rest = read_until_closed(&mut stream, ANSWER_BOUND)
+        .await
+        .expect("closed after the answer");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("HTTP/1.1 400"), "{rest:?}");
+    assert!(!engine.log().contains("panicked"), "{}", engine.log());
 }

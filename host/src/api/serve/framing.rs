@@ -193,9 +193,14 @@ impl Framing {
         }
         let ambiguous = length.is_some() && chunked.is_some();
         seen.push(Seen::Head { ambiguous });
-        // `buf` holds this head and maybe more; the bytes after the head are in `data`.
-        let after = data.len() - (self.buf.len() - len);
+        let before = self.buf.len() - data.len();
         self.buf.clear();
+        if len < before {
+            // httparse ended the head on a blank line this scan does not take for one
+            // (`\n\r\n`), in bytes already read: what follows it is not in `data`.
+            self.state = State::Stopped;
+            return &[];
+        }
         self.state = match (chunked, length) {
             // hyper closes the connection after an ambiguous request, and refuses an
             // upgrade it was not asked to handle: nothing more to follow.
@@ -206,7 +211,8 @@ impl Framing {
             (None, Some(Some(n))) => State::Body(n),
             (Some(_), Some(_)) => State::Stopped,
         };
-        &data[after..]
+        // The head ends `len` bytes into the stream that started with `buf`.
+        &data[len - before..]
     }
 }
 
@@ -288,5 +294,28 @@ mod tests {
         let stream =
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\n\r\n";
         assert_eq!(follow(stream, 3), [START, PLAIN]);
+    }
+
+    #[test]
+    fn heads_ended_by_bare_line_feeds_are_followed() {
+        let stream = b"POST / HTTP/1.1\nContent-Length: 3\n\nabcGET / HTTP/1.1\nHost: a\n\n";
+        for step in [1, 2, 3, 5, stream.len()] {
+            assert_eq!(
+                follow(stream, step),
+                [START, PLAIN, START, PLAIN],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_head_that_ends_before_the_blank_line_scanned_for_stops_the_report() {
+        // httparse ends this head at `\n\r\n`, which the scan does not take for a blank
+        // line; when that end lies in bytes of an earlier read, the report stops (it used to
+        // count back past the start of the bytes just read).
+        let stream = b"GET / HTTP/1.1\n\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        for step in [1, 4, 20] {
+            assert_eq!(follow(stream, step), [START, PLAIN], "step {step}");
+        }
     }
 }
