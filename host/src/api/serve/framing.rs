@@ -153,21 +153,25 @@ impl Framing {
     /// Adds head bytes; once the head is complete, reports it, sets up its body and
     /// returns the bytes after it.
     fn head<'a>(&mut self, data: &'a [u8], seen: &mut Vec<Seen>) -> &'a [u8] {
-        // Look for the blank line only around the new bytes, so a head sent one byte at a
-        // time costs linear work.
-        let from = self.buf.len().saturating_sub(3);
-        self.buf.extend_from_slice(data);
-        let window = &self.buf[from..];
-        if !window.windows(2).any(|w| w == b"\n\n") && !window.windows(4).any(|w| w == b"\r\n\r\n")
-        {
+        let before = self.buf.len();
+        let Some(end) = head_end(&self.buf[before.saturating_sub(3)..], data) else {
+            self.buf.extend_from_slice(data);
             if self.buf.len() > MAX_HEAD {
                 self.state = State::Stopped;
             }
             return &[];
-        }
+        };
+        // Only the head is copied, and only when it came in more than one read: a body
+        // read with it is skipped, not copied.
+        let whole: &[u8] = if before == 0 {
+            &data[..end]
+        } else {
+            self.buf.extend_from_slice(&data[..end]);
+            &self.buf
+        };
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
-        let len = match request.parse(&self.buf) {
+        let len = match request.parse(whole) {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             _ => {
                 self.state = State::Stopped;
@@ -193,7 +197,6 @@ impl Framing {
         }
         let ambiguous = length.is_some() && chunked.is_some();
         seen.push(Seen::Head { ambiguous });
-        let before = self.buf.len() - data.len();
         self.buf.clear();
         if len < before {
             // httparse ended the head on a blank line this scan does not take for one
@@ -212,8 +215,32 @@ impl Framing {
             (Some(_), Some(_)) => State::Stopped,
         };
         // The head ends `len` bytes into the stream that started with `buf`.
-        &data[len - before..]
+        &data[(len - before).min(data.len())..]
     }
+}
+
+/// Where the first blank line (`\n\n` or `\r\n\r\n`) ends in `data`, counting a start
+/// in `tail`, the last bytes of the head before `data` (which hold none). Found with
+/// `memchr`'s vectorized search, as the bytes read with a head usually carry its body too.
+fn head_end(tail: &[u8], data: &[u8]) -> Option<usize> {
+    const ENDS: [&[u8]; 2] = [b"\n\n", b"\r\n\r\n"];
+    // A blank line that starts in `tail`: look at `tail` and the first bytes of `data`.
+    let mut joined = [0u8; 6];
+    let seam = &mut joined[..tail.len() + data.len().min(3)];
+    seam[..tail.len()].copy_from_slice(tail);
+    seam[tail.len()..].copy_from_slice(&data[..data.len().min(3)]);
+    let across = ENDS
+        .iter()
+        .filter_map(|end| memchr::memmem::find(seam, end).map(|at| at + end.len()))
+        .filter(|&past| past > tail.len())
+        .map(|past| past - tail.len())
+        .min();
+    if across.is_some() {
+        return across;
+    }
+    ENDS.iter()
+        .filter_map(|end| memchr::memmem::find(data, end).map(|at| at + end.len()))
+        .min()
 }
 
 /// Skips up to `left` bytes of `data`; returns how many are still to skip, and the rest.
@@ -316,6 +343,23 @@ mod tests {
         let stream = b"GET / HTTP/1.1\n\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\n";
         for step in [1, 4, 20] {
             assert_eq!(follow(stream, step), [START, PLAIN], "step {step}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_inside_bodies_and_across_reads_are_not_taken_for_head_ends() {
+        // Bodies full of what would end a head, heads ended by either blank line: the
+        // report is the same however the stream is cut into reads.
+        let stream = b"POST /a HTTP/1.1\r\nContent-Length: 12\r\n\r\n\r\n\r\nx\n\n\r\n\r\nz\
+            POST /b HTTP/1.1\nTransfer-Encoding: chunked\n\n4\r\n\n\n\n\n\r\n0\r\n\r\n\
+            GET /c HTTP/1.1\r\nX: y\r\n\nGET /d HTTP/1.1\r\n\r\n";
+        let whole = follow(stream, stream.len());
+        assert_eq!(
+            whole,
+            [START, PLAIN, START, PLAIN, START, PLAIN, START, PLAIN]
+        );
+        for step in 1..=40 {
+            assert_eq!(follow(stream, step), whole, "step {step}");
         }
     }
 }
