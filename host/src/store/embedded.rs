@@ -553,8 +553,9 @@ pub(super) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // After a checkpoint the WAL file is cut back to this, so a burst does not leave it big.
-    conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
+    // When the WAL starts again, a file larger than this is cut back to it; the restarts
+    // under load keep the file below it, so they never truncate in the writer's way.
+    conn.pragma_update(None, "journal_size_limit", checkpoint::KEPT_BYTES)?;
     // One plan per statement whatever its bound values. Without it SQLite (3.48 and later)
     // re-prepares a statement whenever a bound `LIMIT ?` changes, and the claim's limit
     // changes at nearly every claim: parsing and planning it again was about 9% of the
