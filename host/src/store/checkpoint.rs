@@ -11,9 +11,9 @@
 //! checkpoint: it copies the few frames written since the last copy, waits for readers to
 //! leave the old frames, and the next commit writes from the WAL's beginning, over the
 //! file's old bytes: the file keeps its size (`KEPT_BYTES`). Cutting it back to 64 MiB
-//! there made that first commit truncate some 200 MB the kernel was still writing out, and
-//! it stalled for 180 to 280 ms each time, which set the p99 of events at half the
-//! end-to-end peak (docs/BENCHMARKS.md, "A WAL that keeps its size").
+//! there made that first commit truncate some 200 MB of file, and it stalled for 180 to
+//! 280 ms each time, which set the p99 of events at half the end-to-end peak
+//! (docs/BENCHMARKS.md, "A WAL that keeps its size").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,8 +153,7 @@ mod tests {
     use super::super::embedded::open_connection;
     use super::*;
 
-    /// Under a stream of commits with no pause, the WAL stays near its limit instead of
-    /// growing by every page written.
+    /// The file is not truncated at a restart: its limit is above what the WAL holds then.
     #[test]
     fn a_wal_restarted_at_its_limit_is_not_cut_back() {
         let at_restart = RESTART_AT * (4096 + 24);
@@ -171,6 +170,8 @@ mod tests {
         assert_eq!(limit, KEPT_BYTES);
     }
 
+    /// Under a stream of commits with no pause, the WAL stays near its limit instead of
+    /// growing by every page written.
     #[test]
     fn a_steady_stream_of_commits_keeps_the_wal_near_its_limit() {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,6 +1,6 @@
 //! Durable state: events, deliveries (one per event and subscription) and attempts (one per
 //! try). `Store` is the one trait every backend implements, one file per backend:
-//! `embedded` (SQLite, no server, the default; `checkpoint` keeps its WAL small) and
+//! `embedded` (SQLite, no server, the default; `checkpoint` keeps its WAL bounded) and
 //! `postgres` (several engine nodes on one database). `conformance` is the one test suite
 //! both pass; `health` is what both keep per subscription (the last attempt, the run of
 //! failures, hourly counts), computed purely.

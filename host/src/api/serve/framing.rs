@@ -153,21 +153,28 @@ impl Framing {
     /// Adds head bytes; once the head is complete, reports it, sets up its body and
     /// returns the bytes after it.
     fn head<'a>(&mut self, data: &'a [u8], seen: &mut Vec<Seen>) -> &'a [u8] {
+        // A head read in one piece is parsed where it lies, so the body read with it is
+        // not copied; one split over reads is gathered in `buf`, and only around the new
+        // bytes is searched again, so a head sent one byte at a time costs linear work.
         let before = self.buf.len();
-        let Some(end) = head_end(&self.buf[before.saturating_sub(3)..], data) else {
+        let from = before.saturating_sub(3);
+        if before > 0 {
             self.buf.extend_from_slice(data);
+        }
+        let scanned = if before == 0 { data } else { &self.buf[from..] };
+        let Some(end) = blank_line_end(scanned) else {
+            if before == 0 {
+                self.buf.extend_from_slice(data);
+            }
             if self.buf.len() > MAX_HEAD {
                 self.state = State::Stopped;
             }
             return &[];
         };
-        // Only the head is copied, and only when it came in more than one read: a body
-        // read with it is skipped, not copied.
-        let whole: &[u8] = if before == 0 {
+        let whole = if before == 0 {
             &data[..end]
         } else {
-            self.buf.extend_from_slice(&data[..end]);
-            &self.buf
+            &self.buf[..from + end]
         };
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
@@ -215,31 +222,16 @@ impl Framing {
             (Some(_), Some(_)) => State::Stopped,
         };
         // The head ends `len` bytes into the stream that started with `buf`.
-        &data[(len - before).min(data.len())..]
+        &data[len - before..]
     }
 }
 
-/// Where the first blank line (`\n\n` or `\r\n\r\n`) ends in `data`, counting a start
-/// in `tail`, the last bytes of the head before `data` (which hold none). Found with
-/// `memchr`'s vectorized search, as the bytes read with a head usually carry its body too.
-fn head_end(tail: &[u8], data: &[u8]) -> Option<usize> {
-    const ENDS: [&[u8]; 2] = [b"\n\n", b"\r\n\r\n"];
-    // A blank line that starts in `tail`: look at `tail` and the first bytes of `data`.
-    let mut joined = [0u8; 6];
-    let seam = &mut joined[..tail.len() + data.len().min(3)];
-    seam[..tail.len()].copy_from_slice(tail);
-    seam[tail.len()..].copy_from_slice(&data[..data.len().min(3)]);
-    let across = ENDS
+/// Where the first blank line (`\n\n` or `\r\n\r\n`) in `bytes` ends, found with
+/// `memchr`'s vectorized search: the bytes read with a head usually carry its body too.
+fn blank_line_end(bytes: &[u8]) -> Option<usize> {
+    [&b"\n\n"[..], b"\r\n\r\n"]
         .iter()
-        .filter_map(|end| memchr::memmem::find(seam, end).map(|at| at + end.len()))
-        .filter(|&past| past > tail.len())
-        .map(|past| past - tail.len())
-        .min();
-    if across.is_some() {
-        return across;
-    }
-    ENDS.iter()
-        .filter_map(|end| memchr::memmem::find(data, end).map(|at| at + end.len()))
+        .filter_map(|end| memchr::memmem::find(bytes, end).map(|at| at + end.len()))
         .min()
 }
 
