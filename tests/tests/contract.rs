@@ -104,9 +104,18 @@ async fn the_api_and_the_deliveries_keep_to_the_openapi_document() {
         "wasmhook_queue_depth{state=\"due\"}",
         "wasmhook_queue_depth{state=\"scheduled\"}",
         "wasmhook_circuit_state{endpoint=",
+        "wasmhook_store_commit_duration_seconds_bucket{le=\"0.0005\"}",
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
+    // The embedded store's write batches: each of the four events was committed before
+    // its POST was answered, one after the other.
+    let commits: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmhook_store_commit_duration_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no commit count:\n{metrics}"));
+    assert!(commits >= 4, "{commits} commits:\n{metrics}");
 
     // The checks above can fail: a body or a header the document forbids is caught.
     let genuine = receiver.requests_to("/envelope")[0].clone();

@@ -125,6 +125,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             })
             .collect(),
         plugins: state.registry.list(),
+        commits: state.store.commit_seconds(),
     };
     Ok((
         [(

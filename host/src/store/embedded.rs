@@ -24,9 +24,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -159,6 +160,14 @@ struct Inner {
     _checkpointer: Checkpointer,
     /// The last write the disk refused, for `/healthz`.
     trouble: Trouble,
+    /// Each durable batch's time, observed by the writer thread (`commit_seconds`).
+    commits: Histogram,
+}
+
+/// The buckets of `commit_seconds`: 0.5 ms to about 8 s. A batch usually takes one
+/// `fsync`, a few milliseconds; the stalls worth seeing took 100 ms and more.
+fn commit_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
 }
 
 /// How long a write the disk refused keeps `/healthz` at `503`: a tiny probe row may still
@@ -168,7 +177,7 @@ const TROUBLE_HOLDS: Duration = Duration::from_secs(30);
 
 /// The last write refused for lack of space, an I/O error or a read-only file, and when.
 #[derive(Debug, Clone, Default)]
-struct Trouble(Arc<Mutex<Option<(std::time::Instant, String)>>>);
+struct Trouble(Arc<Mutex<Option<(Instant, String)>>>);
 
 impl Trouble {
     /// Remembers `e` when it says the disk, not the query, is at fault.
@@ -178,7 +187,7 @@ impl Trouble {
             && matches!(f.code, DiskFull | SystemIoFailure | ReadOnly | CannotOpen)
             && let Ok(mut last) = self.0.lock()
         {
-            *last = Some((std::time::Instant::now(), e.to_string()));
+            *last = Some((Instant::now(), e.to_string()));
         }
     }
 
@@ -386,6 +395,7 @@ impl EmbeddedStore {
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| open_err(e.to_string()))?;
         let trouble = Trouble::default();
+        let commits = commit_buckets();
         let restart = Restart::default();
         let checkpointer = Checkpointer::start(
             open_connection(&path).map_err(|e| open_err(e.to_string()))?,
@@ -398,7 +408,8 @@ impl EmbeddedStore {
             .name("wasmhook-store".into())
             .spawn({
                 let trouble = trouble.clone();
-                move || writer_loop(writer, rx, &trouble, &restart)
+                let commits = commits.clone();
+                move || writer_loop(writer, rx, &trouble, &restart, &commits)
             })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
@@ -411,6 +422,7 @@ impl EmbeddedStore {
                 path,
                 _checkpointer: checkpointer,
                 trouble,
+                commits,
             }),
         })
     }
@@ -1144,6 +1156,10 @@ impl Store for EmbeddedStore {
         &self.inner.node_id
     }
 
+    fn commit_seconds(&self) -> Option<Histogram> {
+        Some(self.inner.commits.clone())
+    }
+
     async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
         if let Some(reason) = self.inner.trouble.recent() {
             return Err(StoreError::Database(reason));
@@ -1252,6 +1268,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Job>,
     trouble: &Trouble,
     restart: &Restart,
+    commits: &Histogram,
 ) {
     // What `open_connection` set; `None` once setting it failed, so it is set again.
     let mut level = Some(Durability::PowerCut);
@@ -1295,7 +1312,9 @@ fn writer_loop(
             }
             level = Some(wanted);
         }
+        let started = Instant::now();
         run_batch(&mut conn, durable, trouble);
+        commits.observe(started.elapsed().as_secs_f64());
         restart.run_if_asked(&conn);
     }
 }

@@ -28,6 +28,8 @@ pub use pg_tls::PgTls;
 pub use postgres::{PostgresOptions, PostgresStore, default_node_id, redact_url};
 pub use sealed::SealedStore;
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,6 +232,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// This node's id in the store (`heartbeat`, `claimed_by`).
     fn node_id(&self) -> &str;
+
+    /// How long each of the embedded store's write batches took, from its start to its
+    /// callers' answers (transaction, commit, `fsync`), for `/metrics`. The writer runs one
+    /// batch at a time, so a slow one holds up every write queued behind it. `None` where
+    /// the database server commits (PostgreSQL).
+    fn commit_seconds(&self) -> Option<Histogram> {
+        None
+    }
 
     /// Writes one tiny row and commits it, to tell `/healthz` whether the store can take
     /// writes (a full disk, a file-size limit or a read-only database fail it). The

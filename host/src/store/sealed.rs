@@ -270,6 +270,10 @@ impl Store for SealedStore {
         self.inner.node_id()
     }
 
+    fn commit_seconds(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        self.inner.commit_seconds()
+    }
+
     async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
         self.inner.check_writable(now_ms).await
     }
