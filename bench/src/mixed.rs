@@ -5,11 +5,14 @@
 //! - `mixed`: producers post batches while the engine drains what they posted.
 //! - `end_to_end`: producers post one event per request; the rate is counted at the
 //!   receiver.
-//! - `latency`: one event per request at a fixed rate; publish-to-receipt percentiles.
+//! - `latency`: one event per request at a fixed rate; publish-to-receipt percentiles,
+//!   beside the engine's own count of slow write batches (`/metrics`), so a tail can be
+//!   told from a stalled store.
 
 use std::time::Instant;
 
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 
 use crate::harness::{ChildEngine, share_out, subscription};
 use crate::ingest::{Latency, client, event_json, paced_latencies, post};
@@ -110,15 +113,77 @@ pub async fn run(
     })
 }
 
+/// What `wasmhook_store_commit_duration_seconds` says of an engine's write batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Batches {
+    /// Batches committed.
+    pub count: u64,
+    /// Those over `SLOW_BATCH_MS`.
+    pub slow: u64,
+    /// The upper bound of the slowest batch's bucket, milliseconds (`None`: past the last
+    /// bucket).
+    pub slowest_ms: Option<f64>,
+}
+
+/// A write batch slower than this holds up the events behind it past the p99 target at
+/// half the peak (10 ms).
+pub const SLOW_BATCH_MS: f64 = 16.0;
+
+impl Batches {
+    /// Reads the histogram from a `/metrics` text: its buckets are cumulative, by `le`.
+    pub fn of(metrics: &str) -> Option<Self> {
+        let buckets: Vec<(f64, u64)> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("wasmhook_store_commit_duration_seconds_bucket{le=\""))
+            .filter_map(|l| {
+                let (le, count) = l.split_once("\"} ")?;
+                Some((le.parse().ok()?, count.trim().parse().ok()?))
+            })
+            .collect();
+        let &(_, count) = buckets.last()?;
+        let upto = |ms: f64| {
+            buckets
+                .iter()
+                .filter(|(le, _)| *le * 1e3 <= ms + 1e-6)
+                .map(|&(_, n)| n)
+                .max()
+                .unwrap_or(0)
+        };
+        let slowest = buckets.iter().find(|&&(_, n)| n == count).map(|b| b.0);
+        Some(Self {
+            count,
+            slow: count - upto(SLOW_BATCH_MS),
+            slowest_ms: slowest.filter(|le| le.is_finite()).map(|le| le * 1e3),
+        })
+    }
+
+    /// The slowest batch as a table cell.
+    pub fn slowest(&self) -> String {
+        match self.slowest_ms {
+            Some(ms) => format!("≤ {} ms", (ms * 1e3).round() / 1e3),
+            None => "over 8 s".into(),
+        }
+    }
+}
+
+/// The engine's write batches so far.
+async fn batches(base: &str) -> anyhow::Result<Batches> {
+    let response = client().get(format!("{base}/metrics").parse()?).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Batches::of(&String::from_utf8_lossy(&body))
+        .ok_or_else(|| anyhow::anyhow!("the engine's /metrics has no write batch histogram"))
+}
+
 /// Publishes `events` events at `per_second`, one per request, to an engine on default
-/// settings, and measures publish-to-receipt times.
+/// settings, and measures publish-to-receipt times, and the engine's write batches over
+/// its life (the run and one warm-up event).
 pub async fn latency(
     receiver: &Receiver,
     path: &str,
     events: usize,
     per_second: u64,
     announce_pid: bool,
-) -> anyhow::Result<Latency> {
+) -> anyhow::Result<(Latency, Batches)> {
     anyhow::ensure!(
         path.starts_with("/latency"),
         "the receiver times /latency paths only"
@@ -129,7 +194,8 @@ pub async fn latency(
         // For a profiler or tracer to attach before the events flow.
         eprintln!("engine pid {}", engine.pid());
     }
-    paced_latencies(receiver, path, &engine.base, events, per_second).await
+    let latency = paced_latencies(receiver, path, &engine.base, events, per_second).await?;
+    Ok((latency, batches(&engine.base).await?))
 }
 
 /// Everything the producers' section measured, for the targets table.
@@ -180,7 +246,7 @@ pub async fn report(
     .await?;
     let end_to_end = run(receiver, "/e2e-none", n, 1, None, "").await?;
     let e2e_slack = run(receiver, "/e2e-slack", n, 1, slack, "").await?;
-    let light = latency(
+    let (light, light_batches) = latency(
         receiver,
         "/latency-200",
         scale.producer_latency_events,
@@ -192,7 +258,8 @@ pub async fn report(
     let half_events = (half as usize * 10)
         .min(n as usize)
         .max(scale.producer_latency_events);
-    let half_peak = latency(receiver, "/latency-half", half_events, half, false).await?;
+    let (half_peak, half_batches) =
+        latency(receiver, "/latency-half", half_events, half, false).await?;
     let pct = |r: f64| 100.0 * r / baseline;
     let row = |label: &str, r: Run| {
         format!(
@@ -210,10 +277,12 @@ pub async fn report(
          first publish to the last delivery, and the engine's CPU time (user and system, from `/proc`) is divided by \
          the deliveries.\n\n\
          | Workload | Deliveries/s | vs baseline | Engine CPU per delivery |\n|---|---|---|---|\n{}{}{}{}{}{}\n\
-         Publish-to-receipt latency, one event per request at a steady rate, no adapter:\n\n\
-         | Rate | Events | p50 | p99 |\n|---|---|---|---|\n\
-         | 200 events/s | {} | {:.2} ms | {:.2} ms |\n\
-         | {half} events/s (half the end-to-end peak) | {} | {:.2} ms | {:.2} ms |\n",
+         Publish-to-receipt latency, one event per request at a steady rate, no adapter, with the engine's \
+         write batches (`wasmhook_store_commit_duration_seconds`): one slower than {SLOW_BATCH_MS} ms holds up \
+         every event behind it.\n\n\
+         | Rate | Events | p50 | p99 | Write batches | Over {SLOW_BATCH_MS} ms | Slowest |\n|---|---|---|---|---|---|---|\n\
+         | 200 events/s | {} | {:.2} ms | {:.2} ms | {} | {} | {} |\n\
+         | {half} events/s (half the end-to-end peak) | {} | {:.2} ms | {:.2} ms | {} | {} | {} |\n",
         row("Batches of 100, no adapter", mixed),
         row(
             "Batches of 100, Slack adapter, fresh instances",
@@ -235,9 +304,15 @@ pub async fn report(
         light.events,
         light.p50_us as f64 / 1e3,
         light.p99_us as f64 / 1e3,
+        light_batches.count,
+        light_batches.slow,
+        light_batches.slowest(),
         half_peak.events,
         half_peak.p50_us as f64 / 1e3,
         half_peak.p99_us as f64 / 1e3,
+        half_batches.count,
+        half_batches.slow,
+        half_batches.slowest(),
     )?;
     targets.producers = Some(Figures {
         mixed,
@@ -247,4 +322,29 @@ pub async fn report(
         half_peak,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_batches_are_read_from_the_cumulative_buckets() {
+        let metrics = "# TYPE wasmhook_store_commit_duration_seconds histogram
+wasmhook_store_commit_duration_seconds_sum 1.2
+wasmhook_store_commit_duration_seconds_count 10
+wasmhook_store_commit_duration_seconds_bucket{le=\"0.004\"} 6
+wasmhook_store_commit_duration_seconds_bucket{le=\"0.008\"} 7
+wasmhook_store_commit_duration_seconds_bucket{le=\"0.016\"} 8
+wasmhook_store_commit_duration_seconds_bucket{le=\"0.032\"} 9
+wasmhook_store_commit_duration_seconds_bucket{le=\"0.256\"} 10
+wasmhook_store_commit_duration_seconds_bucket{le=\"+Inf\"} 10
+";
+        let b = Batches::of(metrics).expect("histogram");
+        assert_eq!((b.count, b.slow), (10, 2));
+        assert_eq!(b.slowest(), "≤ 256 ms");
+        let past = metrics.replace("0.256\"} 10", "0.256\"} 9");
+        assert_eq!(Batches::of(&past).expect("histogram").slowest(), "over 8 s");
+        assert_eq!(Batches::of("wasmhook_events_ingested_total 3"), None);
+    }
 }

@@ -72,14 +72,20 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         // stderr before the events flow, for `strace -p` or `perf record -p`.
         let rate: u64 = rate.parse()?;
         let path = format!("/latency-profile-{rate}");
-        let l = mixed::latency(&receiver, &path, scale.producer_latency_events, rate, true).await?;
+        let (l, b) =
+            mixed::latency(&receiver, &path, scale.producer_latency_events, rate, true).await?;
         writeln!(
             out,
-            "latency at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} events)",
+            "latency at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} events); \
+             write batches {}, {} over {} ms, slowest {}",
             l.p50_us as f64 / 1e3,
             l.p99_us as f64 / 1e3,
             l.max_us as f64 / 1e3,
-            l.events
+            l.events,
+            b.count,
+            b.slow,
+            mixed::SLOW_BATCH_MS,
+            b.slowest()
         )?;
         return Ok(out);
     }
