@@ -156,7 +156,8 @@ pub async fn report(out: &mut String, receiver: &Receiver, events: u64) -> anyho
          events per row, all on the settings of the ingest section (`concurrency = {}`, `endpoint_concurrency = \
          {PRODUCERS}`), from one run. Single events come from {PRODUCERS} concurrent \
          producers, batches of {BATCH} from 4. NATS: a JetStream stream already holding the messages, consumed by \
-         one `[[sources]]` entry (durable pull consumer, batches of 100, acknowledged after each commit); its rate \
+         one `[[sources]]` entry (durable pull consumer, batches of up to 256, the default, up to three committing at once, each message \
+         acknowledged after its commit); its rate \
          runs from the first committed event to the last.\n\n\
          | Producer | Events/s | vs HTTP, same shape |\n|---|---|---|\n\
          | HTTP, one event per `POST /v1/events` | {:.0} | 100% |\n\

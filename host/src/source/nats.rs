@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::{self, AckKind, Message};
 use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::ingest::Ingest;
@@ -19,6 +20,12 @@ use crate::source::message::{Incoming, draft};
 
 /// The longest wait between reconnection tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Batches being committed at once. One at a time left the store's group commit with a
+/// single job per `fsync`; a few let their commits share one, as concurrent HTTP producers'
+/// do. Below the consumer's `max_ack_pending` of four batches, so that one more can be
+/// pulled while these commit.
+const COMMITS_IN_FLIGHT: usize = 3;
 
 /// Why consuming stopped; the source reconnects after it.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +62,7 @@ pub async fn run(
     let url = crate::secret::redact_url(&config.url);
     let mut backoff = Duration::from_millis(200);
     loop {
-        // `consume` sees `stop` between batches, so a batch being committed is settled.
+        // `consume` settles the batches being committed before it returns.
         match consume(&config, &ingest, &metrics, &mut stop).await {
             Ok(()) => return,
             Err(e) => {
@@ -71,7 +78,8 @@ pub async fn run(
     }
 }
 
-/// One connection's worth of consuming; `Ok` once `stop` is seen between batches.
+/// One connection's worth of consuming, up to `COMMITS_IN_FLIGHT` batches committing at
+/// once; `Ok` once `stop` is seen.
 async fn consume(
     config: &SourceConfig,
     ingest: &Ingest,
@@ -121,10 +129,17 @@ async fn consume(
     tracing::info!(source = %config.id, stream = %config.stream, consumer = %config.consumer,
         "consuming from NATS JetStream");
     let mut batches = messages.ready_chunks(config.batch);
-    loop {
+    let mut committing = FuturesUnordered::new();
+    let ended = loop {
         let batch = tokio::select! {
-            batch = batches.next() => batch.ok_or(SourceError::Ended)?,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            // Settled first, so a batch's commit is sent to the store before the next's.
+            biased;
+            Some(()) = committing.next(), if !committing.is_empty() => continue,
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+            batch = batches.next(), if committing.len() < COMMITS_IN_FLIGHT => match batch {
+                Some(batch) => batch,
+                None => break Err(SourceError::Ended),
+            },
         };
         let mut good = Vec::with_capacity(batch.len());
         for message in batch {
@@ -134,8 +149,11 @@ async fn consume(
                 Err(e) => tracing::warn!(source = %config.id, error = %e, "pulling messages"),
             }
         }
-        commit(config, ingest, metrics, good).await;
-    }
+        committing.push(commit(config, ingest, metrics, good));
+    };
+    // Whatever ends consuming, the batches being committed are settled first.
+    while committing.next().await.is_some() {}
+    ended
 }
 
 /// Ingests `messages` under one commit and settles each: acknowledged once committed,
