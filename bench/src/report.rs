@@ -12,10 +12,17 @@ use crate::{
     adapters, baseline, cluster, console, drain, harness, ingest, mixed, receiver, reload, sources,
 };
 
+/// Where `all` puts its canary line, once it has timed the canary again at the end.
+const CANARY_SLOT: &str = "<canary>\n";
+
 pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
+    let canary_before = (scenario == "all").then(canary);
     let receiver = receiver::Receiver::start().await?;
     let mut out = String::new();
     writeln!(out, "## Run\n\n{}\n", machine())?;
+    if canary_before.is_some() {
+        out.push_str(CANARY_SLOT);
+    }
     if scenario == "adapters" {
         // Needs no network: run it alone, so a profile of it shows only the sandbox.
         let mut targets = Targets::default();
@@ -202,7 +209,41 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         targets.baseline = base.rate;
         out.push_str(&targets.table());
     }
+    if let Some(before) = canary_before {
+        let after = canary();
+        let (before, after) = (before.as_secs_f64() * 1e3, after.as_secs_f64() * 1e3);
+        let line = format!(
+            "A pure-CPU canary (a fixed loop, the fastest of three rounds) took {before:.1} ms before the \
+             first scenario and {after:.1} ms after the last ({:+.0}%). The machine changed speed during a run \
+             whose canary moved much, and its figures do not compare with a steady run's.\n\n",
+            100.0 * (after / before - 1.0)
+        );
+        out = out.replacen(CANARY_SLOT, &line, 1);
+    }
     Ok(out)
+}
+
+/// A fixed piece of pure-CPU work, timed: the fastest of three rounds. Timed before the
+/// first scenario of `all` and after the last, it tells whether the machine slowed during
+/// the run. These VMs did, by up to three times for code on the CPU alone, while the
+/// loopback baseline moved much less, so the baseline alone cannot tell.
+fn canary() -> std::time::Duration {
+    (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut sum = 0u64;
+            for _ in 0..20_000_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                sum = sum.wrapping_add(std::hint::black_box(x));
+            }
+            std::hint::black_box(sum);
+            started.elapsed()
+        })
+        .min()
+        .expect("three rounds")
 }
 
 /// The console's pages on a large store.
