@@ -50,6 +50,13 @@ pub async fn post(client: &HttpClient, url: &http::Uri, body: Bytes) -> anyhow::
     Ok(())
 }
 
+/// The engine's `/metrics` text.
+pub async fn metrics_text(client: &HttpClient, base: &str) -> anyhow::Result<String> {
+    let response = client.get(format!("{base}/metrics").parse()?).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Events accepted per second: single-event POSTs and batches of `batch`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingest {

@@ -12,10 +12,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
 
 use crate::harness::{ChildEngine, share_out, subscription};
-use crate::ingest::{Latency, client, event_json, paced_latencies, post};
+use crate::ingest::{Latency, client, event_json, metrics_text, paced_latencies, post};
 use crate::receiver::Receiver;
 
 /// Producers, as the workloads have them.
@@ -168,9 +167,7 @@ impl Batches {
 
 /// The engine's write batches so far.
 async fn batches(base: &str) -> anyhow::Result<Batches> {
-    let response = client().get(format!("{base}/metrics").parse()?).await?;
-    let body = response.into_body().collect().await?.to_bytes();
-    Batches::of(&String::from_utf8_lossy(&body))
+    Batches::of(&metrics_text(&client(), base).await?)
         .ok_or_else(|| anyhow::anyhow!("the engine's /metrics has no write batch histogram"))
 }
 

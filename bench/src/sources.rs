@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use http_body_util::BodyExt as _;
 use wasmhook::config::{Config, ProcessEnv};
 use wasmhook::event::EventDraft;
 
@@ -84,9 +83,8 @@ async fn in_process(receiver: &Receiver, events: u64) -> anyhow::Result<(f64, f6
 
 /// The engine's `wasmhook_events_ingested_total`.
 async fn ingested(client: &ingest::HttpClient, base: &str) -> anyhow::Result<u64> {
-    let response = client.get(format!("{base}/metrics").parse()?).await?;
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8_lossy(&body)
+    Ok(ingest::metrics_text(client, base)
+        .await?
         .lines()
         .find_map(|l| l.strip_prefix("wasmhook_events_ingested_total "))
         .and_then(|v| v.trim().parse().ok())

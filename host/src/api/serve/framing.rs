@@ -157,12 +157,16 @@ impl Framing {
         // not copied; one split over reads is gathered in `buf`, and only around the new
         // bytes is searched again, so a head sent one byte at a time costs linear work.
         let before = self.buf.len();
-        let from = before.saturating_sub(3);
         if before > 0 {
             self.buf.extend_from_slice(data);
         }
-        let scanned = if before == 0 { data } else { &self.buf[from..] };
-        let Some(end) = blank_line_end(scanned) else {
+        // The stream so far, and where a blank line can start in it.
+        let (stream, from) = if before == 0 {
+            (data, 0)
+        } else {
+            (&self.buf[..], before.saturating_sub(3))
+        };
+        let Some(end) = blank_line_end(&stream[from..]) else {
             if before == 0 {
                 self.buf.extend_from_slice(data);
             }
