@@ -42,6 +42,8 @@ pub struct Run {
     pub writer_cpu_ms_per_delivery: f64,
     /// The engine's process id, so a profile can keep its samples alone.
     pub engine_pid: u32,
+    /// The engine's write batches in the measured part of the run.
+    pub batches: u64,
 }
 
 /// Starts a child engine in a fresh folder; `plugin` is copied in as `<name>.wasm`.
@@ -80,6 +82,7 @@ pub async fn run(
     post(&client, &one, Bytes::from(event_json(0))).await?;
     receiver.wait_for(path, 1).await;
     let (cpu_before, writer_before) = (engine.cpu_seconds(), engine.writer_cpu_seconds());
+    let batches_before = batches(&base).await?.count;
     let started = Instant::now();
     let url: http::Uri = if batch > 1 {
         format!("{base}/v1/events/batch").parse()?
@@ -104,11 +107,13 @@ pub async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = engine.cpu_seconds() - cpu_before;
     let writer = engine.writer_cpu_seconds() - writer_before;
+    let batches = batches(&base).await?.count - batches_before;
     Ok(Run {
         rate: total as f64 / elapsed,
         cpu_ms_per_delivery: 1e3 * cpu / total as f64,
         writer_cpu_ms_per_delivery: 1e3 * writer / total as f64,
         engine_pid: engine.pid(),
+        batches,
     })
 }
 

@@ -65,8 +65,13 @@ pub async fn run(scenario: &str, scale: Scale) -> anyhow::Result<String> {
         let run = mixed::run(&receiver, &path, scale.producer_events, batch, None, "").await?;
         writeln!(
             out,
-            "mixed ({which}): {:.0} deliveries/s, {:.3} ms engine CPU per delivery ({:.3} ms on the store's writer thread), engine pid {}",
-            run.rate, run.cpu_ms_per_delivery, run.writer_cpu_ms_per_delivery, run.engine_pid
+            "mixed ({which}): {:.0} deliveries/s, {:.3} ms engine CPU per delivery ({:.3} ms on the store's writer thread), {} write batches ({:.1} events per batch), engine pid {}",
+            run.rate,
+            run.cpu_ms_per_delivery,
+            run.writer_cpu_ms_per_delivery,
+            run.batches,
+            scale.producer_events as f64 / run.batches.max(1) as f64,
+            run.engine_pid
         )?;
         return Ok(out);
     }
