@@ -65,7 +65,8 @@ pub struct ChildEngine {
 }
 
 impl ChildEngine {
-    /// Starts the engine on `config_toml` in `dir` and waits until it listens.
+    /// Starts the engine on `config_toml` in `dir` and waits until it listens; its log goes
+    /// to `<dir>/engine.log`.
     pub fn start(config_toml: &str, dir: &Path) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         std::fs::write(dir.join("wasmhook.toml"), config_toml)?;
@@ -74,6 +75,7 @@ impl ChildEngine {
             .arg("--dir")
             .arg(dir)
             .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("engine.log"))?)
             .spawn()?;
         let stdout = child
             .stdout
@@ -81,10 +83,10 @@ impl ChildEngine {
             .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .ok_or_else(|| anyhow::anyhow!("the child engine did not start: {line}"))?;
+        let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| {
+            let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
+            anyhow::anyhow!("the child engine did not start: {line}{log}")
+        })?;
         Ok(Self {
             base: format!("http://{addr}"),
             child,
@@ -137,6 +139,8 @@ pub fn engine_child(dir: Option<&Path>) -> anyhow::Result<()> {
     let mut config = Config::parse(&std::fs::read_to_string(dir.join("wasmhook.toml"))?)?;
     config.storage.path = dir.join("data");
     config.plugins.dir = dir.join("plugins");
+    // Logs as `wasmhook serve` does on its defaults, into `<dir>/engine.log`.
+    wasmhook::cli::init_default_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

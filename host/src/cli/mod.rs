@@ -101,6 +101,13 @@ enum Command {
     Man(man::Args),
 }
 
+/// The log `serve` sets up on its defaults: text on stderr, `RUST_LOG` or the default
+/// filter, no trace exporter. For the benchmark, so that its engine pays what a served
+/// one pays for logging.
+pub fn init_default_logging() {
+    logging::init(logging::LogFormat::Text, logging::DEFAULT_FILTER, None);
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
