@@ -22,6 +22,16 @@ use crate::config::TelemetryConfig;
 /// The OTLP path of traces, added to an endpoint given without it.
 const TRACES_PATH: &str = "/v1/traces";
 
+/// The span of each publish (`api::events`).
+pub const INGEST_SPAN: &str = "ingest";
+/// The span of each delivery attempt (`delivery::trace`).
+pub const ATTEMPT_SPAN: &str = "delivery.attempt";
+/// Spans made once per event or per attempt. They are for trace export alone: log lines
+/// leave them out (`cli::logging`), as those inside them name their delivery themselves,
+/// and without an exporter nothing makes them at all, where the log formatted the fields
+/// of two spans per event (docs/BENCHMARKS.md, "Logging as served").
+pub const PER_EVENT_SPANS: [&str; 2] = [INGEST_SPAN, ATTEMPT_SPAN];
+
 /// The URL traces are posted to: `endpoint` as given when it already ends in
 /// `/v1/traces`, else with it appended (as `OTEL_EXPORTER_OTLP_ENDPOINT` works).
 pub fn traces_url(endpoint: &str) -> String {

@@ -73,7 +73,7 @@ fn ingest_span(headers: &HeaderMap) -> (tracing::Span, Option<String>) {
         .and_then(|v| v.to_str().ok())
         .and_then(telemetry::valid_traceparent);
     let span = tracing::info_span!(
-        "ingest",
+        telemetry::INGEST_SPAN,
         otel.name = "ingest",
         otel.kind = "server",
         event.id = tracing::field::Empty,

@@ -9,7 +9,7 @@ use crate::telemetry;
 /// attempt once known, the rest by `record_outcome`.
 pub fn attempt_span(delivery: &ClaimedDelivery) -> tracing::Span {
     let span = tracing::info_span!(
-        "delivery.attempt",
+        telemetry::ATTEMPT_SPAN,
         otel.name = "delivery attempt",
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
