@@ -7,7 +7,7 @@ use tracing_subscriber::Registry;
 use crate::telemetry;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
 use tracing_subscriber::layer::{Filter, Layer as _, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -85,9 +85,13 @@ fn log_filter<S>(level: EnvFilter) -> impl Filter<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    level.and(filter_fn(|meta| {
-        !(meta.is_span() && telemetry::PER_EVENT_SPANS.contains(&meta.name()))
-    }))
+    // The hint says this part never lowers the level. Without one, `And` has no hint
+    // either, the global maximum becomes TRACE, and `log`'s follows it: every `log::trace!`
+    // of cranelift then reached the filter, and compiling an adapter took 3.4 times as long.
+    level.and(
+        filter_fn(|meta| !(meta.is_span() && telemetry::PER_EVENT_SPANS.contains(&meta.name())))
+            .with_max_level_hint(LevelFilter::TRACE),
+    )
 }
 
 #[cfg(test)]
@@ -95,6 +99,7 @@ mod tests {
     use std::ffi::OsStr;
 
     use tracing::Metadata;
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::Filter;
     use tracing_subscriber::{EnvFilter, Registry};
 
@@ -124,6 +129,13 @@ mod tests {
             assert!(!Filter::<Registry>::callsite_enabled(&exporter, meta).is_never());
         }
         assert!(!log.callsite_enabled(other).is_never());
+    }
+
+    #[test]
+    fn the_log_filter_keeps_the_level_hint() {
+        // `log` records (cranelift's, at trace) are cut by this hint before any filter runs.
+        let log = log_filter::<Registry>(EnvFilter::new("info,cranelift=warn"));
+        assert_eq!(log.max_level_hint(), Some(LevelFilter::INFO));
     }
 
     #[test]
