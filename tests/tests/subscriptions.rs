@@ -122,6 +122,26 @@ async fn subscriptions_are_managed_through_the_api_without_restart() {
             .contains("`evnts`"),
         "{error}"
     );
+    // Past the document's `int32` (found by the contract test's fuzzing).
+    let (status, error) = engine
+        .request(
+            "PATCH",
+            &format!("/v1/subscriptions/{id}"),
+            Some(&json!({"instance_reuse": 2_147_483_648_u64})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_subscription")),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("`instance_reuse`"),
+        "{error}"
+    );
     let (status, error) = engine
         .request(
             "PATCH",

@@ -25,6 +25,11 @@ use crate::store::SubscriptionSource;
 /// delivers, and a plain 32-bit integer for every client (the API documents it).
 pub const MAX_RATE_LIMIT: u32 = 1_000_000;
 
+/// The highest `instance_reuse` accepted, deliveries per instance: a plain 32-bit integer
+/// for every client (the API documents it), where a `u32` past `i32::MAX` was taken though
+/// the document says `int32`.
+pub const MAX_INSTANCE_REUSE: u32 = 1_000_000;
+
 /// What defines a subscription; stored as JSON, so fields can be added with defaults.
 /// `Debug` shows setting and header names but never secret values.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -435,6 +440,16 @@ impl SubscriptionSpec {
                 ),
             ));
         }
+        if let Some(reuse) = self.instance_reuse
+            && reuse > MAX_INSTANCE_REUSE
+        {
+            return Err(spec_err(
+                "instance_reuse",
+                format!(
+                    "`instance_reuse` must be between 0 and {MAX_INSTANCE_REUSE} (deliveries per adapter instance)"
+                ),
+            ));
+        }
         if self.secrets.is_empty() {
             return Err(spec_err("secret", "the subscription has no signing secret"));
         }
@@ -571,6 +586,19 @@ mod tests {
         let s = build("secret_env = \"HOOK_SECRET\"\nretry_schedule = [\"1s\"]\nmax_attempts = 7")
             .unwrap();
         assert_eq!(s.max_attempts, 7);
+    }
+
+    #[test]
+    fn instance_reuse_is_at_most_a_million() {
+        let reuse = |n: u64| {
+            build(&format!(
+                "secret_env = \"HOOK_SECRET\"\ninstance_reuse = {n}"
+            ))
+        };
+        assert!(reuse(0).is_ok() && reuse(1_000_000).is_ok());
+        for bad in [1_000_001, 2_147_483_648] {
+            assert_eq!(reuse(bad).unwrap_err().field, "instance_reuse", "{bad}");
+        }
     }
 
     #[test]

@@ -176,6 +176,7 @@ pub struct CreateSubscription {
     pub cpu_budget: Option<String>,
     /// Reuse one adapter instance for up to this many deliveries (0: a fresh one each).
     /// Default: the plugin's.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub instance_reuse: Option<u32>,
     /// A TLS client certificate for a receiver that requires mutual TLS. The private key is
     /// never shown again.
@@ -253,6 +254,7 @@ pub struct PatchSubscription {
     rate_limit: Option<u32>,
     #[schema(value_type = Option<ApiDuration>)]
     cpu_budget: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
     instance_reuse: Option<u32>,
     /// Replaces the client certificate (both fields); `null` removes it.
     client_certificate: Option<ClientCertificateBody>,
