@@ -16,6 +16,15 @@ pub mod receiver;
 pub use engine::{Engine, Workdir, run_cli, serve_should_fail, serve_should_fail_with};
 pub use receiver::{Received, Receiver, Reply};
 
+/// Asserts an API answer is a 400 with error `code` whose message contains `says`.
+pub fn assert_refused(status: u16, body: &serde_json::Value, code: &str, says: &str) {
+    assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(says)),
+        "{body}"
+    );
+}
+
 /// The bundled Slack adapter, built by build.rs.
 pub const SLACK: &str = env!("WASMHOOK_PLUGIN_SLACK");
 /// The bundled PagerDuty adapter.

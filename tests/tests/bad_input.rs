@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmhook_tests::{
-    Engine, Receiver, SECRET, SLACK, Workdir, base_config, run_cli, serve_should_fail,
+    Engine, Receiver, SECRET, SLACK, Workdir, assert_refused, base_config, run_cli,
+    serve_should_fail,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -88,17 +89,7 @@ async fn malformed_events_get_a_4xx_that_says_why() {
     let (status, body) = engine
         .post("/v1/events", &json!({"type": "a.very.long.type.name"}))
         .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid_event_type")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("16-byte limit")),
-        "{body}"
-    );
+    assert_refused(status, &body, "invalid_event_type", "16-byte limit");
 
     let (status, body) = engine.get("/v1/nope").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));

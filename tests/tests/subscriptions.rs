@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use serde_json::json;
-use wasmhook_tests::{Receiver, SECRET, Workdir, base_config, verify};
+use wasmhook_tests::{Receiver, SECRET, Workdir, assert_refused, base_config, verify};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -130,18 +130,7 @@ async fn subscriptions_are_managed_through_the_api_without_restart() {
             Some(&json!({"instance_reuse": 2_147_483_648_u64})),
         )
         .await;
-    assert_eq!(
-        (status, error["code"].as_str()),
-        (400, Some("invalid_subscription")),
-        "{error}"
-    );
-    assert!(
-        error["message"]
-            .as_str()
-            .expect("message")
-            .contains("`instance_reuse`"),
-        "{error}"
-    );
+    assert_refused(status, &error, "invalid_subscription", "`instance_reuse`");
     let (status, error) = engine
         .request(
             "PATCH",
