@@ -2,14 +2,13 @@
 //! `NO_COLOR`) or `json` (one object a line, for log shippers). `RUST_LOG` picks the level.
 //! `serve` adds the OpenTelemetry layer when `[telemetry]` asks for it.
 
-use tracing_subscriber::Registry;
-
-use crate::telemetry;
-
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Registry;
 use tracing_subscriber::filter::{FilterExt as _, LevelFilter, filter_fn};
 use tracing_subscriber::layer::{Filter, Layer as _, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::telemetry;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -51,6 +50,7 @@ pub fn init(
             .with_filter(level_filter(default_filter))
     });
     let registry = tracing_subscriber::registry().with(traces);
+    let logs = log_filter(level_filter(default_filter));
     let result = match format {
         LogFormat::Text => registry
             .with(
@@ -58,7 +58,7 @@ pub fn init(
                     .with_writer(std::io::stderr)
                     .with_target(false)
                     .with_ansi(colour)
-                    .with_filter(log_filter(level_filter(default_filter))),
+                    .with_filter(logs),
             )
             .try_init(),
         LogFormat::Json => registry
@@ -67,7 +67,7 @@ pub fn init(
                     .json()
                     .with_writer(std::io::stderr)
                     .with_current_span(true)
-                    .with_filter(log_filter(level_filter(default_filter))),
+                    .with_filter(logs),
             )
             .try_init(),
     };
@@ -106,7 +106,7 @@ mod tests {
     use super::{log_filter, use_colour};
     use crate::telemetry::{ATTEMPT_SPAN, INGEST_SPAN};
 
-    /// The callsite of a span named `name`: made under a subscriber that takes every span.
+    /// The callsite of the span `make` makes, under a subscriber that takes every span.
     /// (Whether `info_span!` makes a span also depends on every other subscriber in the
     /// process, which parallel tests set, so the filters' answers are checked instead.)
     fn span_meta(make: fn() -> tracing::Span) -> &'static Metadata<'static> {
