@@ -2,10 +2,12 @@
 //!
 //! Writes go through one writer thread that does group commit: it takes every job waiting
 //! in its queue, runs them in one transaction (if one fails, the batch runs again with a
-//! savepoint per job, so one failure does not sink the others), commits once with a full
-//! `fsync`, and only then answers each caller. Under load that is one `fsync` per batch,
-//! not per event; a batch of attempt records alone skips it (`Durability`). Reads use
-//! their own connection, which WAL lets run beside the writer.
+//! savepoint per job, so one failure does not sink the others), commits once, and hands
+//! the batch's answers to the syncing threads (`syncer`), which answer each caller after
+//! an `fsync` of the WAL that began after the commit, while the writer goes on to the next
+//! batch. Under load that is one `fsync` per batch, not per event; a batch of attempt
+//! records alone is answered at once (`Durability`). Reads use their own connection, which
+//! WAL lets run beside the writer.
 //!
 //! Over 500 lines on purpose: it is the whole `Store` trait for SQLite around one writer
 //! thread, its lease map and the hand-off, which every method shares; the SQL helpers for
@@ -34,6 +36,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoint::{self, Checkpointer, Restart};
 use super::health::{HOUR_MS, StoredHealth, fold};
+use super::syncer::{Reply, Syncer};
 use super::{
     AttemptInfo, AttemptRecord, Claim, ClaimedDelivery, DeliveryDetail, DeliveryFilter,
     DeliveryStatus, DeliverySummary, IngestResult, NewEvent, NextState, NodeReport, NodeStatus,
@@ -160,12 +163,15 @@ struct Inner {
     _checkpointer: Checkpointer,
     /// The last write the disk refused, for `/healthz`.
     trouble: Trouble,
-    /// Each durable batch's time, observed by the writer thread (`commit_seconds`).
+    /// Each durable batch's time, from its start to its answers (`commit_seconds`).
     commits: Histogram,
+    /// The writer's syncer, to count its syncs.
+    #[cfg(test)]
+    syncer: Syncer,
 }
 
 /// The buckets of `commit_seconds`: 0.5 ms to about 8 s. A batch usually takes one
-/// `fsync`, a few milliseconds; the stalls worth seeing took 100 ms and more.
+/// `fsync` to its answers, a few milliseconds; the stalls worth seeing took 100 ms and more.
 fn commit_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_5, 2.0, 15))
 }
@@ -188,6 +194,16 @@ impl Trouble {
             && let Ok(mut last) = self.0.lock()
         {
             *last = Some((Instant::now(), e.to_string()));
+        }
+    }
+
+    /// Remembers a failed sync of the WAL: the disk refused what it was given.
+    fn note_sync(&self, e: &std::io::Error) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some((
+                Instant::now(),
+                format!("cannot sync the store to disk: {e}"),
+            ));
         }
     }
 
@@ -317,8 +333,12 @@ enum Step<'a> {
         conn: &'a Connection,
         isolated: bool,
     },
-    /// The batch committed (or failed to): answer the caller with the last run's result.
-    Finish(Result<(), &'a StoreError>),
+    /// The batch committed (or failed to): run what must run at the commit, and leave the
+    /// caller's answer in `replies`, which the writer runs at once or after the sync.
+    Finish {
+        committed: Result<(), &'a StoreError>,
+        replies: &'a mut Vec<Reply>,
+    },
 }
 
 /// What a write must survive before its caller hears back; a batch gets the strictest
@@ -326,26 +346,17 @@ enum Step<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Durability {
     /// A killed process, not a power cut: the commit is in the WAL through the kernel's
-    /// page cache, without an `fsync` of its own (`synchronous = NORMAL`). For attempt
-    /// records only: losing one to a power cut makes its delivery due again, which is at
+    /// page cache, and the batch is answered at once, without waiting for a sync. For
+    /// attempt records only: losing one to a power cut makes its delivery due again, which is at
     /// least once, as a crash mid-attempt already is. The next `PowerCut` commit, or the
     /// checkpointer within `checkpoint::EVERY` (it syncs the WAL before copying from it),
     /// syncs such frames. Recovery keeps only an unbroken run of whole commits, so a
     /// record can be lost but never kept without what came before it.
     Crash,
-    /// A power cut: the batch's commit is followed by an `fsync` (`synchronous = FULL`).
-    /// Everything the engine accepts or an operator changes.
+    /// A power cut: the batch is answered once an `fdatasync` of the WAL that began after
+    /// its commit has finished (`syncer`). Everything the engine accepts or an operator
+    /// changes.
     PowerCut,
-}
-
-impl Durability {
-    /// The `PRAGMA synchronous` that gives it.
-    fn synchronous(self) -> &'static str {
-        match self {
-            Self::Crash => "NORMAL",
-            Self::PowerCut => "FULL",
-        }
-    }
 }
 
 /// Work for the writer thread.
@@ -388,6 +399,15 @@ impl EmbeddedStore {
         }
         let reader = open_connection(&path).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
+        // The writer commits without an `fsync` of its own; the syncer syncs the WAL (which
+        // SQLite keeps, not deletes, while the store's connections are open) beside it.
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut wal_path = path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal = std::fs::File::open(&wal_path)
+            .map_err(|e| open_err(format!("cannot open its WAL to sync it: {e}")))?;
         // Checkpoints run on their own thread, so no commit waits for one (a checkpoint
         // syncs the main file, which took a few hundred milliseconds now and then); the
         // writer only starts the WAL again when it has grown (`checkpoint`).
@@ -396,6 +416,15 @@ impl EmbeddedStore {
             .map_err(|e| open_err(e.to_string()))?;
         let trouble = Trouble::default();
         let commits = commit_buckets();
+        let syncer = Syncer::start(
+            move || wal.sync_data(),
+            {
+                let trouble = trouble.clone();
+                move |e| trouble.note_sync(e)
+            },
+            commits.clone(),
+        )
+        .map_err(|e| open_err(e.to_string()))?;
         let restart = Restart::default();
         let checkpointer = Checkpointer::start(
             open_connection(&path).map_err(|e| open_err(e.to_string()))?,
@@ -409,7 +438,8 @@ impl EmbeddedStore {
             .spawn({
                 let trouble = trouble.clone();
                 let commits = commits.clone();
-                move || writer_loop(writer, rx, &trouble, &restart, &commits)
+                let syncer = syncer.clone();
+                move || writer_loop(writer, rx, &trouble, &restart, &commits, &syncer)
             })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
@@ -423,6 +453,8 @@ impl EmbeddedStore {
                 _checkpointer: checkpointer,
                 trouble,
                 commits,
+                #[cfg(test)]
+                syncer,
             }),
         })
     }
@@ -523,7 +555,7 @@ fn durable_job<T: Send + 'static, U: Send + 'static>(
             result = Some(ran);
             ok
         }
-        Step::Finish(committed) => {
+        Step::Finish { committed, replies } => {
             let answer = match (committed, result.take()) {
                 (Ok(()), Some(Ok((t, u)))) => {
                     if let Some(then) = then.take() {
@@ -535,9 +567,15 @@ fn durable_job<T: Send + 'static, U: Send + 'static>(
                 (Ok(()), None) => Err(StoreError::Closed),
                 (Err(e), _) => Err(e.clone()),
             };
-            // A caller that stopped waiting is fine to ignore.
             if let Some(tx) = tx.take() {
-                let _ = tx.send(answer);
+                replies.push(Box::new(move |synced| {
+                    let answer = match synced {
+                        Ok(()) => answer,
+                        Err(e) => Err(e.clone()),
+                    };
+                    // A caller that stopped waiting is fine to ignore.
+                    let _ = tx.send(answer);
+                }));
             }
             true
         }
@@ -559,8 +597,8 @@ pub(super) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     }
     // WAL lets readers run beside the writer; FULL makes a commit survive power loss, not
-    // just a killed process. Group commit keeps that affordable. The writer thread lowers
-    // it to NORMAL for batches of attempt records alone (`Durability::Crash`).
+    // just a killed process. The writer thread lowers it to NORMAL and syncs the WAL on a
+    // thread of its own (`syncer`), answering only once the sync is done.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "cache_size", -16_000)?; // 16 MiB
@@ -1269,9 +1307,8 @@ fn writer_loop(
     trouble: &Trouble,
     restart: &Restart,
     commits: &Histogram,
+    syncer: &Syncer,
 ) {
-    // What `open_connection` set; `None` once setting it failed, so it is set again.
-    let mut level = Some(Durability::PowerCut);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -1281,7 +1318,7 @@ fn writer_loop(
             }
         }
         // Claims first, on committed rows, answered at once: the drain does not wait for
-        // the batch's `fsync`, however much ingest the batch carries.
+        // the batch's commit, however much ingest the batch carries.
         let mut durable = Vec::with_capacity(jobs.len());
         let mut wanted = Durability::Crash;
         for job in jobs {
@@ -1296,36 +1333,31 @@ fn writer_loop(
         if durable.is_empty() {
             continue;
         }
-        // Set between transactions, where SQLite reads it at the next commit. When it
-        // cannot be set, the batch fails (its callers try again) rather than commit
-        // without the `fsync` it may have been promised.
-        if level != Some(wanted) {
-            level = None;
-            if let Err(e) = conn.pragma_update(None, "synchronous", wanted.synchronous()) {
-                trouble.note(&e);
-                tracing::error!(error = %e, "cannot set the store's synchronous mode");
-                let failed = StoreError::from(e);
-                for mut job in durable {
-                    job(Step::Finish(Err(&failed)));
-                }
-                continue;
-            }
-            level = Some(wanted);
-        }
         let started = Instant::now();
-        run_batch(&mut conn, durable, trouble);
-        commits.observe(started.elapsed().as_secs_f64());
+        let (committed, replies) = run_batch(&mut conn, durable, trouble);
+        if committed && wanted == Durability::PowerCut {
+            syncer.answer_when_synced(started, replies);
+        } else {
+            commits.observe(started.elapsed().as_secs_f64());
+            for reply in replies {
+                reply(Ok(()));
+            }
+        }
         restart.run_if_asked(&conn);
     }
 }
 
-/// Runs a batch's jobs in one transaction and answers them once it is durable. Each job
-/// runs bare first: a savepoint per job made SQLite copy every page the job touched into
-/// its statement journal, 14% of the writer thread with one event per POST (perf, call
-/// graph). When a job fails, the whole transaction is rolled back and every job runs
-/// again under a savepoint of its own, so the failure takes back only its own changes,
-/// as if the first pass had never been.
-fn run_batch(conn: &mut Connection, mut jobs: Vec<DurableJob>, trouble: &Trouble) {
+/// Runs a batch's jobs in one transaction; whether it committed, and its callers' answers.
+/// Each job runs bare first: a savepoint per job made SQLite copy every page the job
+/// touched into its statement journal, 14% of the writer thread with one event per POST
+/// (perf, call graph). When a job fails, the whole transaction is rolled back and every
+/// job runs again under a savepoint of its own, so the failure takes back only its own
+/// changes, as if the first pass had never been.
+fn run_batch(
+    conn: &mut Connection,
+    mut jobs: Vec<DurableJob>,
+    trouble: &Trouble,
+) -> (bool, Vec<Reply>) {
     let committed = match run_jobs(conn, &mut jobs, false) {
         Ok(true) => Ok(()),
         Ok(false) => run_jobs(conn, &mut jobs, true).map(|_| ()),
@@ -1338,9 +1370,14 @@ fn run_batch(conn: &mut Connection, mut jobs: Vec<DurableJob>, trouble: &Trouble
     if let Err(e) = &committed {
         tracing::error!(error = %e, "store commit failed; the batch was rolled back and its callers told");
     }
+    let mut replies = Vec::with_capacity(jobs.len());
     for job in &mut jobs {
-        job(Step::Finish(committed.as_ref().map(|_| ())));
+        job(Step::Finish {
+            committed: committed.as_ref().map(|_| ()),
+            replies: &mut replies,
+        });
     }
+    (committed.is_ok(), replies)
 }
 
 /// One pass of `run_batch`: `false` when a job failed outside a savepoint, and the
@@ -1907,6 +1944,13 @@ mod tests {
         )
     }
 
+    /// Runs a batch's answers as the writer does when it need not wait for a sync.
+    fn answer_all(replies: Vec<Reply>) {
+        for reply in replies {
+            reply(Ok(()));
+        }
+    }
+
     /// When SQLite rolls the whole transaction back under a job (a full disk does), no
     /// later job runs outside it: every job of the batch is told it failed, and none of
     /// their writes is committed.
@@ -1925,7 +1969,10 @@ mod tests {
             Trouble::default(),
         );
         let (last, mut last_answer) = insert_into_t(3);
-        run_batch(&mut conn, vec![first, losing, last], &Trouble::default());
+        let (committed, replies) =
+            run_batch(&mut conn, vec![first, losing, last], &Trouble::default());
+        assert!(!committed);
+        answer_all(replies);
         assert!(first_answer.try_recv().expect("answered").is_err());
         assert!(losing_answer.try_recv().expect("answered").is_err());
         assert!(last_answer.try_recv().expect("answered").is_err());
@@ -1952,7 +1999,10 @@ mod tests {
             Trouble::default(),
         );
         let (last, last_answer) = insert_into_t(3);
-        run_batch(&mut conn, vec![first, failing, last], &Trouble::default());
+        let (committed, replies) =
+            run_batch(&mut conn, vec![first, failing, last], &Trouble::default());
+        assert!(committed);
+        answer_all(replies);
         let answer = |mut rx: Answer<i64>| rx.try_recv().expect("answered").expect("committed");
         assert_eq!(answer(first_answer), 1);
         assert_eq!(answer(last_answer), 3);
@@ -2339,43 +2389,42 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_syncs_when_any_of_its_jobs_must_survive_a_power_cut() {
+    fn a_batch_waits_for_a_sync_when_any_of_its_jobs_must_survive_a_power_cut() {
         use Durability::{Crash, PowerCut};
         let strictest = |levels: &[Durability]| levels.iter().fold(Crash, |a, &b| a.max(b));
-        assert_eq!(strictest(&[Crash, Crash]).synchronous(), "NORMAL");
-        assert_eq!(strictest(&[Crash, PowerCut, Crash]).synchronous(), "FULL");
-        assert_eq!(strictest(&[PowerCut]).synchronous(), "FULL");
+        assert_eq!(strictest(&[Crash, Crash]), Crash);
+        assert_eq!(strictest(&[Crash, PowerCut, Crash]), PowerCut);
+        assert_eq!(strictest(&[PowerCut]), PowerCut);
     }
 
-    /// Attempt records commit without an `fsync` of their own, and a job that must survive
-    /// a power cut is synced even right after them: the mode a job sees while its batch
-    /// runs, and the mode `record` leaves behind, show which.
+    /// Everything the engine accepts is answered only after a sync of the WAL, and
+    /// attempt records without one: the syncer's count of finished syncs shows which.
     #[tokio::test]
-    async fn attempt_records_commit_without_an_fsync_and_other_writes_with_one() {
+    async fn an_ingest_is_answered_after_a_sync_and_attempt_records_without_one() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let during = |durability| {
-            store.write_then(
-                durability,
-                |conn| conn.query_row("PRAGMA synchronous", [], |r| Ok((r.get::<_, i64>(0)?, ()))),
-                |()| {},
-            )
-        };
-        assert_eq!(during(Durability::Crash).await.expect("mode"), 1, "NORMAL");
-        assert_eq!(during(Durability::PowerCut).await.expect("mode"), 2, "FULL");
-        assert_eq!(during(Durability::Crash).await.expect("mode"), 1, "NORMAL");
+        let syncs = || store.inner.syncer.syncs();
+        let before = syncs();
         store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        assert_eq!(
+            syncs(),
+            before + 1,
+            "the ingest was answered after one sync"
+        );
         let claim = store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
         assert_eq!(ids(&claim), ["msg_e1"]);
         store
             .record(vec![delivered("msg_e1")])
             .await
             .expect("record");
+        assert_eq!(syncs(), before + 1, "records alone wait for no sync");
         let mode = store
             .immediate(|conn| conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)))
             .await
             .expect("mode");
-        assert_eq!(mode, 1, "records alone are committed under NORMAL");
-        assert_eq!(during(Durability::PowerCut).await.expect("mode"), 2, "FULL");
+        assert_eq!(
+            mode, 1,
+            "the writer commits under NORMAL and syncs beside it"
+        );
     }
 }

@@ -18,6 +18,7 @@ mod model;
 mod pg_tls;
 mod postgres;
 mod sealed;
+mod syncer;
 
 pub use embedded::EmbeddedStore;
 #[cfg(test)]
