@@ -347,11 +347,11 @@ enum Step<'a> {
 enum Durability {
     /// A killed process, not a power cut: the commit is in the WAL through the kernel's
     /// page cache, and the batch is answered at once, without waiting for a sync. For
-    /// attempt records only: losing one to a power cut makes its delivery due again, which is at
-    /// least once, as a crash mid-attempt already is. The next `PowerCut` commit, or the
-    /// checkpointer within `checkpoint::EVERY` (it syncs the WAL before copying from it),
-    /// syncs such frames. Recovery keeps only an unbroken run of whole commits, so a
-    /// record can be lost but never kept without what came before it.
+    /// attempt records only: losing one to a power cut makes its delivery due again,
+    /// which is at least once, as a crash mid-attempt already is. The sync after the next
+    /// `PowerCut` commit, or the checkpointer within `checkpoint::EVERY` (it syncs the WAL
+    /// before copying from it), syncs such frames. Recovery keeps only an unbroken run of
+    /// whole commits, so a record can be lost but never kept without what came before it.
     Crash,
     /// A power cut: the batch is answered once an `fdatasync` of the WAL that began after
     /// its commit has finished (`syncer`). Everything the engine accepts or an operator
