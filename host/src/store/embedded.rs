@@ -191,19 +191,15 @@ impl Trouble {
         use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
         if let rusqlite::Error::SqliteFailure(f, _) = e
             && matches!(f.code, DiskFull | SystemIoFailure | ReadOnly | CannotOpen)
-            && let Ok(mut last) = self.0.lock()
         {
-            *last = Some((Instant::now(), e.to_string()));
+            self.remember(&e.to_string());
         }
     }
 
-    /// Remembers a failed sync of the WAL: the disk refused what it was given.
-    fn note_sync(&self, e: &std::io::Error) {
+    /// Remembers a write the disk refused (a failed sync of the WAL, or `note`'s).
+    fn remember(&self, reason: &str) {
         if let Ok(mut last) = self.0.lock() {
-            *last = Some((
-                Instant::now(),
-                format!("cannot sync the store to disk: {e}"),
-            ));
+            *last = Some((Instant::now(), reason.to_owned()));
         }
     }
 
@@ -420,7 +416,7 @@ impl EmbeddedStore {
             move || wal.sync_data(),
             {
                 let trouble = trouble.clone();
-                move |e| trouble.note_sync(e)
+                move |reason: &str| trouble.remember(reason)
             },
             commits.clone(),
         )

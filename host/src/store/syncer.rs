@@ -66,11 +66,11 @@ impl std::fmt::Debug for Syncer {
 
 impl Syncer {
     /// Starts the threads: `sync` makes every write so far durable (the WAL's
-    /// `fdatasync`), `failed` hears each sync that failed, and `commits` gets each batch's
-    /// time from its start to its answers.
+    /// `fdatasync`), `failed` hears why each failed sync failed, and `commits` gets each
+    /// batch's time from its start to its answers.
     pub(super) fn start(
         sync: impl Fn() -> std::io::Result<()> + Send + Sync + 'static,
-        failed: impl Fn(&std::io::Error) + Send + Sync + 'static,
+        failed: impl Fn(&str) + Send + Sync + 'static,
         commits: Histogram,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Committed>();
@@ -117,7 +117,7 @@ struct Shared {
     /// Committed batches, in commit order.
     rx: Mutex<mpsc::Receiver<Committed>>,
     sync: Box<dyn Fn() -> std::io::Result<()> + Send + Sync>,
-    failed: Box<dyn Fn(&std::io::Error) + Send + Sync>,
+    failed: Box<dyn Fn(&str) + Send + Sync>,
     commits: Histogram,
     syncs: AtomicU64,
 }
@@ -137,9 +137,10 @@ impl Shared {
             std::iter::once(first).chain(rx.try_iter()).collect()
         };
         let synced = (self.sync)().map_err(|e| {
-            (self.failed)(&e);
             tracing::error!(error = %e, "cannot sync the store's WAL to disk; the writes it held were refused");
-            StoreError::Database(format!("cannot sync the store to disk: {e}"))
+            let reason = format!("cannot sync the store to disk: {e}");
+            (self.failed)(&reason);
+            StoreError::Database(reason)
         });
         self.syncs.fetch_add(1, Ordering::Release);
         for batch in batches {
@@ -172,7 +173,7 @@ mod tests {
             },
             {
                 let failures = Arc::clone(&failures);
-                move |e| failures.lock().expect("lock").push(e.to_string())
+                move |reason: &str| failures.lock().expect("lock").push(reason.to_owned())
             },
             Histogram::new([0.1]),
         )
@@ -232,6 +233,9 @@ mod tests {
             answer.as_ref().is_err_and(|e| e.contains("disk gone")),
             "{answer:?}"
         );
-        assert_eq!(*failures.lock().expect("lock"), ["disk gone"]);
+        assert_eq!(
+            *failures.lock().expect("lock"),
+            ["cannot sync the store to disk: disk gone"]
+        );
     }
 }
