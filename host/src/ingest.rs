@@ -61,7 +61,9 @@ pub struct Ingest {
     /// To warn about matching subscriptions whose plugin is not loaded; `None` where no
     /// plugins run (the bench preload).
     registry: Option<Arc<Registry>>,
-    wake: Arc<Notify>,
+    /// The scheduler's wake-up, poked after each write; `None` where the store pokes it
+    /// itself at the commit (`Store::ingest_commits`).
+    wake: Option<Arc<Notify>>,
     metrics: Metrics,
     limits: EventLimits,
     /// Where accepted events are announced (`/v1/stream`); `None` where nobody watches.
@@ -72,7 +74,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// A service writing to `store`, routing with `subscriptions`, and waking `wake` (the
-    /// scheduler) after each write.
+    /// scheduler) after each write, unless the store wakes the scheduler at the commit.
     pub fn new(
         store: Arc<dyn Store>,
         subscriptions: Arc<Subscriptions>,
@@ -81,6 +83,7 @@ impl Ingest {
         metrics: Metrics,
         limits: EventLimits,
     ) -> Self {
+        let wake = store.ingest_commits().is_none().then_some(wake);
         Self {
             store,
             subscriptions,
@@ -311,7 +314,9 @@ impl Ingest {
                 .collect::<Vec<_>>()
         });
         let results = self.store.ingest(batch).await?;
-        self.wake.notify_one();
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
         if let (Some(feed), Some(items)) = (&self.feed, announced) {
             for (item, result) in items.into_iter().zip(&results) {
                 if !result.duplicate {

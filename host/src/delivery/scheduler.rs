@@ -1,6 +1,7 @@
 //! The scheduler: claims due deliveries from the store in batches and runs each attempt as
 //! its own task, bounded by a global concurrency limit. It sleeps until the next delivery
-//! falls due or until ingest wakes it.
+//! falls due or until it is woken: by ingest, or by the store itself at an ingest's commit
+//! (`Store::ingest_commits`).
 //!
 //! Attempt records go to one recorder task, which writes them in batches: an attempt frees
 //! its concurrency slot as soon as it has an outcome, instead of waiting for its own
@@ -67,6 +68,7 @@ impl Scheduler {
             Arc::clone(&self.wake),
             self.feed.clone(),
         ));
+        let committed = self.store.ingest_commits();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -99,6 +101,7 @@ impl Scheduler {
                     .min(IDLE_POLL);
                 tokio::select! {
                     _ = self.wake.notified() => {}
+                    _ = poked(committed.as_deref()) => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => break,
                 }
@@ -157,6 +160,14 @@ impl Scheduler {
                 "the attempt recorder panicked; unrecorded attempts run again at the next start"
             );
         }
+    }
+}
+
+/// Waits for `notify`, or forever without one.
+async fn poked(notify: Option<&Notify>) {
+    match notify {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -20,11 +20,13 @@
 //! consistent: a claim is a read, and a record clears the lease in the same step that moves
 //! the delivery on. The one exception is the hand-off (`Handoff`): while the drain keeps
 //! up, an ingest leases its fresh deliveries right after its commit, still on the writer
-//! thread, and the next claim takes them from memory.
+//! thread, and pokes the scheduler (`ingest_commits`), whose next claim takes them from
+//! memory; while nothing else is due, a claim is answered from memory even when there is
+//! nothing to take.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -156,6 +158,8 @@ struct Inner {
     leases: Arc<Mutex<Leases>>,
     /// Fresh deliveries on their way from their ingest to the next claim.
     handoff: Arc<Handoff>,
+    /// Poked at the commit of every ingest (`ingest_commits`).
+    ingested: Arc<tokio::sync::Notify>,
     /// Connection for API reads, separate so reads never wait behind a commit.
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
@@ -262,17 +266,41 @@ impl Leases {
 /// Fresh deliveries the hand-off holds at most.
 const HANDOFF_MAX: usize = 256;
 
+/// How long claims answered from memory trust the last claim on the writer at most: the
+/// safety net for a write that made a delivery due without saying so, as the scheduler's
+/// own idle poll is for a missed wake-up.
+const HANDOFF_TRUST_MS: i64 = 30_000;
+
 /// Fresh deliveries leased by their own ingest's commit and given to the next claim from
 /// memory: publishing to delivery skips a claim's trip to the writer thread, and the claim
-/// does not read back rows that were just written. Ingest hands over only while the last
-/// claim on the writer found nothing more due (`armed`), so fresh deliveries never
-/// overtake a backlog or due retries; a claim served from here disarms it, so a claim on
-/// the writer (which walks the due index, oldest first) runs between any two hand-offs.
-/// A handed-off delivery is leased (without an end until it is taken), so the writer's
-/// claims skip it; if the process stops first, it is simply due at the next start.
+/// does not read back rows that were just written.
+///
+/// While it is armed, the hand-off holds every delivery that is due and not leased, until
+/// `next_due`; a claim then needs nothing from the writer, and one that finds the hand-off
+/// empty is answered from memory too (with one event per POST, most claims did find it
+/// empty, and each was a trip to the writer thread and a scan; docs/BENCHMARKS.md, "Claims
+/// answered from memory"). A claim on the writer (which walks the due index, oldest first)
+/// arms it when it finds nothing more due, takes what the hand-off already holds, and sets
+/// `next_due` to the earliest of the next delivery due, the next lease to end and
+/// `HANDOFF_TRUST_MS`. Whatever else may make a delivery due keeps that true or disarms
+/// it, all at its commit on the writer thread:
+/// - an ingest hands its fresh deliveries over, lowers `next_due` to any it made due
+///   later, and disarms when the hand-off is full;
+/// - a record lowers `next_due` to the retry it scheduled (or the wait);
+/// - a claim taking from the hand-off lowers it to the end of the leases it gives (the
+///   one change made off the writer thread: only the scheduler claims, one claim at a
+///   time);
+/// - every other write (a retry by hand, a replay, an unpark, ...) disarms.
+///
+/// So fresh deliveries never overtake a backlog or a due retry: from `next_due` on, or
+/// when disarmed, claims go to the writer. A handed-off delivery is leased (without an end
+/// until it is taken), so the writer's claims skip it; if the process stops first, it is
+/// simply due at the next start.
 #[derive(Debug, Default)]
 struct Handoff {
     armed: AtomicBool,
+    /// Until when the hand-off holds everything due; see above.
+    next_due: AtomicI64,
     /// Fresh deliveries by rowid, oldest first.
     ready: Mutex<VecDeque<(i64, ClaimedDelivery)>>,
 }
@@ -283,18 +311,43 @@ impl Handoff {
         self.armed.load(Ordering::Acquire)
     }
 
+    /// Whether claims at `now_ms` may be answered from memory alone.
+    fn trusted(&self, now_ms: i64) -> bool {
+        self.wanted() && now_ms < self.next_due.load(Ordering::Acquire)
+    }
+
+    /// After a claim on the writer: armed when it found nothing more due, until `next_due`.
+    fn arm(&self, caught_up: bool, next_due: i64) {
+        self.next_due.store(next_due, Ordering::Release);
+        self.armed.store(caught_up, Ordering::Release);
+    }
+
+    /// A commit may have made deliveries due that only a claim on the writer finds.
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+    }
+
+    /// A commit made a delivery due at `due_ms`.
+    fn due_at(&self, due_ms: i64) {
+        self.next_due.fetch_min(due_ms, Ordering::AcqRel);
+    }
+
     /// After a commit, on the writer thread: leases `fresh` and makes it ready, unless the
     /// hand-off was disarmed meanwhile or is full (then the writer's claims find them).
     fn offer(&self, fresh: Fresh, leases: &Mutex<Leases>) {
-        if fresh.is_empty() || !self.wanted() {
+        if let Some(later) = fresh.later {
+            self.due_at(later);
+        }
+        if fresh.now.is_empty() || !self.wanted() {
             return;
         }
         let mut ready = lock(&self.ready);
-        if ready.len() + fresh.len() > HANDOFF_MAX {
+        if ready.len() + fresh.now.len() > HANDOFF_MAX {
+            self.disarm();
             return;
         }
         let mut leases = lock(leases);
-        for (rowid, delivery) in fresh {
+        for (rowid, delivery) in fresh.now {
             leases.take(delivery.id.clone(), rowid, i64::MAX);
             ready.push_back((rowid, delivery));
         }
@@ -311,7 +364,6 @@ impl Handoff {
             let n = limit.min(ready.len());
             ready.drain(..n).collect()
         };
-        self.armed.store(false, Ordering::Release);
         Some(taken.into_iter().map(|(rowid, d)| (d, rowid)).unzip())
     }
 }
@@ -444,6 +496,7 @@ impl EmbeddedStore {
                 writer: Mutex::new(tx),
                 leases: Arc::default(),
                 handoff: Arc::default(),
+                ingested: Arc::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 path,
                 _checkpointer: checkpointer,
@@ -462,15 +515,17 @@ impl EmbeddedStore {
 
     /// Runs `f` in the writer's next batch and returns its result once the batch is
     /// durable. A failing `f` changes nothing; `f` may run twice (see `run_batch`), so
-    /// what it does beside the connection must bear repeating.
+    /// what it does beside the connection must bear repeating. The write may make
+    /// deliveries due (a retry by hand, an unpark, ...), so it disarms the hand-off.
     async fn write<T: Send + 'static>(
         &self,
         mut f: impl FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let handoff = Arc::clone(&self.inner.handoff);
         self.write_then(
             Durability::PowerCut,
             move |conn| f(conn).map(|t| (t, ())),
-            |()| {},
+            move |()| handoff.disarm(),
         )
         .await
     }
@@ -650,11 +705,15 @@ impl Store for EmbeddedStore {
     async fn ingest(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
         let handoff = Arc::clone(&self.inner.handoff);
         let leases = Arc::clone(&self.inner.leases);
+        let ingested = Arc::clone(&self.inner.ingested);
         let collect = Arc::clone(&handoff);
         self.write_then(
             Durability::PowerCut,
             move |conn| ingest(conn, &batch, collect.wanted()),
-            move |fresh| handoff.offer(fresh, &leases),
+            move |fresh| {
+                handoff.offer(fresh, &leases);
+                ingested.notify_one();
+            },
         )
         .await
     }
@@ -666,11 +725,19 @@ impl Store for EmbeddedStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        if let Some((deliveries, rowids)) = self.inner.handoff.take(limit) {
+        let handoff = &self.inner.handoff;
+        if handoff.trusted(now_ms) {
+            let Some((deliveries, rowids)) = handoff.take(limit) else {
+                return Ok(Claim {
+                    deliveries: Vec::new(),
+                    next_due_ms: Some(handoff.next_due.load(Ordering::Acquire)),
+                });
+            };
             // Their leases get their end on the writer thread, not here: a worker thread
             // must not wait for the lease map while a record batch holds it. Jobs run in
             // order, so this runs before any record of these deliveries.
             let until = now_ms.saturating_add(lease_ms);
+            handoff.due_at(until);
             let leases = Arc::clone(&self.inner.leases);
             self.send(Job::Immediate(Box::new(move |_| {
                 let mut leases = lock(&leases);
@@ -678,8 +745,7 @@ impl Store for EmbeddedStore {
                     leases.end_at(rowid, until);
                 }
             })))?;
-            // More may be due: what is left in the hand-off, or what waits for a claim on
-            // the writer.
+            // More may be ready in the hand-off.
             return Ok(Claim {
                 deliveries,
                 next_due_ms: Some(now_ms),
@@ -696,6 +762,7 @@ impl Store for EmbeddedStore {
         let held = Arc::clone(&leases);
         let records = Arc::new(records);
         let recorded = Arc::clone(&records);
+        let handoff = Arc::clone(&self.inner.handoff);
         // The leases go only once the records are committed: until then the deliveries must
         // not be claimed again, and this job may run twice (see `run_batch`). A record
         // needs no `fsync` of its own (`Durability::Crash`).
@@ -706,6 +773,9 @@ impl Store for EmbeddedStore {
                 let mut leases = lock(&leases);
                 for r in recorded.iter() {
                     leases.release(&r.delivery_id);
+                    if let NextState::RetryAt(at) | NextState::WaitUntil(at) = r.next {
+                        handoff.due_at(at);
+                    }
                 }
             },
         )
@@ -1182,6 +1252,10 @@ impl Store for EmbeddedStore {
         Ok(0)
     }
 
+    fn ingest_commits(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.inner.ingested))
+    }
+
     fn subscription_changes(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
     }
@@ -1534,8 +1608,14 @@ fn rekey_by_integers(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// New deliveries for the hand-off, with their rowids.
-type Fresh = Vec<(i64, ClaimedDelivery)>;
+/// What an ingest gives the hand-off.
+#[derive(Default)]
+struct Fresh {
+    /// New deliveries due now, with their rowids.
+    now: Vec<(i64, ClaimedDelivery)>,
+    /// When the first new delivery due later is (an event created in the future).
+    later: Option<i64>,
+}
 
 /// Inserts `batch`; with `collect`, also returns each new delivery that is due now, for the
 /// hand-off.
@@ -1554,7 +1634,7 @@ fn ingest(
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
     )?;
     let mut results = Vec::with_capacity(batch.len());
-    let mut fresh = Vec::new();
+    let mut fresh = Fresh::default();
     let now = now_ms();
     for new in batch {
         let e = &new.event;
@@ -1584,8 +1664,14 @@ fn ingest(
                 d.subscription_id,
                 e.created_at_ms
             ])?;
-            if collect && e.created_at_ms <= now {
-                fresh.push((
+            if !collect {
+                continue;
+            }
+            if e.created_at_ms > now {
+                let later = fresh.later.get_or_insert(e.created_at_ms);
+                *later = (*later).min(e.created_at_ms);
+            } else {
+                fresh.now.push((
                     tx.last_insert_rowid(),
                     ClaimedDelivery {
                         id: d.id.clone(),
@@ -1647,7 +1733,6 @@ fn claim(
     drop(rows);
     // Nothing more is due now: the drain keeps up, and ingest may hand over again.
     let caught_up = next_due_ms.is_none_or(|due| due > now_ms);
-    handoff.armed.store(caught_up, Ordering::Release);
     if next_due_ms.is_none() {
         // Everything pending is claimed or in flight: the next thing due is a lease ending
         // (a lease held until its record never ends by itself).
@@ -1663,7 +1748,7 @@ fn claim(
         "SELECT d.id, d.subscription_id, d.attempts, d.run_start, e.id, e.type, e.created_at, e.data, e.traceparent
          FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.rowid = ?1",
     )?;
-    let deliveries = chosen
+    let mut deliveries = chosen
         .into_iter()
         .map(|rowid| {
             load.query_row([rowid], |r| {
@@ -1687,6 +1772,25 @@ fn claim(
             })
         })
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    if caught_up && deliveries.len() < limit {
+        // Handed over before a write disarmed the hand-off: next in line, and nobody
+        // would wake the scheduler for them.
+        if let Some((ready, rowids)) = handoff.take(limit - deliveries.len()) {
+            for rowid in rowids {
+                leases.end_at(rowid, until);
+            }
+            deliveries.extend(ready);
+        }
+    }
+    let lease_ends = leases.until.values().copied().min().unwrap_or(i64::MAX);
+    let trust_until = now_ms.saturating_add(HANDOFF_TRUST_MS);
+    handoff.arm(
+        caught_up,
+        next_due_ms
+            .unwrap_or(i64::MAX)
+            .min(lease_ends)
+            .min(trust_until),
+    );
     Ok(Claim {
         deliveries,
         next_due_ms,
@@ -2073,6 +2177,17 @@ mod tests {
         }
     }
 
+    /// A first attempt of `id` that failed and moves on to `next`.
+    fn failed(id: &str, next: NextState) -> AttemptRecord {
+        AttemptRecord {
+            receiver: Some(false),
+            status_code: Some(500),
+            error: Some("HTTP 500".into()),
+            next,
+            ..delivered(id)
+        }
+    }
+
     /// A first attempt of `id` that delivered.
     fn delivered(id: &str) -> AttemptRecord {
         AttemptRecord {
@@ -2154,13 +2269,147 @@ mod tests {
         store.ingest(vec![fresh("e6")]).await.expect("ingest");
         assert_eq!(
             ready(&store),
-            0,
-            "a claim served from the hand-off must let the writer's claim look first"
+            1,
+            "nothing else is due: the hand-off stays armed"
+        );
+        let now = now_ms();
+        store
+            .record(vec![failed("msg_e5", NextState::RetryAt(now))])
+            .await
+            .expect("record");
+        let retry = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(
+            ids(&retry),
+            ["msg_e5", "msg_e6"],
+            "the due retry goes first"
+        );
+    }
+
+    /// While the hand-off holds everything due, a claim that finds it empty is answered
+    /// from memory, without a trip to the writer: a row written behind the store's back
+    /// (no write of the store's makes a delivery due without saying so) stays unseen until
+    /// the hand-off's trust runs out.
+    #[tokio::test]
+    async fn an_empty_hand_off_answers_claims_from_memory_until_its_trust_runs_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let now = now_ms();
+        store.claim_due(now, 10, LEASE).await.expect("claim");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let behind = Connection::open(store.path()).expect("open");
+        behind
+            .execute(
+                "INSERT INTO deliveries (id, event_seq, event_type, subscription_id, status, next_attempt_at, created_at, updated_at)
+                 SELECT 'msg_behind', seq, type, 's', 'pending', ?1, ?1, ?1 FROM events",
+                [now],
+            )
+            .expect("write behind the store's back");
+        let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_e1"]);
+        let empty = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert!(empty.deliveries.is_empty(), "went to the writer");
+        assert!(
+            empty
+                .next_due_ms
+                .is_some_and(|due| due <= now + HANDOFF_TRUST_MS),
+            "{:?}",
+            empty.next_due_ms
+        );
+        let later = store
+            .claim_due(now + HANDOFF_TRUST_MS, 10, LEASE)
+            .await
+            .expect("claim");
+        assert_eq!(ids(&later), ["msg_behind"], "the safety net");
+    }
+
+    /// What makes a delivery due outside the hand-off sends the next claim to the writer:
+    /// a write such as an unpark at once, an event created in the future at its time.
+    #[tokio::test]
+    async fn writes_that_make_deliveries_due_send_the_next_claim_to_the_writer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let now = now_ms();
+        store.claim_due(now, 10, LEASE).await.expect("claim");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(ids(&claim), ["msg_e1"]);
+        let mut parked = failed("msg_e1", NextState::WaitUntil(now + 3_600_000));
+        parked.parked_on = Some("plugin:p".into());
+        store.record(vec![parked]).await.expect("record");
+        assert!(
+            store
+                .claim_due(now, 10, LEASE)
+                .await
+                .expect("claim")
+                .deliveries
+                .is_empty()
+        );
+        assert_eq!(store.unpark("plugin:p", now).await.expect("unpark"), 1);
+        let resumed = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(
+            ids(&resumed),
+            ["msg_e1"],
+            "the unpark did not disarm the hand-off"
+        );
+
+        let mut future = fresh("e2");
+        future.event.created_at_ms = now + 5_000;
+        store.ingest(vec![future]).await.expect("ingest");
+        assert_eq!(ready(&store), 0, "not due yet");
+        assert!(
+            store
+                .claim_due(now, 10, LEASE)
+                .await
+                .expect("claim")
+                .deliveries
+                .is_empty()
+        );
+        let due = store
+            .claim_due(now + 5_000, 10, LEASE)
+            .await
+            .expect("claim");
+        assert_eq!(
+            ids(&due),
+            ["msg_e2"],
+            "found only when the hand-off's trust ran out"
+        );
+    }
+
+    /// Deliveries handed over before a write disarmed the hand-off are not left waiting:
+    /// the claim on the writer that finds nothing else due takes them.
+    #[tokio::test]
+    async fn deliveries_handed_over_before_a_disarming_write_are_claimed_next() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let now = now_ms();
+        store.claim_due(now, 10, LEASE).await.expect("claim");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        assert_eq!(ready(&store), 1);
+        assert_eq!(store.unpark("nothing", now).await.expect("unpark"), 0);
+        let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
+        assert_eq!(
+            ids(&claim),
+            ["msg_e1"],
+            "the scheduler would sleep with e1 ready"
+        );
+    }
+
+    /// The store pokes `ingest_commits` at an ingest's commit, so the ingest service
+    /// leaves the scheduler alone.
+    #[tokio::test]
+    async fn an_ingest_pokes_the_scheduler_at_its_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let poked = store.ingest_commits().expect("the embedded store pokes");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        assert!(
+            futures_util::FutureExt::now_or_never(poked.notified()).is_some(),
+            "not poked"
         );
     }
 
     /// A handed-off delivery's lease ends like a claimed one's, so an attempt that never
-    /// records does not strand it.
+    /// records does not strand it; a lease shorter than the hand-off's trust ends it.
     #[tokio::test]
     async fn a_handed_off_lease_ends_like_a_claimed_one() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -2168,9 +2417,10 @@ mod tests {
         store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
         store.ingest(vec![fresh("e1")]).await.expect("ingest");
         let now = now_ms();
-        let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
+        let short = Duration::from_secs(1);
+        let claim = store.claim_due(now, 10, short).await.expect("claim");
         assert_eq!(ids(&claim), ["msg_e1"]);
-        let later = now + LEASE.as_millis() as i64 + 1;
+        let later = now + short.as_millis() as i64 + 1;
         let again = store.claim_due(later, 10, LEASE).await.expect("claim");
         assert_eq!(ids(&again), ["msg_e1"], "the lease never ended");
     }

@@ -231,6 +231,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `subscriptions_version`, in case a signal was missed.
     fn subscription_changes(&self) -> Option<Arc<Notify>>;
 
+    /// Signalled by the store itself when an ingest commits, before the ingest is
+    /// answered, so the scheduler takes the fresh deliveries while the commit is still
+    /// being synced, and once per batch of ingests rather than once per caller; `None`
+    /// when the store does not, and the ingest service wakes the scheduler once `ingest`
+    /// returns.
+    fn ingest_commits(&self) -> Option<Arc<Notify>>;
+
     /// This node's id in the store (`heartbeat`, `claimed_by`).
     fn node_id(&self) -> &str;
 

@@ -1340,6 +1340,10 @@ impl Store for PostgresStore {
         Some(Arc::clone(&self.changes))
     }
 
+    fn ingest_commits(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
     fn node_id(&self) -> &str {
         &self.node_id
     }

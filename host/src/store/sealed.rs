@@ -266,6 +266,10 @@ impl Store for SealedStore {
         self.inner.subscription_changes()
     }
 
+    fn ingest_commits(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.ingest_commits()
+    }
+
     fn node_id(&self) -> &str {
         self.inner.node_id()
     }
