@@ -2216,6 +2216,16 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// A new store whose hand-off a first claim armed, holding `fresh("e1")`; and the time.
+    async fn armed_with_e1() -> (tempfile::TempDir, EmbeddedStore, i64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
+        let now = now_ms();
+        store.claim_due(now, 10, LEASE).await.expect("claim");
+        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        (dir, store, now)
+    }
+
     /// While the drain keeps up, an ingest hands its fresh delivery to the next claim
     /// from memory; it is handed out once, and its record finds it.
     #[tokio::test]
@@ -2291,11 +2301,7 @@ mod tests {
     /// the hand-off's trust runs out.
     #[tokio::test]
     async fn an_empty_hand_off_answers_claims_from_memory_until_its_trust_runs_out() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let now = now_ms();
-        store.claim_due(now, 10, LEASE).await.expect("claim");
-        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let (_dir, store, now) = armed_with_e1().await;
         let behind = Connection::open(store.path()).expect("open");
         behind
             .execute(
@@ -2326,11 +2332,7 @@ mod tests {
     /// a write such as an unpark at once, an event created in the future at its time.
     #[tokio::test]
     async fn writes_that_make_deliveries_due_send_the_next_claim_to_the_writer() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let now = now_ms();
-        store.claim_due(now, 10, LEASE).await.expect("claim");
-        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let (_dir, store, now) = armed_with_e1().await;
         let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
         assert_eq!(ids(&claim), ["msg_e1"]);
         let mut parked = failed("msg_e1", NextState::WaitUntil(now + 3_600_000));
@@ -2379,11 +2381,7 @@ mod tests {
     /// the claim on the writer that finds nothing else due takes them.
     #[tokio::test]
     async fn deliveries_handed_over_before_a_disarming_write_are_claimed_next() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        let now = now_ms();
-        store.claim_due(now, 10, LEASE).await.expect("claim");
-        store.ingest(vec![fresh("e1")]).await.expect("ingest");
+        let (_dir, store, now) = armed_with_e1().await;
         assert_eq!(ready(&store), 1);
         assert_eq!(store.unpark("nothing", now).await.expect("unpark"), 0);
         let claim = store.claim_due(now, 10, LEASE).await.expect("claim");
@@ -2412,11 +2410,7 @@ mod tests {
     /// records does not strand it; a lease shorter than the hand-off's trust ends it.
     #[tokio::test]
     async fn a_handed_off_lease_ends_like_a_claimed_one() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = EmbeddedStore::open(dir.path(), now_ms()).expect("open");
-        store.claim_due(now_ms(), 10, LEASE).await.expect("claim");
-        store.ingest(vec![fresh("e1")]).await.expect("ingest");
-        let now = now_ms();
+        let (_dir, store, now) = armed_with_e1().await;
         let short = Duration::from_secs(1);
         let claim = store.claim_due(now, 10, short).await.expect("claim");
         assert_eq!(ids(&claim), ["msg_e1"]);
