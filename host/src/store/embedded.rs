@@ -2216,6 +2216,12 @@ mod tests {
 
     const LEASE: Duration = Duration::from_secs(60);
 
+    /// The ids a claim at `at` gets.
+    async fn claimed(store: &EmbeddedStore, at: i64) -> Vec<String> {
+        let claim = store.claim_due(at, 10, LEASE).await.expect("claim");
+        claim.deliveries.into_iter().map(|d| d.id).collect()
+    }
+
     /// A new store whose hand-off a first claim armed, holding `fresh("e1")`; and the time.
     async fn armed_with_e1() -> (tempfile::TempDir, EmbeddedStore, i64) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -2338,14 +2344,7 @@ mod tests {
         let mut parked = failed("msg_e1", NextState::WaitUntil(now + 3_600_000));
         parked.parked_on = Some("plugin:p".into());
         store.record(vec![parked]).await.expect("record");
-        assert!(
-            store
-                .claim_due(now, 10, LEASE)
-                .await
-                .expect("claim")
-                .deliveries
-                .is_empty()
-        );
+        assert!(claimed(&store, now).await.is_empty());
         assert_eq!(store.unpark("plugin:p", now).await.expect("unpark"), 1);
         let resumed = store.claim_due(now, 10, LEASE).await.expect("claim");
         assert_eq!(
@@ -2358,14 +2357,7 @@ mod tests {
         future.event.created_at_ms = now + 5_000;
         store.ingest(vec![future]).await.expect("ingest");
         assert_eq!(ready(&store), 0, "not due yet");
-        assert!(
-            store
-                .claim_due(now, 10, LEASE)
-                .await
-                .expect("claim")
-                .deliveries
-                .is_empty()
-        );
+        assert!(claimed(&store, now).await.is_empty());
         let due = store
             .claim_due(now + 5_000, 10, LEASE)
             .await
