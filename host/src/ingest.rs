@@ -313,16 +313,24 @@ impl Ingest {
                 })
                 .collect::<Vec<_>>()
         });
-        let results = self.store.ingest(batch).await?;
+        // Accepted events are announced at the commit, before their deliveries can be
+        // claimed, so the feed shows each event before its outcomes.
+        let results = match (&self.feed, announced) {
+            (Some(feed), Some(items)) => {
+                let feed = feed.clone();
+                let announce = Box::new(move |results: &[IngestResult]| {
+                    for (item, result) in items.into_iter().zip(results) {
+                        if !result.duplicate {
+                            feed.publish(item);
+                        }
+                    }
+                });
+                self.store.ingest_announcing(batch, announce).await?
+            }
+            _ => self.store.ingest(batch).await?,
+        };
         if let Some(wake) = &self.wake {
             wake.notify_one();
-        }
-        if let (Some(feed), Some(items)) = (&self.feed, announced) {
-            for (item, result) in items.into_iter().zip(&results) {
-                if !result.duplicate {
-                    feed.publish(item);
-                }
-            }
         }
         let fresh = results.iter().filter(|r| !r.duplicate);
         let (events, deliveries) =

@@ -45,7 +45,7 @@ use super::{
     QueueDepth, ReplayFilter, RetryOutcome, SpecRewrite, Store, StoreError, StoredSubscription,
     SubscriptionSource,
 };
-use super::{PurgeCutoffs, Purged};
+use super::{Committed, PurgeCutoffs, Purged};
 use crate::clock::{now_ms, rfc3339, rfc3339_millis};
 use crate::event::Event;
 
@@ -508,6 +508,37 @@ impl EmbeddedStore {
         })
     }
 
+    /// Ingests `batch`. At the commit, on the writer thread: runs `committed`, hands the
+    /// fresh deliveries over and pokes the scheduler, in that order, so that what
+    /// `committed` announces comes before any of the deliveries' outcomes.
+    async fn ingest_then(
+        &self,
+        batch: Vec<NewEvent>,
+        committed: Option<Committed>,
+    ) -> Result<Vec<IngestResult>, StoreError> {
+        let handoff = Arc::clone(&self.inner.handoff);
+        let leases = Arc::clone(&self.inner.leases);
+        let ingested = Arc::clone(&self.inner.ingested);
+        let collect = Arc::clone(&handoff);
+        let announce = committed.is_some();
+        self.write_then(
+            Durability::PowerCut,
+            move |conn| {
+                let (results, fresh) = ingest(conn, &batch, collect.wanted())?;
+                let copy = announce.then(|| results.clone());
+                Ok((results, (fresh, copy)))
+            },
+            move |(fresh, results)| {
+                if let (Some(committed), Some(results)) = (committed, results) {
+                    committed(&results);
+                }
+                handoff.offer(fresh, &leases);
+                ingested.notify_one();
+            },
+        )
+        .await
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -703,19 +734,15 @@ fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> rusqlite::Result
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ingest(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError> {
-        let handoff = Arc::clone(&self.inner.handoff);
-        let leases = Arc::clone(&self.inner.leases);
-        let ingested = Arc::clone(&self.inner.ingested);
-        let collect = Arc::clone(&handoff);
-        self.write_then(
-            Durability::PowerCut,
-            move |conn| ingest(conn, &batch, collect.wanted()),
-            move |fresh| {
-                handoff.offer(fresh, &leases);
-                ingested.notify_one();
-            },
-        )
-        .await
+        self.ingest_then(batch, None).await
+    }
+
+    async fn ingest_announcing(
+        &self,
+        batch: Vec<NewEvent>,
+        committed: Committed,
+    ) -> Result<Vec<IngestResult>, StoreError> {
+        self.ingest_then(batch, Some(committed)).await
     }
 
     async fn claim_due(
@@ -2382,6 +2409,35 @@ mod tests {
             ["msg_e1"],
             "the scheduler would sleep with e1 ready"
         );
+    }
+
+    /// What `ingest_announcing` runs at the commit runs before the scheduler is poked or
+    /// the deliveries are handed over, so the feed shows an event before its outcomes.
+    #[tokio::test]
+    async fn an_ingest_announces_before_its_deliveries_can_be_claimed() {
+        let (_dir, store, _now) = armed_with_e1().await;
+        let poked = store.ingest_commits().expect("the embedded store pokes");
+        poked.notified().await;
+        let seen = Arc::new(Mutex::new(None));
+        let inner = Arc::clone(&store.inner);
+        let record = Arc::clone(&seen);
+        let announce: Committed = Box::new(move |results: &[IngestResult]| {
+            let not_yet_poked =
+                futures_util::FutureExt::now_or_never(inner.ingested.notified()).is_none();
+            let ready = lock(&inner.handoff.ready).len();
+            let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
+            *lock(&record) = Some((not_yet_poked, ready, ids));
+        });
+        store
+            .ingest_announcing(vec![fresh("e2")], announce)
+            .await
+            .expect("ingest");
+        assert_eq!(
+            lock(&seen).take(),
+            Some((true, 1, vec!["e2".to_owned()])),
+            "announced after the poke or the hand-over (only e1 was ready)"
+        );
+        assert_eq!(ready(&store), 2);
     }
 
     /// The store pokes `ingest_commits` at an ingest's commit, so the ingest service

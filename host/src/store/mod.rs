@@ -31,6 +31,9 @@ pub use sealed::SealedStore;
 
 use prometheus_client::metrics::histogram::Histogram;
 
+/// What `Store::ingest_announcing` runs at an ingest's commit.
+pub type Committed = Box<dyn FnOnce(&[IngestResult]) + Send>;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +98,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// deliveries, and returns once they are durable. An event whose id already exists
     /// is not stored again: its result reports the original delivery count.
     async fn ingest(&self, batch: Vec<NewEvent>) -> Result<Vec<IngestResult>, StoreError>;
+
+    /// Like `ingest`, and runs `committed` with the results once the batch is committed,
+    /// before any of its deliveries can be claimed. The embedded store runs it on its
+    /// writer thread at the commit (the scheduler may take the deliveries while the commit
+    /// is still being synced, see `ingest_commits`), so what `committed` announces comes
+    /// before the deliveries' outcomes; by default it runs once `ingest` returns.
+    async fn ingest_announcing(
+        &self,
+        batch: Vec<NewEvent>,
+        committed: Committed,
+    ) -> Result<Vec<IngestResult>, StoreError> {
+        let results = self.ingest(batch).await?;
+        committed(&results);
+        Ok(results)
+    }
 
     /// Claims up to `limit` deliveries due at `now_ms`, leasing each for `lease`. A claimed
     /// delivery is not handed out again until it is recorded or its lease runs out.

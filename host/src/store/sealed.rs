@@ -160,6 +160,14 @@ impl Store for SealedStore {
         self.inner.ingest(batch).await
     }
 
+    async fn ingest_announcing(
+        &self,
+        batch: Vec<NewEvent>,
+        committed: super::Committed,
+    ) -> Result<Vec<IngestResult>, StoreError> {
+        self.inner.ingest_announcing(batch, committed).await
+    }
+
     async fn claim_due(
         &self,
         now_ms: i64,
