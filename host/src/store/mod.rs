@@ -31,9 +31,6 @@ pub use sealed::SealedStore;
 
 use prometheus_client::metrics::histogram::Histogram;
 
-/// What `Store::ingest_announcing` runs at an ingest's commit.
-pub type Committed = Box<dyn FnOnce(&[IngestResult]) + Send>;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +38,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use async_trait::async_trait;
+
+/// What `Store::ingest_announcing` runs at an ingest's commit.
+pub type Committed = Box<dyn FnOnce(&[IngestResult]) + Send>;
 
 /// A store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
